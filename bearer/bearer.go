@@ -1,0 +1,497 @@
+// Package bearer protects HTTP APIs with Keycloak access tokens: the job
+// drf-keycloak does for Django REST Framework.
+//
+// Authenticate verifies the "Authorization: Bearer" token of each request
+// and puts the Principal in the request context; the Require helpers then
+// decide. A request without an Authorization header continues anonymous, so
+// public and protected routes can share one middleware stack:
+//
+//	auth, err := bearer.New(verifier)
+//	mux.Handle("/api/", auth.Authenticate(bearer.RequireAnyRealmRole("user")(api)))
+//
+// Failures answer like RFC 6750 and drf: 401 with
+// `WWW-Authenticate: Bearer error="invalid_token"` and a JSON body
+// {"code":"token_not_valid"|"token_expired","detail":...}; 403
+// insufficient_scope when a role or scope is missing; 503 idp_unavailable
+// when Keycloak cannot be asked (never an anonymous pass).
+package bearer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/ttlcache"
+)
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	// ID is the caller's identity: the sub claim (the immutable Keycloak
+	// user id) unless WithIdentityClaim chose another claim.
+	ID string
+	// Username is preferred_username: for display only, never for keying
+	// data (Keycloak usernames can be renamed and reused).
+	Username string
+	// Claims are the verified token's claims (shared, read-only).
+	Claims *cloakroom.Claims
+	// Token is the raw access token, for calling other APIs on the
+	// caller's behalf. Never log it.
+	Token string
+	// User is what the WithUserMapper hook returned, e.g. the local user row.
+	User any
+
+	permissions []string
+}
+
+// Permissions returns the strings at the permission claim path configured
+// with WithPermissionsClaim (nil if none was configured).
+func (p *Principal) Permissions() []string {
+	return append([]string(nil), p.permissions...)
+}
+
+// String describes the principal without any token material.
+func (p *Principal) String() string {
+	return fmt.Sprintf("Principal{ID:%s Username:%s}", p.ID, p.Username)
+}
+
+// ErrUserRejected may be returned (wrapped) by a user mapper to refuse an
+// otherwise valid token, e.g. for a user deactivated locally: the request
+// gets 403 permission_denied.
+var ErrUserRejected = errors.New("user rejected")
+
+// UserMapper maps a verified caller to the application's user, e.g. by
+// looking up or creating the local user row keyed by p.ID. Its result is
+// stored in Principal.User.
+type UserMapper func(ctx context.Context, p *Principal) (any, error)
+
+// IntrospectionConfig turns on RFC 7662 introspection: every token that
+// passes local verification is also checked with Keycloak, so that tokens
+// of logged-out sessions or disabled users are refused before exp.
+type IntrospectionConfig struct {
+	// Client is a confidential client allowed to introspect.
+	Client cloakroom.ClientCredentials
+	// CacheTTL keeps an answer this long (capped by the token's exp);
+	// 0 asks Keycloak on every request. A few seconds is a good compromise:
+	// revocation is then seen within that time.
+	CacheTTL time.Duration
+}
+
+// Error is a refusal produced by the middleware; WithErrorWriter receives it.
+type Error struct {
+	Status int    // 400, 401, 403, 500 or 503
+	Code   string // token_not_valid, token_expired, not_authenticated, permission_denied, invalid_request, idp_unavailable, internal_error
+	Detail string // human-readable reason, safe to show (no token material)
+	// Scope lists the scopes a 403 insufficient_scope refusal asks for.
+	Scope []string
+	// Err is the underlying error, for logs.
+	Err error
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Detail }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorWriter writes a refusal; the default writes the JSON body and the
+// WWW-Authenticate header described in the package documentation.
+type ErrorWriter func(w http.ResponseWriter, r *http.Request, e *Error)
+
+// Option configures an Authenticator.
+type Option func(*Authenticator) error
+
+// WithIntrospection checks every token with Keycloak's introspection
+// endpoint as well (fails closed with 503 when Keycloak is unreachable).
+func WithIntrospection(cfg IntrospectionConfig) Option {
+	return func(a *Authenticator) error {
+		if cfg.Client.ClientID == "" || cfg.Client.ClientSecret == "" {
+			return errors.New("bearer: WithIntrospection needs a confidential client: IntrospectionConfig.Client.ClientID and ClientSecret")
+		}
+		if cfg.CacheTTL < 0 {
+			return errors.New("bearer: IntrospectionConfig.CacheTTL must not be negative")
+		}
+		a.introspect = &cfg
+		if cfg.CacheTTL > 0 {
+			a.introCache = ttlcache.New[bool](10_000, 8<<20)
+		}
+		return nil
+	}
+}
+
+// WithUserMapper sets the hook that maps each authenticated caller to the
+// application's user.
+func WithUserMapper(m UserMapper) Option {
+	return func(a *Authenticator) error {
+		a.mapper = m
+		return nil
+	}
+}
+
+// WithIdentityClaim sets the claim path of Principal.ID (default "sub").
+// Choosing preferred_username or email is refused: they are mutable and
+// reusable in Keycloak.
+func WithIdentityClaim(path string) Option {
+	return func(a *Authenticator) error {
+		switch path {
+		case "":
+			return errors.New("bearer: WithIdentityClaim: empty claim path")
+		case "preferred_username", "email", "name":
+			return fmt.Errorf("bearer: WithIdentityClaim(%q): this claim is mutable and reusable in Keycloak; identify users by sub", path)
+		}
+		a.identityClaim = path
+		return nil
+	}
+}
+
+// WithPermissionsClaim sets the claim path read by Principal.Permissions
+// and the Require*Permission helpers, e.g. drf-keycloak's
+// "resource_access.account.roles", or "groups".
+func WithPermissionsClaim(path string) Option {
+	return func(a *Authenticator) error {
+		if path == "" {
+			return errors.New("bearer: WithPermissionsClaim: empty claim path")
+		}
+		a.permClaim = path
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: the Realm's). Rejections are logged
+// at debug level, Keycloak failures at warn; tokens never are.
+func WithLogger(l *slog.Logger) Option {
+	return func(a *Authenticator) error {
+		if l != nil {
+			a.logger = l
+		}
+		return nil
+	}
+}
+
+// WithErrorWriter replaces how refusals are written, e.g. to match an
+// API's error format.
+func WithErrorWriter(ew ErrorWriter) Option {
+	return func(a *Authenticator) error {
+		if ew != nil {
+			a.writeError = ew
+		}
+		return nil
+	}
+}
+
+// WithRealmName sets the realm attribute of WWW-Authenticate (default: the
+// Keycloak realm name).
+func WithRealmName(name string) Option {
+	return func(a *Authenticator) error {
+		a.realmName = name
+		return nil
+	}
+}
+
+// Authenticator verifies bearer tokens; see Authenticate.
+type Authenticator struct {
+	verifier      *cloakroom.Verifier
+	realm         *cloakroom.Realm
+	introspect    *IntrospectionConfig
+	introCache    *ttlcache.Cache[bool]
+	mapper        UserMapper
+	identityClaim string
+	permClaim     string
+	logger        *slog.Logger
+	writeError    ErrorWriter
+	realmName     string
+}
+
+// New returns an Authenticator that accepts access tokens verified by v.
+func New(v *cloakroom.Verifier, opts ...Option) (*Authenticator, error) {
+	if v == nil {
+		return nil, errors.New("bearer: nil Verifier")
+	}
+	if v.Kind() != cloakroom.AccessToken {
+		return nil, fmt.Errorf("bearer: the Verifier accepts %ss; bearer needs one for access tokens", v.Kind())
+	}
+	a := &Authenticator{
+		verifier:      v,
+		realm:         v.Realm(),
+		identityClaim: "sub",
+		logger:        v.Realm().Logger(),
+		realmName:     v.Realm().Name(),
+	}
+	a.writeError = a.defaultErrorWriter
+	for _, o := range opts {
+		if err := o(a); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+type ctxKey struct{}
+
+// state is what Authenticate leaves in the context, also for anonymous
+// requests, so that the Require helpers know how to answer.
+type state struct {
+	principal *Principal
+	auth      *Authenticator
+}
+
+// FromContext returns the authenticated caller, if any.
+func FromContext(ctx context.Context) (*Principal, bool) {
+	st, _ := ctx.Value(ctxKey{}).(*state)
+	if st == nil || st.principal == nil {
+		return nil, false
+	}
+	return st.principal, true
+}
+
+// User returns Principal.User as a T, when the user mapper stored one.
+func User[T any](ctx context.Context) (T, bool) {
+	var zero T
+	p, ok := FromContext(ctx)
+	if !ok {
+		return zero, false
+	}
+	u, ok := p.User.(T)
+	return u, ok
+}
+
+// Authenticate is middleware that verifies the request's bearer token.
+// No Authorization header (or another scheme): the request continues
+// anonymous. A token that is present but invalid: 401. Keycloak
+// unreachable when it must be asked: 503.
+func (a *Authenticator) Authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, aerr := a.authenticate(r)
+		if aerr != nil {
+			a.refuse(w, r, aerr)
+			return
+		}
+		ctx := context.WithValue(r.Context(), ctxKey{}, &state{principal: p, auth: a})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Verify authenticates a request outside the middleware, e.g. in a
+// WebSocket upgrade handler. It returns nil, nil for an anonymous request.
+func (a *Authenticator) Verify(r *http.Request) (*Principal, error) {
+	p, aerr := a.authenticate(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return p, nil
+}
+
+func (a *Authenticator) authenticate(r *http.Request) (*Principal, *Error) {
+	token, present, perr := extractToken(r)
+	if perr != nil {
+		return nil, perr
+	}
+	if !present {
+		return nil, nil
+	}
+	ctx := r.Context()
+	claims, err := a.verifier.Verify(ctx, token)
+	if err != nil {
+		return nil, a.verifyError(err)
+	}
+	if a.introspect != nil {
+		if e := a.checkActive(ctx, token, claims); e != nil {
+			return nil, e
+		}
+	}
+	p := &Principal{
+		ID:       claims.Subject(),
+		Username: claims.Username(),
+		Claims:   claims,
+		Token:    token,
+	}
+	if a.identityClaim != "sub" {
+		ids := claims.Strings(a.identityClaim)
+		if len(ids) != 1 || ids[0] == "" {
+			return nil, &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: fmt.Sprintf("token has no identity claim %q", a.identityClaim)}
+		}
+		p.ID = ids[0]
+	}
+	if a.permClaim != "" {
+		p.permissions = claims.Strings(a.permClaim)
+	}
+	if a.mapper != nil {
+		u, err := a.mapper(ctx, p)
+		switch {
+		case errors.Is(err, ErrUserRejected):
+			return nil, &Error{Status: http.StatusForbidden, Code: "permission_denied", Detail: err.Error(), Err: err}
+		case err != nil:
+			a.logger.Error("bearer: user mapper failed", "sub", claims.Subject(), "error", err)
+			return nil, &Error{Status: http.StatusInternalServerError, Code: "internal_error", Detail: "the user could not be loaded", Err: err}
+		}
+		p.User = u
+	}
+	return p, nil
+}
+
+// extractToken reads the token from the Authorization header (RFC 6750
+// section 2.1). Tokens in the URL are never accepted.
+func extractToken(r *http.Request) (string, bool, *Error) {
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return "", false, nil
+	}
+	if len(values) > 1 {
+		return "", false, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "more than one Authorization header"}
+	}
+	scheme, rest, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false, nil // another scheme: not ours to judge
+	}
+	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+		return "", false, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "token sent both in the Authorization header and in the URL"}
+	}
+	token := strings.Trim(rest, " ")
+	if token == "" {
+		return "", false, &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: "empty bearer token", Err: cloakroom.ErrMalformed}
+	}
+	if len(token) > cloakroom.MaxTokenSize {
+		return "", false, &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: fmt.Sprintf("bearer token longer than %d bytes", cloakroom.MaxTokenSize), Err: cloakroom.ErrMalformed}
+	}
+	for i := 0; i < len(token); i++ {
+		if !isToken68(token[i]) {
+			return "", false, &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: "bearer token contains characters not allowed in a token", Err: cloakroom.ErrMalformed}
+		}
+	}
+	return token, true, nil
+}
+
+// isToken68 reports whether c may appear in an RFC 6750 b64token.
+func isToken68(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '='
+}
+
+func (a *Authenticator) verifyError(err error) *Error {
+	switch {
+	case errors.Is(err, cloakroom.ErrExpired):
+		return &Error{Status: http.StatusUnauthorized, Code: "token_expired", Detail: err.Error(), Err: err}
+	case errors.Is(err, cloakroom.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Detail: "the identity provider cannot be reached to verify the token; try again later", Err: err}
+	case errors.Is(err, context.Canceled):
+		return &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Detail: "request cancelled while verifying the token", Err: err}
+	}
+	return &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: err.Error(), Err: err}
+}
+
+func (a *Authenticator) checkActive(ctx context.Context, token string, claims *cloakroom.Claims) *Error {
+	now := a.realm.Now().Unix()
+	if a.introCache != nil {
+		if active, ok := a.introCache.Get(token, now); ok {
+			return inactiveError(active)
+		}
+	}
+	in, err := a.realm.Introspect(ctx, token, a.introspect.Client)
+	if err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Detail: "the identity provider cannot be reached to check the token; try again later", Err: err}
+	}
+	if a.introCache != nil {
+		exp := min(now+int64(a.introspect.CacheTTL/time.Second), claims.Expiry().Unix())
+		if a.introspect.CacheTTL < time.Second {
+			exp = now + 1
+		}
+		a.introCache.Put(token, in.Active, exp, len(token)+64, now)
+	}
+	return inactiveError(in.Active)
+}
+
+func inactiveError(active bool) *Error {
+	if active {
+		return nil
+	}
+	return &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: "token is no longer active (session ended, user disabled or token revoked)"}
+}
+
+func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, e *Error) {
+	switch {
+	case e.Status == http.StatusServiceUnavailable:
+		a.logger.Warn("bearer: cannot verify token, refusing request", "method", r.Method, "path", r.URL.Path, "error", e.Err)
+	case e.Status >= 500:
+		// logged where it happened
+	default:
+		a.logger.Debug("bearer: request refused", "method", r.Method, "path", r.URL.Path, "status", e.Status, "code", e.Code, "reason", e.Detail)
+	}
+	a.writeError(w, r, e)
+}
+
+// defaultErrorWriter answers per RFC 6750 with a drf-style JSON body.
+func (a *Authenticator) defaultErrorWriter(w http.ResponseWriter, r *http.Request, e *Error) {
+	h := w.Header()
+	challenge := "Bearer"
+	if a.realmName != "" {
+		challenge += fmt.Sprintf(` realm="%s"`, headerSafe(a.realmName))
+	}
+	attr := func(k, v string) {
+		if strings.HasSuffix(challenge, "Bearer") {
+			challenge += " "
+		} else {
+			challenge += ", "
+		}
+		challenge += fmt.Sprintf(`%s="%s"`, k, headerSafe(v))
+	}
+	switch e.Status {
+	case http.StatusUnauthorized:
+		if e.Code != "not_authenticated" {
+			attr("error", "invalid_token")
+			attr("error_description", e.Detail)
+		}
+		h.Set("WWW-Authenticate", challenge)
+	case http.StatusForbidden:
+		attr("error", "insufficient_scope")
+		attr("error_description", e.Detail)
+		if len(e.Scope) > 0 {
+			attr("scope", strings.Join(e.Scope, " "))
+		}
+		h.Set("WWW-Authenticate", challenge)
+	case http.StatusBadRequest:
+		attr("error", "invalid_request")
+		attr("error_description", e.Detail)
+		h.Set("WWW-Authenticate", challenge)
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", "5")
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code   string `json:"code"`
+		Detail string `json:"detail"`
+	}{e.Code, e.Detail})
+}
+
+// headerSafe keeps a quoted-string value within RFC 6750's allowed
+// characters: printable ASCII without '"' and '\'.
+func headerSafe(s string) string {
+	const max = 300
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < max; i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			c = '\''
+			if s[i] != '"' {
+				c = '?'
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// OpenAPISecurityScheme returns an OpenAPI 3 security-scheme object
+// (openIdConnect, pointing at the realm's discovery document) for API docs,
+// e.g. components.securitySchemes.keycloak.
+func OpenAPISecurityScheme(realm *cloakroom.Realm) map[string]any {
+	return map[string]any{
+		"type":             "openIdConnect",
+		"openIdConnectUrl": realm.DiscoveryURL(),
+		"description":      "Keycloak access token, sent as Authorization: Bearer <token>",
+	}
+}

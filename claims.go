@@ -1,0 +1,387 @@
+package cloakroom
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Claims are the verified claims of a token, with helpers for the claims
+// Keycloak puts in its tokens. Claims returned by a Verifier are shared
+// between callers (the verified-token cache hands out the same value), so
+// they are read-only: every accessor that returns a slice or map returns a
+// copy, and Lookup's results must not be modified.
+type Claims struct {
+	c   claimSet
+	raw []byte // the JSON payload
+
+	rawOnce sync.Once
+	rawMap  map[string]any
+	rawErr  error
+}
+
+// claimSet is what the verifier decodes eagerly: the claims that checks
+// and the common helpers need. Everything else stays in raw until asked
+// for, which keeps cold verification cheap.
+type claimSet struct {
+	Issuer            string                     `json:"iss"`
+	Subject           string                     `json:"sub"`
+	Audience          audience                   `json:"aud"`
+	Expiry            *numericDate               `json:"exp"`
+	NotBefore         *numericDate               `json:"nbf"`
+	IssuedAt          *numericDate               `json:"iat"`
+	AuthTime          *numericDate               `json:"auth_time"`
+	ID                string                     `json:"jti"`
+	Type              string                     `json:"typ"`
+	AuthorizedParty   string                     `json:"azp"`
+	SessionID         string                     `json:"sid"`
+	ACR               json.RawMessage            `json:"acr"`
+	Nonce             *string                    `json:"nonce"`
+	Scope             string                     `json:"scope"`
+	ClientID          string                     `json:"client_id"`
+	PreferredUsername string                     `json:"preferred_username"`
+	Email             string                     `json:"email"`
+	EmailVerified     flexBool                   `json:"email_verified"`
+	Name              string                     `json:"name"`
+	GivenName         string                     `json:"given_name"`
+	FamilyName        string                     `json:"family_name"`
+	RealmAccess       roleSet                    `json:"realm_access"`
+	ResourceAccess    map[string]roleSet         `json:"resource_access"`
+	Events            map[string]json.RawMessage `json:"events"`
+}
+
+type roleSet struct {
+	Roles []string `json:"roles"`
+}
+
+// ParseClaims decodes a JWT payload without verifying anything. It is meant
+// for tools that display tokens (cloakroom token decode) and for tests;
+// services must use a Verifier.
+func ParseClaims(payload []byte) (*Claims, error) {
+	c := &Claims{raw: payload}
+	if err := json.Unmarshal(payload, &c.c); err != nil {
+		return nil, fmt.Errorf("%w: claims: %s", ErrMalformed, jsonErrorText(err))
+	}
+	return c, nil
+}
+
+// jsonErrorText turns a JSON decoding error into a short message that names
+// the claim and never quotes the input.
+func jsonErrorText(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("claim %q has a JSON %s where %s was expected", te.Field, te.Value, goTypeName(te.Type.String()))
+		}
+		return fmt.Sprintf("payload is a JSON %s, not an object", te.Value)
+	case errors.As(err, &se):
+		return fmt.Sprintf("payload is not valid JSON (offset %d)", se.Offset)
+	}
+	return err.Error()
+}
+
+func goTypeName(t string) string {
+	switch {
+	case strings.Contains(t, "numericDate"):
+		return "a number"
+	case strings.Contains(t, "audience"):
+		return "a string or array of strings"
+	case strings.Contains(t, "flexBool"):
+		return "a boolean"
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "[]"):
+		return "an array"
+	case strings.HasPrefix(t, "map") || strings.Contains(t, "roleSet"):
+		return "an object"
+	}
+	return t
+}
+
+// Issuer returns the iss claim.
+func (c *Claims) Issuer() string { return c.c.Issuer }
+
+// Subject returns the sub claim: the user's immutable Keycloak id. Use it,
+// never the username, to identify users.
+func (c *Claims) Subject() string { return c.c.Subject }
+
+// Audience returns the aud claim as a list.
+func (c *Claims) Audience() []string { return slices.Clone(c.c.Audience) }
+
+// HasAudience reports whether aud contains a.
+func (c *Claims) HasAudience(a string) bool { return slices.Contains(c.c.Audience, a) }
+
+// Expiry returns exp (zero if absent).
+func (c *Claims) Expiry() time.Time { return c.c.Expiry.time() }
+
+// IssuedAt returns iat (zero if absent).
+func (c *Claims) IssuedAt() time.Time { return c.c.IssuedAt.time() }
+
+// NotBefore returns nbf (zero if absent; Keycloak 25+ omits it).
+func (c *Claims) NotBefore() time.Time { return c.c.NotBefore.time() }
+
+// AuthTime returns auth_time, when the user last authenticated (zero if absent).
+func (c *Claims) AuthTime() time.Time { return c.c.AuthTime.time() }
+
+// ID returns the jti claim.
+func (c *Claims) ID() string { return c.c.ID }
+
+// Type returns Keycloak's typ claim: "Bearer" for access tokens, "ID" for
+// ID tokens, "Refresh"/"Offline" for refresh tokens.
+func (c *Claims) Type() string { return c.c.Type }
+
+// AuthorizedParty returns azp: the client the token was issued to.
+func (c *Claims) AuthorizedParty() string { return c.c.AuthorizedParty }
+
+// SessionID returns sid: the Keycloak user-session id.
+func (c *Claims) SessionID() string { return c.c.SessionID }
+
+// ACR returns the acr claim ("1" for a fresh login, "0" for an SSO-cookie
+// login in Keycloak's default mapping, or a mapped level name).
+func (c *Claims) ACR() string {
+	a := c.c.ACR
+	if len(a) == 0 || string(a) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(a, &s) == nil {
+		return s
+	}
+	// Some providers send acr as a number.
+	return string(bytes.TrimSpace(a))
+}
+
+// Nonce returns the nonce claim (ID tokens only).
+func (c *Claims) Nonce() string {
+	if c.c.Nonce == nil {
+		return ""
+	}
+	return *c.c.Nonce
+}
+
+// HasNonce reports whether a nonce claim is present at all.
+func (c *Claims) HasNonce() bool { return c.c.Nonce != nil }
+
+// ClientID returns the client_id claim (Keycloak service-account tokens and
+// RFC 9068 access tokens).
+func (c *Claims) ClientID() string { return c.c.ClientID }
+
+// Username returns preferred_username. It is a display attribute: Keycloak
+// usernames can be renamed and reused, so never key data on it.
+func (c *Claims) Username() string { return c.c.PreferredUsername }
+
+// Email returns the email claim.
+func (c *Claims) Email() string { return c.c.Email }
+
+// EmailVerified returns email_verified.
+func (c *Claims) EmailVerified() bool { return bool(c.c.EmailVerified) }
+
+// Name returns the name claim.
+func (c *Claims) Name() string { return c.c.Name }
+
+// GivenName returns given_name.
+func (c *Claims) GivenName() string { return c.c.GivenName }
+
+// FamilyName returns family_name.
+func (c *Claims) FamilyName() string { return c.c.FamilyName }
+
+// Scopes returns the granted scopes (the space-separated scope claim).
+func (c *Claims) Scopes() []string { return strings.Fields(c.c.Scope) }
+
+// HasScope reports whether scope s was granted.
+func (c *Claims) HasScope(s string) bool {
+	for f := range strings.FieldsSeq(c.c.Scope) {
+		if f == s {
+			return true
+		}
+	}
+	return false
+}
+
+// RealmRoles returns realm_access.roles.
+func (c *Claims) RealmRoles() []string { return slices.Clone(c.c.RealmAccess.Roles) }
+
+// HasRealmRole reports whether realm_access.roles contains role.
+func (c *Claims) HasRealmRole(role string) bool {
+	return slices.Contains(c.c.RealmAccess.Roles, role)
+}
+
+// ClientRoles returns resource_access.{clientID}.roles.
+func (c *Claims) ClientRoles(clientID string) []string {
+	return slices.Clone(c.c.ResourceAccess[clientID].Roles)
+}
+
+// HasClientRole reports whether resource_access.{clientID}.roles contains role.
+func (c *Claims) HasClientRole(clientID, role string) bool {
+	return slices.Contains(c.c.ResourceAccess[clientID].Roles, role)
+}
+
+// ResourceAccess returns every client's roles (resource_access).
+func (c *Claims) ResourceAccess() map[string][]string {
+	m := make(map[string][]string, len(c.c.ResourceAccess))
+	for k, v := range c.c.ResourceAccess {
+		m[k] = slices.Clone(v.Roles)
+	}
+	return m
+}
+
+// HasEvent reports whether the events claim (logout tokens) has member uri.
+func (c *Claims) HasEvent(uri string) bool {
+	_, ok := c.c.Events[uri]
+	return ok
+}
+
+// RawJSON returns a copy of the token's JSON payload.
+func (c *Claims) RawJSON() []byte { return bytes.Clone(c.raw) }
+
+// Decode unmarshals the whole payload into v, e.g. a struct of the
+// application's own claims.
+func (c *Claims) Decode(v any) error {
+	if err := json.Unmarshal(c.raw, v); err != nil {
+		return fmt.Errorf("cloakroom: decoding claims: %w", err)
+	}
+	return nil
+}
+
+// Raw returns all claims as a map. Each call returns a fresh map that the
+// caller may modify.
+func (c *Claims) Raw() map[string]any {
+	var m map[string]any
+	if err := json.Unmarshal(c.raw, &m); err != nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func (c *Claims) shared() map[string]any {
+	c.rawOnce.Do(func() {
+		c.rawErr = json.Unmarshal(c.raw, &c.rawMap)
+	})
+	return c.rawMap
+}
+
+// Lookup returns the value at a dotted claim path such as
+// "resource_access.account.roles". A claim whose own name contains dots
+// (e.g. "https://example.com/roles") matches as a whole. The returned value
+// is shared: do not modify it.
+func (c *Claims) Lookup(path string) (any, bool) {
+	return lookupPath(c.shared(), path)
+}
+
+func lookupPath(m map[string]any, path string) (any, bool) {
+	for path != "" {
+		if v, ok := m[path]; ok {
+			return v, true
+		}
+		head, rest, found := strings.Cut(path, ".")
+		if !found {
+			return nil, false
+		}
+		next, ok := m[head].(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		m, path = next, rest
+	}
+	return nil, false
+}
+
+// Strings returns the strings at a dotted claim path: an array of strings,
+// or a single string as a one-element list. It is how configurable
+// permission claims are read, e.g. drf-keycloak's
+// "resource_access.account.roles", or "groups".
+func (c *Claims) Strings(path string) []string {
+	v, ok := c.Lookup(path)
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// audience is aud: a string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = audience{s}
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return &json.UnmarshalTypeError{Value: "value", Type: audienceType, Field: "aud"}
+	}
+	*a = l
+	return nil
+}
+
+// numericDate is a JWT NumericDate: seconds since the epoch, possibly
+// fractional.
+type numericDate struct{ sec int64 }
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		d.sec = i
+		return nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f > math.MaxInt64/2 || f < -math.MaxInt64/2 {
+		return &json.UnmarshalTypeError{Value: "value", Type: numericDateType}
+	}
+	d.sec = int64(f)
+	return nil
+}
+
+func (d *numericDate) time() time.Time {
+	if d == nil {
+		return time.Time{}
+	}
+	return time.Unix(d.sec, 0)
+}
+
+// flexBool accepts true/false and, as some providers send, "true"/"false".
+type flexBool bool
+
+func (f *flexBool) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "true", `"true"`:
+		*f = true
+	case "false", `"false"`, "null":
+		*f = false
+	default:
+		return &json.UnmarshalTypeError{Value: "value", Type: flexBoolType}
+	}
+	return nil
+}
+
+var (
+	audienceType    = reflect.TypeFor[audience]()
+	numericDateType = reflect.TypeFor[numericDate]()
+	flexBoolType    = reflect.TypeFor[flexBool]()
+)

@@ -1,0 +1,141 @@
+// Package ttlcache is a sharded, size-bounded map whose entries expire at a
+// fixed time. Lookups of present entries do not allocate.
+package ttlcache
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+const shards = 16
+
+// Cache maps strings to values of type V until each entry's expiry. It is
+// bounded in entries and in (caller-estimated) bytes; when full it drops
+// expired entries first, then arbitrary ones.
+type Cache[V any] struct {
+	seed       maphash.Seed
+	maxEntries int // per shard
+	maxBytes   int // per shard
+	shards     [shards]shard[V]
+}
+
+type shard[V any] struct {
+	mu    sync.RWMutex
+	m     map[string]entry[V]
+	bytes int
+	_     [40]byte // keep shards on separate cache lines
+}
+
+type entry[V any] struct {
+	val  V
+	exp  int64 // unix seconds: the entry is gone from this second on
+	size int
+}
+
+// New returns a cache holding at most maxEntries entries and about maxBytes
+// bytes (both at least 1 per shard).
+func New[V any](maxEntries, maxBytes int) *Cache[V] {
+	c := &Cache[V]{
+		seed:       maphash.MakeSeed(),
+		maxEntries: max(1, maxEntries/shards),
+		maxBytes:   max(1, maxBytes/shards),
+	}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]entry[V])
+	}
+	return c
+}
+
+func (c *Cache[V]) shard(key string) *shard[V] {
+	return &c.shards[maphash.String(c.seed, key)%shards]
+}
+
+// Get returns the value for key if it has not expired at now (unix seconds).
+func (c *Cache[V]) Get(key string, now int64) (V, bool) {
+	s := c.shard(key)
+	s.mu.RLock()
+	e, ok := s.m[key]
+	s.mu.RUnlock()
+	if !ok || now >= e.exp {
+		var zero V
+		return zero, false
+	}
+	return e.val, true
+}
+
+// Delete removes key.
+func (c *Cache[V]) Delete(key string) {
+	s := c.shard(key)
+	s.mu.Lock()
+	if e, ok := s.m[key]; ok {
+		delete(s.m, key)
+		s.bytes -= e.size
+	}
+	s.mu.Unlock()
+}
+
+// Put stores val under key until exp (unix seconds). size estimates the
+// entry's memory in bytes; an entry larger than a shard's budget is not
+// stored.
+func (c *Cache[V]) Put(key string, val V, exp int64, size int, now int64) {
+	if size > c.maxBytes || exp <= now {
+		return
+	}
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.m[key]; ok {
+		delete(s.m, key)
+		s.bytes -= old.size
+	}
+	if len(s.m) >= c.maxEntries || s.bytes+size > c.maxBytes {
+		s.evict(now, c.maxEntries, c.maxBytes-size)
+	}
+	s.m[key] = entry[V]{val: val, exp: exp, size: size}
+	s.bytes += size
+}
+
+// evict drops expired entries, then arbitrary ones (map iteration order is
+// randomised) until an eighth of the shard is free, so that a full shard is
+// not scanned on every insert; s.mu must be held.
+func (s *shard[V]) evict(now int64, maxEntries, maxBytes int) {
+	for k, e := range s.m {
+		if e.exp <= now {
+			delete(s.m, k)
+			s.bytes -= e.size
+		}
+	}
+	targetEntries := maxEntries - max(1, maxEntries/8)
+	targetBytes := maxBytes - maxBytes/8
+	for k, e := range s.m {
+		if len(s.m) <= targetEntries && s.bytes <= targetBytes {
+			break
+		}
+		delete(s.m, k)
+		s.bytes -= e.size
+	}
+}
+
+// Len returns the number of entries, expired or not.
+func (c *Cache[V]) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// Bytes returns the estimated memory of all entries.
+func (c *Cache[V]) Bytes() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += s.bytes
+		s.mu.RUnlock()
+	}
+	return n
+}

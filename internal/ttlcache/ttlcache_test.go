@@ -1,0 +1,124 @@
+package ttlcache
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestGetPutExpiry(t *testing.T) {
+	t.Parallel()
+	c := New[int](100, 1<<20)
+	c.Put("a", 1, 100, 10, 50)
+	tests := []struct {
+		name string
+		key  string
+		now  int64
+		want int
+		ok   bool
+	}{
+		{"present", "a", 99, 1, true},
+		{"at expiry", "a", 100, 0, false},
+		{"after expiry", "a", 101, 0, false},
+		{"absent", "b", 50, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := c.Get(tt.key, tt.now)
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("Get(%q, %d) = %d, %v; want %d, %v", tt.key, tt.now, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestPutExpiredOrOversizedIsDropped(t *testing.T) {
+	t.Parallel()
+	c := New[int](100, 16*100)
+	c.Put("old", 1, 10, 1, 10)
+	c.Put("huge", 1, 100, 1000, 10)
+	if c.Len() != 0 {
+		t.Fatalf("Len = %d, want 0", c.Len())
+	}
+}
+
+func TestBoundedEntriesAndBytes(t *testing.T) {
+	t.Parallel()
+	c := New[int](160, 1<<30)
+	for i := range 10_000 {
+		c.Put(fmt.Sprint(i), i, 1000, 1, 0)
+	}
+	if n := c.Len(); n > 160 {
+		t.Fatalf("Len = %d, want <= 160", n)
+	}
+	b := New[int](1<<30, 16*1000)
+	for i := range 10_000 {
+		b.Put(fmt.Sprint(i), i, 1000, 100, 0)
+	}
+	if n := b.Bytes(); n > 16*1000 {
+		t.Fatalf("Bytes = %d, want <= 16000", n)
+	}
+}
+
+func TestEvictionPrefersExpired(t *testing.T) {
+	t.Parallel()
+	c := New[int](16, 1<<20) // one entry per shard
+	c.Put("k", 1, 5, 1, 0)
+	// Fill every shard with live entries; "k" expires at 5.
+	for i := range 200 {
+		c.Put(fmt.Sprint("live", i), i, 1000, 1, 10)
+	}
+	if _, ok := c.Get("k", 10); ok {
+		t.Fatal("expired entry still served")
+	}
+}
+
+func TestReplaceAndDelete(t *testing.T) {
+	t.Parallel()
+	c := New[string](100, 1<<20)
+	c.Put("k", "v1", 100, 10, 0)
+	c.Put("k", "v2", 100, 20, 0)
+	if v, _ := c.Get("k", 1); v != "v2" {
+		t.Fatalf("got %q, want v2", v)
+	}
+	if c.Bytes() != 20 {
+		t.Fatalf("Bytes = %d, want 20", c.Bytes())
+	}
+	c.Delete("k")
+	if _, ok := c.Get("k", 1); ok || c.Bytes() != 0 {
+		t.Fatal("Delete left the entry")
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	t.Parallel()
+	c := New[int](1000, 1<<20)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				k := fmt.Sprint(g, "-", i%300)
+				c.Put(k, i, 100, 8, 0)
+				c.Get(k, 1)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestGetDoesNotAllocate(t *testing.T) {
+	c := New[*int](100, 1<<20)
+	v := 1
+	key := string(make([]byte, 1000))
+	c.Put(key, &v, 100, 1, 0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, ok := c.Get(key, 1); !ok {
+			t.Fatal("miss")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Get allocates %v times", allocs)
+	}
+}
