@@ -37,6 +37,7 @@ type keySet struct {
 	keys      map[string]*publicKey
 	fetchedAt time.Time // last successful fetch
 	attempt   time.Time // last fetch attempt, successful or not
+	refetchAt time.Time // last fetch caused by an unknown kid
 	lastErr   error     // error of the last attempt, nil if it succeeded
 	inflight  *fetchCall
 
@@ -55,7 +56,7 @@ type fetchCall struct {
 func newKeySet(r *Realm) *keySet { return &keySet{realm: r} }
 
 // failureBackoff bounds retries after a failed fetch when no keys are known
-// yet, so a service recovers quickly once the provider is back.
+// yet.
 const failureBackoff = time.Second
 
 // key returns the signing key with the given kid.
@@ -78,14 +79,21 @@ func (s *keySet) key(ctx context.Context, kid string) (*publicKey, error) {
 	}
 	call := s.inflight
 	if call == nil {
-		cooldown := s.realm.refetch
-		if s.lastErr != nil && s.keys == nil {
-			cooldown = min(cooldown, failureBackoff)
+		// Only fetches caused by unknown kids count against the refetch
+		// interval: a key rotated just after start is picked up at once.
+		last, cooldown := s.refetchAt, s.realm.refetch
+		if s.keys == nil && s.lastErr != nil {
+			// Nothing usable yet: retry soon, so a service recovers
+			// quickly once the provider is back.
+			last, cooldown = s.attempt, min(cooldown, failureBackoff)
 		}
-		if !s.attempt.IsZero() && now.Sub(s.attempt) < cooldown {
+		if !last.IsZero() && now.Sub(last) < cooldown {
 			err := s.unknownKeyErr(kid)
 			s.mu.Unlock()
 			return nil, err
+		}
+		if s.keys != nil {
+			s.refetchAt = now
 		}
 		call = s.startFetch(ctx)
 	}

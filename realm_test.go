@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -122,7 +124,7 @@ func TestDiscovery(t *testing.T) {
 				}
 				tt.serve(w, base)
 			})
-			realm, err := NewRealm(srv.URL + tt.realmPath + tt.configure)
+			realm, err := NewRealm(srv.URL+tt.realmPath+tt.configure, WithLogger(discard))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +162,7 @@ func TestDiscoveryTimeout(t *testing.T) {
 		}
 	})
 	defer close(release)
-	realm, _ := NewRealm(srv.URL+"/realms/demo", WithRequestTimeout(100*time.Millisecond))
+	realm, _ := NewRealm(srv.URL+"/realms/demo", WithRequestTimeout(100*time.Millisecond), WithLogger(discard))
 	start := time.Now()
 	_, err := realm.Discover(context.Background())
 	if !errors.Is(err, ErrUnavailable) {
@@ -187,7 +189,7 @@ func TestDiscoverySharedAndRetried(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	realm, _ := NewRealm(srv.URL+"/realms/demo", WithClock(clock))
+	realm, _ := NewRealm(srv.URL+"/realms/demo", WithClock(clock), WithLogger(discard))
 
 	if _, err := realm.Discover(context.Background()); err == nil {
 		t.Fatal("want an error while the provider answers 503")
@@ -257,6 +259,8 @@ func TestCustomHTTPClient(t *testing.T) {
 		t.Fatal("the supplied client was not used")
 	}
 }
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
