@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Claims are the verified claims of a token, with helpers for the claims
@@ -32,30 +33,30 @@ type Claims struct {
 // and the common helpers need. Everything else stays in raw until asked
 // for, which keeps cold verification cheap.
 type claimSet struct {
-	Issuer            string                     `json:"iss"`
-	Subject           string                     `json:"sub"`
-	Audience          audience                   `json:"aud"`
-	Expiry            *numericDate               `json:"exp"`
-	NotBefore         *numericDate               `json:"nbf"`
-	IssuedAt          *numericDate               `json:"iat"`
-	AuthTime          *numericDate               `json:"auth_time"`
-	ID                string                     `json:"jti"`
-	Type              string                     `json:"typ"`
-	AuthorizedParty   string                     `json:"azp"`
-	SessionID         string                     `json:"sid"`
-	ACR               json.RawMessage            `json:"acr"`
-	Nonce             *string                    `json:"nonce"`
-	Scope             string                     `json:"scope"`
-	ClientID          string                     `json:"client_id"`
-	PreferredUsername string                     `json:"preferred_username"`
-	Email             string                     `json:"email"`
-	EmailVerified     flexBool                   `json:"email_verified"`
-	Name              string                     `json:"name"`
-	GivenName         string                     `json:"given_name"`
-	FamilyName        string                     `json:"family_name"`
-	RealmAccess       roleSet                    `json:"realm_access"`
-	ResourceAccess    map[string]roleSet         `json:"resource_access"`
-	Events            map[string]json.RawMessage `json:"events"`
+	Issuer            string                    `json:"iss"`
+	Subject           string                    `json:"sub"`
+	Audience          audience                  `json:"aud"`
+	Expiry            *numericDate              `json:"exp"`
+	NotBefore         *numericDate              `json:"nbf"`
+	IssuedAt          *numericDate              `json:"iat"`
+	AuthTime          *numericDate              `json:"auth_time"`
+	ID                string                    `json:"jti"`
+	Type              string                    `json:"typ"`
+	AuthorizedParty   string                    `json:"azp"`
+	SessionID         string                    `json:"sid"`
+	ACR               json.RawMessage           `json:"acr"`
+	Nonce             *string                   `json:"nonce"`
+	Scope             string                    `json:"scope"`
+	ClientID          string                    `json:"client_id"`
+	PreferredUsername string                    `json:"preferred_username"`
+	Email             string                    `json:"email"`
+	EmailVerified     flexBool                  `json:"email_verified"`
+	Name              string                    `json:"name"`
+	GivenName         string                    `json:"given_name"`
+	FamilyName        string                    `json:"family_name"`
+	RealmAccess       roleSet                   `json:"realm_access"`
+	ResourceAccess    map[string]roleSet        `json:"resource_access"`
+	Events            map[string]jsontext.Value `json:"events"`
 }
 
 type roleSet struct {
@@ -65,9 +66,14 @@ type roleSet struct {
 // ParseClaims decodes a JWT payload without verifying anything. It is meant
 // for tools that display tokens (cloakroom token decode) and for tests;
 // services must use a Verifier.
+//
+// The decoder is strict where JSON is ambiguous: a payload with a duplicated
+// member name or invalid UTF-8 is refused (RFC 8725 section 3.11 worries
+// about parsers that disagree on such input), and member names are matched
+// case-sensitively.
 func ParseClaims(payload []byte) (*Claims, error) {
 	c := &Claims{raw: payload}
-	if err := json.Unmarshal(payload, &c.c); err != nil {
+	if err := jsonv2.Unmarshal(payload, &c.c); err != nil {
 		return nil, fmt.Errorf("%w: claims: %s", ErrMalformed, jsonErrorText(err))
 	}
 	return c, nil
@@ -76,36 +82,62 @@ func ParseClaims(payload []byte) (*Claims, error) {
 // jsonErrorText turns a JSON decoding error into a short message that names
 // the claim and never quotes the input.
 func jsonErrorText(err error) string {
+	var sem *jsonv2.SemanticError
+	var syn *jsontext.SyntacticError
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
+	case errors.As(err, &syn):
+		if strings.Contains(syn.Err.Error(), "duplicate") {
+			return fmt.Sprintf("member %s appears more than once", pointerName(syn.JSONPointer))
+		}
+		return fmt.Sprintf("payload is not valid JSON (offset %d)", syn.ByteOffset)
+	case errors.As(err, &sem):
+		name := pointerName(sem.JSONPointer)
+		if name == "" {
+			return "payload is not a JSON object"
+		}
+		return fmt.Sprintf("claim %s has the wrong type (JSON %s)", name, kindName(sem.JSONKind))
 	case errors.As(err, &te):
 		if te.Field != "" {
-			return fmt.Sprintf("claim %q has a JSON %s where %s was expected", te.Field, te.Value, goTypeName(te.Type.String()))
+			return fmt.Sprintf("claim %q has a JSON %s of the wrong type", te.Field, te.Value)
 		}
 		return fmt.Sprintf("payload is a JSON %s, not an object", te.Value)
 	case errors.As(err, &se):
 		return fmt.Sprintf("payload is not valid JSON (offset %d)", se.Offset)
 	}
-	return err.Error()
+	return "payload is not valid JSON"
 }
 
-func goTypeName(t string) string {
-	switch {
-	case strings.Contains(t, "numericDate"):
-		return "a number"
-	case strings.Contains(t, "audience"):
-		return "a string or array of strings"
-	case strings.Contains(t, "flexBool"):
-		return "a boolean"
-	case t == "string":
-		return "a string"
-	case strings.HasPrefix(t, "[]"):
-		return "an array"
-	case strings.HasPrefix(t, "map") || strings.Contains(t, "roleSet"):
-		return "an object"
+// pointerName renders a JSON pointer such as /realm_access/roles as
+// "realm_access.roles".
+func pointerName(p jsontext.Pointer) string {
+	var parts []string
+	for tok := range p.Tokens() {
+		parts = append(parts, tok)
 	}
-	return t
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%q", strings.Join(parts, "."))
+}
+
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "value"
 }
 
 // Issuer returns the iss claim.
@@ -320,39 +352,56 @@ func (c *Claims) Strings(path string) []string {
 	return nil
 }
 
+// errWrongType is reported by the claim decoders below; the decoder adds
+// which claim it was.
+var errWrongType = errors.New("wrong JSON type")
+
 // audience is aud: a string or an array of strings.
 type audience []string
 
-func (a *audience) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
+func (a *audience) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	switch dec.PeekKind() {
+	case '"':
+		tok, err := dec.ReadToken()
+		if err != nil {
 			return err
 		}
-		*a = audience{s}
+		*a = audience{tok.String()}
 		return nil
+	case '[':
+		var l []string
+		if err := jsonv2.UnmarshalDecode(dec, &l); err != nil {
+			return err
+		}
+		*a = l
+		return nil
+	case 'n':
+		_, err := dec.ReadToken()
+		*a = nil
+		return err
 	}
-	var l []string
-	if err := json.Unmarshal(b, &l); err != nil {
-		return &json.UnmarshalTypeError{Value: "value", Type: audienceType, Field: "aud"}
-	}
-	*a = l
-	return nil
+	return errWrongType
 }
 
 // numericDate is a JWT NumericDate: seconds since the epoch, possibly
 // fractional.
 type numericDate struct{ sec int64 }
 
-func (d *numericDate) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+func (d *numericDate) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() != '0' {
+		return errWrongType
+	}
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	f := tok.Float()
+	if math.IsNaN(f) || math.IsInf(f, 0) || f > 1<<53 || f < -(1<<53) {
+		return errWrongType
+	}
+	if i := tok.Int(); float64(i) == math.Trunc(f) {
 		d.sec = i
 		return nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f > math.MaxInt64/2 || f < -math.MaxInt64/2 {
-		return &json.UnmarshalTypeError{Value: "value", Type: numericDateType}
 	}
 	d.sec = int64(f)
 	return nil
@@ -368,20 +417,27 @@ func (d *numericDate) time() time.Time {
 // flexBool accepts true/false and, as some providers send, "true"/"false".
 type flexBool bool
 
-func (f *flexBool) UnmarshalJSON(b []byte) error {
-	switch string(b) {
-	case "true", `"true"`:
-		*f = true
-	case "false", `"false"`, "null":
+func (f *flexBool) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	switch tok.Kind() {
+	case 't', 'f':
+		*f = flexBool(tok.Bool())
+	case 'n':
 		*f = false
+	case '"':
+		switch tok.String() {
+		case "true":
+			*f = true
+		case "false":
+			*f = false
+		default:
+			return errWrongType
+		}
 	default:
-		return &json.UnmarshalTypeError{Value: "value", Type: flexBoolType}
+		return errWrongType
 	}
 	return nil
 }
-
-var (
-	audienceType    = reflect.TypeFor[audience]()
-	numericDateType = reflect.TypeFor[numericDate]()
-	flexBoolType    = reflect.TypeFor[flexBool]()
-)

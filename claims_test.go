@@ -135,7 +135,11 @@ func TestParseClaimsErrors(t *testing.T) {
 		want    string
 	}{
 		{"not JSON", `not json`, "not valid JSON"},
-		{"array", `[1,2]`, "not an object"},
+		{"array", `[1,2]`, "not a JSON object"},
+		{"duplicate sub", `{"sub":"alice","sub":"admin"}`, `"sub" appears more than once`},
+		{"duplicate nested", `{"realm_access":{"roles":[],"roles":["admin"]}}`, "more than once"},
+		{"invalid UTF-8", "{\"sub\":\"\xff\"}", "not valid JSON"},
+		{"email_verified object", `{"email_verified":{}}`, "email_verified"},
 		{"sub number", `{"sub":42}`, `"sub"`},
 		{"aud number", `{"aud":42}`, "aud"},
 		{"exp string", `{"exp":"tomorrow"}`, "exp"},

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // ClientCredentials authenticate a confidential client to the provider
@@ -93,7 +95,7 @@ func parseIntrospection(body []byte, endpoint string, status int) (*Introspectio
 		Scope     string       `json:"scope"`
 		Expiry    *numericDate `json:"exp"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
+	if err := jsonv2.Unmarshal(body, &doc); err != nil {
 		return nil, &ProviderError{Op: "introspection", URL: endpoint, StatusCode: status, Err: fmt.Errorf("answer is not a valid introspection response: %s", jsonErrorText(err))}
 	}
 	if doc.Active == nil {

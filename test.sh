@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every check of every module: formatting, go vet, and the tests with
+# the race detector (benchmarks once each, as a smoke test).
+#
+#   ./test.sh              # everything
+#   ./test.sh -run Verify  # extra flags go to every `go test`
+#
+# Tests that need Redis, PostgreSQL or Chromium run when their variables are
+# set (CLOAKROOM_TEST_REDIS, CLOAKROOM_TEST_POSTGRES, CLOAKROOM_TEST_CHROMIUM)
+# and skip with a message otherwise; .ci/run sets them all.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+modules=(. interop bench)
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed on:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+for m in "${modules[@]}"; do
+	[ -f "$m/go.mod" ] || continue
+	echo "== $m: go vet"
+	(cd "$m" && go vet ./...)
+	echo "== $m: go test -race"
+	if [ "$m" = bench ]; then
+		(cd "$m" && go test -race -count=1 -bench . -benchtime 1x "$@" ./...)
+	else
+		(cd "$m" && go test -race -count=1 "$@" ./...)
+	fi
+done
+echo "all checks passed"
