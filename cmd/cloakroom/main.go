@@ -88,6 +88,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if err == nil || errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		if errors.Is(err, errDevUsage) {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return 2
+		}
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.err != nil {

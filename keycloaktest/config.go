@@ -1,0 +1,246 @@
+package keycloaktest
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Keycloak's realm defaults (protocol doc 3.3).
+const (
+	defaultAccessTokenLifespan = 300 * time.Second
+	defaultSSOSessionIdle      = 1800 * time.Second
+	defaultSSOSessionMax       = 36000 * time.Second
+	// offlineSessionIdle is Keycloak's default offline session idle timeout
+	// (30 days); it bounds refresh tokens issued for scope offline_access.
+	offlineSessionIdle = 30 * 24 * time.Hour
+	// logoutTokenLifetime is the exp-iat of Keycloak's logout tokens.
+	logoutTokenLifetime = 120 * time.Second
+)
+
+// Signature algorithms a realm can use for its access and ID tokens.
+const (
+	RS256 = "RS256"
+	ES256 = "ES256"
+	PS256 = "PS256"
+)
+
+// RealmConfig describes a realm. Zero durations take Keycloak's defaults.
+type RealmConfig struct {
+	// Name is the realm name, the last segment of the issuer URL. Required.
+	Name string
+	// Disabled makes the token, userinfo, introspection and revocation
+	// endpoints answer 403 "Realm not enabled", like a disabled Keycloak realm.
+	Disabled bool
+	// AccessTokenLifespan is the access-token lifetime (default 300s).
+	AccessTokenLifespan time.Duration
+	// SSOSessionIdle is the idle timeout of user sessions and so the lifetime
+	// of each refresh token (default 1800s).
+	SSOSessionIdle time.Duration
+	// SSOSessionMax caps a user session's total life (default 36000s).
+	SSOSessionMax time.Duration
+	// RevokeRefreshToken turns on refresh-token rotation: each refresh token
+	// can be used RefreshTokenMaxReuse+1 times and replaying an older one
+	// fails and detaches the client session.
+	RevokeRefreshToken bool
+	// RefreshTokenMaxReuse is how many extra times a refresh token may be
+	// reused when RevokeRefreshToken is on.
+	RefreshTokenMaxReuse int
+	// RealmRoles are the realm roles defined in addition to Keycloak's
+	// built-in ones (offline_access, uma_authorization, default-roles-{realm}).
+	RealmRoles []string
+	// Users are created after the clients.
+	Users []UserConfig
+	// Clients are the OIDC clients of the realm. The built-in "account"
+	// client always exists.
+	Clients []ClientConfig
+	// DefaultSignatureAlgorithm signs access and ID tokens: RS256 (default),
+	// ES256 or PS256.
+	DefaultSignatureAlgorithm string
+}
+
+// UserConfig describes a user of a realm.
+type UserConfig struct {
+	// ID is the user id and so the token "sub" (default: a random UUID).
+	ID string
+	// Username is required; Keycloak stores it lower-cased.
+	Username string
+	// Password is the plaintext password. Leave empty when PasswordHash is
+	// set; a user with neither cannot use the password grant.
+	Password string
+	// PasswordHash is a Keycloak-style hashed password credential.
+	PasswordHash *PasswordHash
+	// Email, FirstName and LastName feed the email and profile claims.
+	Email, FirstName, LastName string
+	// EmailVerified is the email_verified claim.
+	EmailVerified bool
+	// Disabled users cannot log in or refresh, and their tokens introspect
+	// inactive.
+	Disabled bool
+	// RequiredActions pending (e.g. "UPDATE_PASSWORD") make the password
+	// grant fail with "Account is not fully set up".
+	RequiredActions []string
+	// Attributes are custom user attributes (exported, not put in tokens).
+	Attributes map[string][]string
+	// RealmRoles are granted in addition to the realm's default roles.
+	// Undefined roles are defined on the fly.
+	RealmRoles []string
+	// ClientRoles maps a client id to roles granted on that client. The
+	// client must exist; undefined roles are defined on it.
+	ClientRoles map[string][]string
+}
+
+// ClientConfig describes an OIDC client of a realm.
+type ClientConfig struct {
+	// ClientID is required.
+	ClientID string
+	// Secret authenticates a confidential client.
+	Secret string
+	// Public clients authenticate with their client_id only.
+	Public bool
+	// Disabled clients cannot authenticate.
+	Disabled bool
+	// RedirectURIs are the valid redirect URIs ("*" suffix patterns allowed).
+	RedirectURIs []string
+	// WebOrigins become the allowed-origins claim; "+" means the origins of
+	// RedirectURIs.
+	WebOrigins []string
+	// PostLogoutRedirectURIs are the valid post-logout redirect URIs.
+	PostLogoutRedirectURIs []string
+	// Roles are client roles defined on this client.
+	Roles []string
+	// StandardFlow enables the authorization code flow.
+	StandardFlow bool
+	// DirectAccessGrants enables the password grant.
+	DirectAccessGrants bool
+	// ServiceAccounts enables the client_credentials grant and creates the
+	// service-account user "service-account-{clientId}".
+	ServiceAccounts bool
+	// Audiences are client ids (or custom strings) added to the aud of access
+	// tokens issued to this client, as Keycloak's audience mapper does.
+	Audiences []string
+	// ServiceAccountRealmRoles and ServiceAccountClientRoles are granted to
+	// the service-account user.
+	ServiceAccountRealmRoles  []string
+	ServiceAccountClientRoles map[string][]string
+	// ServiceAccountUserID is the id of the service-account user (default:
+	// a random UUID).
+	ServiceAccountUserID string
+	// DefaultScopes and OptionalScopes replace Keycloak's default client
+	// scope assignment when set (defaults: acr basic email profile roles
+	// web-origins; address microprofile-jwt offline_access organization phone).
+	DefaultScopes, OptionalScopes []string
+	// BackchannelLogoutURL receives logout tokens when a session ends.
+	BackchannelLogoutURL string
+	// BackchannelLogoutSessionRequired puts sid in logout tokens.
+	BackchannelLogoutSessionRequired bool
+	// Attributes are further Keycloak client attributes, kept for export.
+	Attributes map[string]string
+}
+
+// Keycloak's default client scope assignment for new clients (26.x).
+var (
+	keycloakDefaultScopes  = []string{"acr", "basic", "email", "profile", "roles", "web-origins"}
+	keycloakOptionalScopes = []string{"address", "microprofile-jwt", "offline_access", "organization", "phone"}
+)
+
+// scopesOutsideTokenScope are client scopes Keycloak applies without listing
+// them in the token's "scope" claim ("include in token scope" off).
+var scopesOutsideTokenScope = []string{"acr", "basic", "roles", "web-origins", "service_account"}
+
+// DemoClientID is the confidential client of DemoRealm.
+const DemoClientID = "cloakroom"
+
+// DemoPublicClientID is the public client of DemoRealm.
+const DemoPublicClientID = "cloakroom-public"
+
+// DemoRealm returns the realm `cloakroom dev` serves by default: realm "demo"
+// with realm roles admin and user, users alice/alice (admin, user) and bob/bob
+// (user), the confidential client "cloakroom" with the given secret (standard
+// flow, direct access grants and service account on, an audience mapper
+// adding "cloakroom" to aud) and the public client "cloakroom-public".
+func DemoRealm(clientSecret string) RealmConfig {
+	redirects := []string{"http://127.0.0.1:8000/*", "http://localhost:8000/*"}
+	return RealmConfig{
+		Name:       "demo",
+		RealmRoles: []string{"admin", "user"},
+		Clients: []ClientConfig{
+			{
+				ClientID:                         DemoClientID,
+				Secret:                           clientSecret,
+				RedirectURIs:                     redirects,
+				WebOrigins:                       []string{"+"},
+				PostLogoutRedirectURIs:           []string{"+"},
+				StandardFlow:                     true,
+				DirectAccessGrants:               true,
+				ServiceAccounts:                  true,
+				Audiences:                        []string{DemoClientID},
+				BackchannelLogoutSessionRequired: true,
+			},
+			{
+				ClientID:           DemoPublicClientID,
+				Public:             true,
+				RedirectURIs:       redirects,
+				WebOrigins:         []string{"+"},
+				StandardFlow:       true,
+				DirectAccessGrants: true,
+			},
+		},
+		Users: []UserConfig{
+			{
+				Username: "alice", Password: "alice", Email: "alice@example.com", EmailVerified: true,
+				FirstName: "Alice", LastName: "Liddell", RealmRoles: []string{"admin", "user"},
+			},
+			{
+				Username: "bob", Password: "bob", Email: "bob@example.com", EmailVerified: true,
+				FirstName: "Bob", LastName: "Builder", RealmRoles: []string{"user"},
+			},
+		},
+	}
+}
+
+// withDefaults fills Keycloak's defaults and validates realm-wide settings.
+func (c RealmConfig) withDefaults() (RealmConfig, error) {
+	if c.Name == "" {
+		return c, fmt.Errorf("%w: realm name is empty", ErrInvalidConfig)
+	}
+	if !validName(c.Name) {
+		return c, fmt.Errorf("%w: realm name %q contains characters not allowed in a URL path segment", ErrInvalidConfig, c.Name)
+	}
+	if c.AccessTokenLifespan < 0 || c.SSOSessionIdle < 0 || c.SSOSessionMax < 0 || c.RefreshTokenMaxReuse < 0 {
+		return c, fmt.Errorf("%w: realm %q: negative lifespan or reuse count", ErrInvalidConfig, c.Name)
+	}
+	if c.AccessTokenLifespan == 0 {
+		c.AccessTokenLifespan = defaultAccessTokenLifespan
+	}
+	if c.SSOSessionIdle == 0 {
+		c.SSOSessionIdle = defaultSSOSessionIdle
+	}
+	if c.SSOSessionMax == 0 {
+		c.SSOSessionMax = defaultSSOSessionMax
+	}
+	if c.DefaultSignatureAlgorithm == "" {
+		c.DefaultSignatureAlgorithm = RS256
+	}
+	if !slices.Contains([]string{RS256, ES256, PS256}, c.DefaultSignatureAlgorithm) {
+		return c, fmt.Errorf("%w: realm %q: signature algorithm %q (want RS256, ES256 or PS256)", ErrUnsupportedAlgorithm, c.Name, c.DefaultSignatureAlgorithm)
+	}
+	return c, nil
+}
+
+// validName accepts names that can be used as one URL path segment without
+// escaping, which is what Keycloak realm names and client ids are in practice.
+func validName(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case r == '-' || r == '_' || r == '.' || r == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}

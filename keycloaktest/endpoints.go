@@ -1,0 +1,374 @@
+package keycloaktest
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// advertisedSigningAlgs is Keycloak 26's id_token_signing_alg_values_supported:
+// every installed provider, HMAC included. It is a capability list, not an
+// allow-list, and is reproduced so clients that trust it get caught.
+var advertisedSigningAlgs = []string{"PS384", "RS384", "EdDSA", "ES384", "HS256", "HS512", "ES256", "RS256", "HS384", "ES512", "PS256", "PS512", "RS512"}
+
+// handleDiscovery serves .well-known/openid-configuration. Endpoint URLs
+// follow the request's scheme and host, as Keycloak without a configured
+// hostname does; the issuer stays the configured one.
+func handleDiscovery(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	base := requestBase(req) + s.basePath + "/realms/" + r.name
+	oidc := base + "/protocol/openid-connect"
+	withNone := append(slices.Clone(advertisedSigningAlgs), "none")
+	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	doc := map[string]any{
+		"issuer":                                s.issuerFor(req, r.name),
+		"authorization_endpoint":                oidc + "/auth",
+		"token_endpoint":                        oidc + "/token",
+		"introspection_endpoint":                oidc + "/token/introspect",
+		"userinfo_endpoint":                     oidc + "/userinfo",
+		"end_session_endpoint":                  oidc + "/logout",
+		"jwks_uri":                              oidc + "/certs",
+		"check_session_iframe":                  oidc + "/login-status-iframe.html",
+		"revocation_endpoint":                   oidc + "/revoke",
+		"registration_endpoint":                 base + "/clients-registrations/openid-connect",
+		"frontchannel_logout_session_supported": true,
+		"frontchannel_logout_supported":         true,
+		"backchannel_logout_supported":          true,
+		"backchannel_logout_session_supported":  true,
+		// Only the grants this server implements (Keycloak's list is longer
+		// and depends on enabled features).
+		"grant_types_supported":                          []string{"authorization_code", "client_credentials", "password", "refresh_token"},
+		"acr_values_supported":                           []string{"0", "1"},
+		"response_types_supported":                       []string{"code", "none", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"},
+		"subject_types_supported":                        []string{"public", "pairwise"},
+		"prompt_values_supported":                        []string{"none", "login", "consent"},
+		"id_token_signing_alg_values_supported":          advertisedSigningAlgs,
+		"id_token_encryption_alg_values_supported":       []string{"RSA-OAEP", "RSA-OAEP-256", "RSA1_5"},
+		"id_token_encryption_enc_values_supported":       []string{"A256GCM", "A192GCM", "A128GCM", "A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512"},
+		"userinfo_signing_alg_values_supported":          withNone,
+		"request_object_signing_alg_values_supported":    withNone,
+		"response_modes_supported":                       []string{"query", "fragment", "form_post", "query.jwt", "fragment.jwt", "form_post.jwt", "jwt"},
+		"token_endpoint_auth_methods_supported":          authMethods,
+		"introspection_endpoint_auth_methods_supported":  authMethods,
+		"revocation_endpoint_auth_methods_supported":     authMethods,
+		"claims_supported":                               []string{"aud", "sub", "iss", "auth_time", "name", "given_name", "family_name", "preferred_username", "email", "acr", "azp", "nonce"},
+		"claim_types_supported":                          []string{"normal"},
+		"claims_parameter_supported":                     true,
+		"scopes_supported":                               []string{"openid", "acr", "address", "basic", "email", "microprofile-jwt", "offline_access", "organization", "phone", "profile", "roles", "service_account", "web-origins"},
+		"code_challenge_methods_supported":               []string{"plain", "S256"},
+		"authorization_response_iss_parameter_supported": true,
+		"require_pushed_authorization_requests":          false,
+		"tls_client_certificate_bound_access_tokens":     true,
+		"mtls_endpoint_aliases": map[string]string{
+			"token_endpoint":         oidc + "/token",
+			"revocation_endpoint":    oidc + "/revoke",
+			"introspection_endpoint": oidc + "/token/introspect",
+			"userinfo_endpoint":      oidc + "/userinfo",
+			"registration_endpoint":  base + "/clients-registrations/openid-connect",
+		},
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// handleCerts serves the realm's JWKS.
+func handleCerts(s *Server, r *Realm, w http.ResponseWriter, _ *http.Request) {
+	set, err := r.jwks()
+	if err != nil {
+		s.logger.Error("keycloaktest: JWKS", "realm", r.name, "error", err)
+		writeFaultStatus(w, http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, http.StatusOK, set)
+}
+
+// handleRealmInfo serves GET /realms/{realm}, Keycloak's public realm info.
+func handleRealmInfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	base := requestBase(req) + s.basePath + "/realms/" + r.name
+	info := map[string]any{
+		"realm":             r.name,
+		"token-service":     base + "/protocol/openid-connect",
+		"account-service":   base + "/account",
+		"tokens-not-before": 0,
+	}
+	if k, err := r.keyFor(r.signatureAlgorithm()); err == nil {
+		if pub, ok := k.priv.Public().(*rsa.PublicKey); ok {
+			if der, err := x509.MarshalPKIXPublicKey(pub); err == nil {
+				info["public_key"] = base64.StdEncoding.EncodeToString(der)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// claimSet is a decoded JWT payload.
+type claimSet map[string]any
+
+func (c claimSet) str(name string) string {
+	s, _ := c[name].(string)
+	return s
+}
+
+func (c claimSet) num(name string) (int64, bool) {
+	n, ok := c[name].(json.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := n.Int64()
+	return i, err == nil
+}
+
+func decodeClaims(payload []byte) (claimSet, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var c claimSet
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("claims: not an object")
+	}
+	return c, nil
+}
+
+// verifySigned checks a token this realm signed: asymmetric tokens against
+// the published key named by kid (alg must be that key's), HMAC tokens
+// against the realm's refresh-token key. It returns the claims and whether
+// the HMAC key signed them.
+func (r *Realm) verifySigned(token string) (claimSet, bool, error) {
+	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256, jose.HS512})
+	if err != nil {
+		return nil, false, fmt.Errorf("parse: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, false, fmt.Errorf("want one signature, got %d", len(jws.Signatures))
+	}
+	h := jws.Signatures[0].Header
+	var payload []byte
+	hmacSigned := h.Algorithm == string(jose.HS512)
+	if hmacSigned {
+		r.mu.RLock()
+		hk := r.hmac
+		r.mu.RUnlock()
+		if h.KeyID != hk.kid {
+			return nil, false, fmt.Errorf("unknown HMAC key id")
+		}
+		payload, err = jws.Verify(hk.secret)
+	} else {
+		k := r.publishedKey(h.KeyID)
+		if k == nil {
+			return nil, false, fmt.Errorf("unknown key id")
+		}
+		if k.alg != h.Algorithm {
+			return nil, false, fmt.Errorf("algorithm %s does not match key", h.Algorithm)
+		}
+		payload, err = jws.Verify(k.priv.Public())
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("signature: %w", err)
+	}
+	c, err := decodeClaims(payload)
+	return c, hmacSigned, err
+}
+
+// tokenState is why a token is not usable, "" when it is.
+type tokenState string
+
+const (
+	tokenOK          tokenState = ""
+	tokenInvalid     tokenState = "invalid"
+	tokenExpired     tokenState = "expired"
+	tokenRevoked     tokenState = "revoked"
+	tokenNoSession   tokenState = "no session"
+	tokenUserInvalid tokenState = "user disabled or gone"
+)
+
+// checkLive applies the server-side checks of introspection and userinfo:
+// issuer, expiry, revocation list, session (with the token's client still
+// attached) and user. Callers hold no lock.
+func (r *Realm) checkLive(c claimSet, issuer string) (*user, tokenState) {
+	if c.str("iss") != issuer {
+		return nil, tokenInvalid
+	}
+	now := r.now()
+	exp, ok := c.num("exp")
+	if !ok || now.Unix() >= exp {
+		return nil, tokenExpired
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if jti := c.str("jti"); jti != "" {
+		if _, revoked := r.revoked[jti]; revoked {
+			return nil, tokenRevoked
+		}
+	}
+	u := r.users[c.str("sub")]
+	if u == nil || !u.enabled {
+		return nil, tokenUserInvalid
+	}
+	if sid := c.str("sid"); sid != "" {
+		s := r.sessions[sid]
+		live := r.sessionLiveLocked(s, now)
+		if c.str("typ") == typOffline && s != nil && !s.ended {
+			live = true // offline tokens outlive the SSO idle timeout
+		}
+		if !live || s.clients[c.str("azp")] == nil {
+			return nil, tokenNoSession
+		}
+	}
+	return u, tokenOK
+}
+
+// bearerToken extracts the token of "Authorization: Bearer ...".
+func bearerToken(req *http.Request) string {
+	scheme, tok, ok := strings.Cut(req.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+// handleUserinfo serves the userinfo endpoint (protocol doc 5.1).
+func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	if realmDisabled(r, w) {
+		return
+	}
+	tok := bearerToken(req)
+	if tok == "" && req.Method == http.MethodPost {
+		if !parseForm(w, req) {
+			return
+		}
+		tok = req.PostForm.Get("access_token")
+	}
+	if tok == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Token not provided")
+		return
+	}
+	challenge := func(code, desc string) {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q`, r.name, code, desc))
+		writeOAuthError(w, http.StatusUnauthorized, code, desc)
+	}
+	c, hmacSigned, err := r.verifySigned(tok)
+	if err != nil || hmacSigned || c.str("typ") != typBearer {
+		challenge("invalid_token", "Token verification failed")
+		return
+	}
+	u, state := r.checkLive(c, s.issuerFor(req, r.name))
+	switch state {
+	case tokenOK:
+	case tokenNoSession:
+		challenge("invalid_token", "User session not found or doesn't have client attached on it")
+		return
+	case tokenUserInvalid:
+		challenge("invalid_request", "User disabled")
+		return
+	default:
+		challenge("invalid_token", "Token verification failed")
+		return
+	}
+	r.mu.RLock()
+	g := grant{user: u, scopes: strings.Fields(c.str("scope"))}
+	out := map[string]any{"sub": u.id}
+	r.userClaims(out, g)
+	r.mu.RUnlock()
+	noStore(w)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleIntrospect serves token introspection (protocol doc 5.2).
+func handleIntrospect(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	if realmDisabled(r, w) || !parseForm(w, req) {
+		return
+	}
+	if len(req.PostForm["token"]) > 1 || len(req.PostForm["token_type_hint"]) > 1 {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "duplicated parameter")
+		return
+	}
+	cl, aerr := r.authenticateClient(req)
+	if aerr != nil {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "Authentication failed.")
+		return
+	}
+	if cl.cfg.Public {
+		writeOAuthError(w, http.StatusForbidden, "invalid_request", "Client not allowed.")
+		return
+	}
+	tok := req.PostForm.Get("token")
+	if tok == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Token not provided.")
+		return
+	}
+	noStore(w)
+	inactive := map[string]bool{"active": false}
+	c, _, err := r.verifySigned(tok)
+	if err != nil || !slices.Contains([]string{typBearer, typID, typRefresh, typOffline}, c.str("typ")) {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	u, state := r.checkLive(c, s.issuerFor(req, r.name))
+	if state != tokenOK {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	out := map[string]any{}
+	for k, v := range c {
+		out[k] = v
+	}
+	out["active"] = true
+	out["client_id"] = c.str("azp")
+	out["username"] = u.username
+	out["token_type"] = c.str("typ")
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleRevoke serves token revocation (protocol doc 5.3).
+func handleRevoke(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	if realmDisabled(r, w) || !parseForm(w, req) {
+		return
+	}
+	cl, aerr := r.authenticateClient(req)
+	if aerr != nil {
+		aerr.write(w)
+		return
+	}
+	tok := req.PostForm.Get("token")
+	if tok == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Token not provided")
+		return
+	}
+	noStore(w)
+	c, _, err := r.verifySigned(tok)
+	if err != nil || c.str("iss") != s.issuerFor(req, r.name) {
+		writeOAuthError(w, http.StatusOK, "invalid_token", "Invalid token")
+		return
+	}
+	typ := c.str("typ")
+	if typ != typBearer && typ != typRefresh && typ != typOffline {
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_token_type", "Unsupported token type")
+		return
+	}
+	if c.str("azp") != cl.cfg.ClientID {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Unmatching clients")
+		return
+	}
+	r.mu.Lock()
+	if typ == typBearer {
+		exp, _ := c.num("exp")
+		r.revoked[c.str("jti")] = unixTime(exp)
+	} else if s := r.sessions[c.str("sid")]; s != nil {
+		// Revoking a refresh token ends the client's part of the session,
+		// and the whole session when no other client is left in it.
+		delete(s.clients, cl.cfg.ClientID)
+		if len(s.clients) == 0 {
+			s.ended = true
+		}
+	}
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,261 @@
+package keycloaktest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Realm-export representation, in the field order Keycloak writes.
+type (
+	exportRealm struct {
+		Realm                     string         `json:"realm"`
+		Enabled                   bool           `json:"enabled"`
+		AccessTokenLifespan       int64          `json:"accessTokenLifespan"`
+		SSOSessionIdleTimeout     int64          `json:"ssoSessionIdleTimeout"`
+		SSOSessionMaxLifespan     int64          `json:"ssoSessionMaxLifespan"`
+		RevokeRefreshToken        bool           `json:"revokeRefreshToken"`
+		RefreshTokenMaxReuse      int            `json:"refreshTokenMaxReuse"`
+		DefaultSignatureAlgorithm string         `json:"defaultSignatureAlgorithm"`
+		Roles                     exportRoles    `json:"roles"`
+		Clients                   []exportClient `json:"clients"`
+		Users                     []exportUser   `json:"users"`
+	}
+	exportRoles struct {
+		Realm  []exportRole            `json:"realm"`
+		Client map[string][]exportRole `json:"client,omitempty"`
+	}
+	exportRole struct {
+		Name      string `json:"name"`
+		Composite bool   `json:"composite"`
+		// ClientRole distinguishes client roles in Keycloak's representation.
+		ClientRole bool `json:"clientRole"`
+	}
+	exportClient struct {
+		ClientID                  string            `json:"clientId"`
+		Enabled                   bool              `json:"enabled"`
+		Protocol                  string            `json:"protocol"`
+		PublicClient              bool              `json:"publicClient"`
+		ClientAuthenticatorType   string            `json:"clientAuthenticatorType,omitempty"`
+		Secret                    string            `json:"secret,omitempty"`
+		RedirectURIs              []string          `json:"redirectUris"`
+		WebOrigins                []string          `json:"webOrigins"`
+		StandardFlowEnabled       bool              `json:"standardFlowEnabled"`
+		ImplicitFlowEnabled       bool              `json:"implicitFlowEnabled"`
+		DirectAccessGrantsEnabled bool              `json:"directAccessGrantsEnabled"`
+		ServiceAccountsEnabled    bool              `json:"serviceAccountsEnabled"`
+		FullScopeAllowed          bool              `json:"fullScopeAllowed"`
+		Attributes                map[string]string `json:"attributes,omitempty"`
+		ProtocolMappers           []exportMapper    `json:"protocolMappers,omitempty"`
+		DefaultClientScopes       []string          `json:"defaultClientScopes,omitempty"`
+		OptionalClientScopes      []string          `json:"optionalClientScopes,omitempty"`
+	}
+	exportMapper struct {
+		Name            string            `json:"name"`
+		Protocol        string            `json:"protocol"`
+		ProtocolMapper  string            `json:"protocolMapper"`
+		ConsentRequired bool              `json:"consentRequired"`
+		Config          map[string]string `json:"config"`
+	}
+	exportUser struct {
+		ID                     string              `json:"id"`
+		Username               string              `json:"username"`
+		Enabled                bool                `json:"enabled"`
+		EmailVerified          bool                `json:"emailVerified"`
+		Email                  string              `json:"email,omitempty"`
+		FirstName              string              `json:"firstName,omitempty"`
+		LastName               string              `json:"lastName,omitempty"`
+		Attributes             map[string][]string `json:"attributes,omitempty"`
+		Credentials            []exportCredential  `json:"credentials,omitempty"`
+		RequiredActions        []string            `json:"requiredActions"`
+		RealmRoles             []string            `json:"realmRoles"`
+		ClientRoles            map[string][]string `json:"clientRoles,omitempty"`
+		ServiceAccountClientID string              `json:"serviceAccountClientId,omitempty"`
+	}
+	exportCredential struct {
+		Type           string `json:"type"`
+		Value          string `json:"value,omitempty"`
+		Temporary      *bool  `json:"temporary,omitempty"`
+		SecretData     string `json:"secretData,omitempty"`
+		CredentialData string `json:"credentialData,omitempty"`
+	}
+)
+
+// Export writes the realm as a Keycloak realm-export JSON document that
+// Keycloak 26 can import (kc.sh import, or --import-realm) and ParseRealm
+// reads back. Plaintext passwords are written as plaintext credentials, which
+// is what a development realm wants; hashed ones keep their hash.
+func (r *Realm) Export() ([]byte, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := exportRealm{
+		Realm:                     r.name,
+		Enabled:                   !r.cfg.Disabled,
+		AccessTokenLifespan:       int64(r.cfg.AccessTokenLifespan / time.Second),
+		SSOSessionIdleTimeout:     int64(r.cfg.SSOSessionIdle / time.Second),
+		SSOSessionMaxLifespan:     int64(r.cfg.SSOSessionMax / time.Second),
+		RevokeRefreshToken:        r.cfg.RevokeRefreshToken,
+		RefreshTokenMaxReuse:      r.cfg.RefreshTokenMaxReuse,
+		DefaultSignatureAlgorithm: r.cfg.DefaultSignatureAlgorithm,
+		Roles:                     exportRoles{Realm: []exportRole{}},
+		Clients:                   []exportClient{},
+		Users:                     []exportUser{},
+	}
+	for _, role := range r.realmRoles {
+		out.Roles.Realm = append(out.Roles.Realm, exportRole{Name: role})
+	}
+	out.Roles.Client = map[string][]exportRole{}
+	for _, id := range r.clientSeq {
+		c := r.clients[id]
+		out.Clients = append(out.Clients, r.exportClient(c))
+		for _, role := range c.roles {
+			if id == accountClientID && slices.Contains(defaultAccountRoles, role) {
+				continue
+			}
+			out.Roles.Client[id] = append(out.Roles.Client[id], exportRole{Name: role, ClientRole: true})
+		}
+	}
+	// Custom account roles need a definition even though Keycloak creates
+	// the account client itself.
+	if _, ok := r.clients[accountClientID]; !ok {
+		var extra []string
+		for _, u := range r.users {
+			extra = append(extra, u.clientRoles[accountClientID]...)
+		}
+		for _, role := range dedupe(extra) {
+			if !slices.Contains(defaultAccountRoles, role) {
+				out.Roles.Client[accountClientID] = append(out.Roles.Client[accountClientID], exportRole{Name: role, ClientRole: true})
+			}
+		}
+	}
+	if len(out.Roles.Client) == 0 {
+		out.Roles.Client = nil
+	}
+	ids := make([]string, 0, len(r.users))
+	for id := range r.users {
+		ids = append(ids, id)
+	}
+	// Stable order: regular users by username, then service accounts.
+	slices.SortFunc(ids, func(a, b string) int {
+		ua, ub := r.users[a], r.users[b]
+		if (ua.serviceAccountOf == "") != (ub.serviceAccountOf == "") {
+			if ua.serviceAccountOf == "" {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(ua.username, ub.username)
+	})
+	for _, id := range ids {
+		eu, err := r.exportUser(r.users[id])
+		if err != nil {
+			return nil, err
+		}
+		out.Users = append(out.Users, eu)
+	}
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("keycloaktest: export realm %q: %w", r.name, err)
+	}
+	return append(data, '\n'), nil
+}
+
+func (r *Realm) exportClient(c *client) exportClient {
+	cfg := c.cfg
+	ec := exportClient{
+		ClientID:                  cfg.ClientID,
+		Enabled:                   !cfg.Disabled,
+		Protocol:                  "openid-connect",
+		PublicClient:              cfg.Public,
+		Secret:                    cfg.Secret,
+		RedirectURIs:              nonNil(cfg.RedirectURIs),
+		WebOrigins:                nonNil(cfg.WebOrigins),
+		StandardFlowEnabled:       cfg.StandardFlow,
+		DirectAccessGrantsEnabled: cfg.DirectAccessGrants,
+		ServiceAccountsEnabled:    cfg.ServiceAccounts,
+		FullScopeAllowed:          true,
+		DefaultClientScopes:       cfg.DefaultScopes,
+		OptionalClientScopes:      cfg.OptionalScopes,
+		Attributes:                map[string]string{},
+	}
+	if cfg.Public {
+		ec.Secret = ""
+	} else {
+		ec.ClientAuthenticatorType = "client-secret"
+	}
+	for k, v := range cfg.Attributes {
+		ec.Attributes[k] = v
+	}
+	if len(cfg.PostLogoutRedirectURIs) > 0 {
+		ec.Attributes["post.logout.redirect.uris"] = strings.Join(cfg.PostLogoutRedirectURIs, "##")
+	}
+	if cfg.BackchannelLogoutURL != "" {
+		ec.Attributes["backchannel.logout.url"] = cfg.BackchannelLogoutURL
+	}
+	ec.Attributes["backchannel.logout.session.required"] = strconv.FormatBool(cfg.BackchannelLogoutSessionRequired)
+	for _, aud := range cfg.Audiences {
+		key := "included.custom.audience"
+		if _, ok := r.clients[aud]; ok || aud == accountClientID {
+			key = "included.client.audience"
+		}
+		ec.ProtocolMappers = append(ec.ProtocolMappers, exportMapper{
+			Name:           "audience " + aud,
+			Protocol:       "openid-connect",
+			ProtocolMapper: "oidc-audience-mapper",
+			Config: map[string]string{
+				key:                         aud,
+				"access.token.claim":        "true",
+				"id.token.claim":            "false",
+				"introspection.token.claim": "true",
+			},
+		})
+	}
+	return ec
+}
+
+func (r *Realm) exportUser(u *user) (exportUser, error) {
+	eu := exportUser{
+		ID:                     u.id,
+		Username:               u.username,
+		Enabled:                u.enabled,
+		EmailVerified:          u.emailVerified,
+		Email:                  u.email,
+		FirstName:              u.firstName,
+		LastName:               u.lastName,
+		Attributes:             u.attributes,
+		RequiredActions:        nonNil(u.requiredActions),
+		RealmRoles:             append([]string{r.defaultRolesName()}, u.realmRoles...),
+		ClientRoles:            u.clientRoles,
+		ServiceAccountClientID: u.serviceAccountOf,
+	}
+	switch {
+	case u.hash != nil:
+		secret, err := json.Marshal(map[string]any{
+			"value": base64.StdEncoding.EncodeToString(u.hash.Hash),
+			"salt":  base64.StdEncoding.EncodeToString(u.hash.Salt), "additionalParameters": map[string]any{}})
+		if err != nil {
+			return eu, fmt.Errorf("keycloaktest: export user %q: %w", u.username, err)
+		}
+		cred, err := json.Marshal(map[string]any{"hashIterations": u.hash.Iterations,
+			"algorithm": u.hash.Algorithm, "additionalParameters": map[string]any{}})
+		if err != nil {
+			return eu, fmt.Errorf("keycloaktest: export user %q: %w", u.username, err)
+		}
+		eu.Credentials = []exportCredential{{Type: "password", SecretData: string(secret), CredentialData: string(cred)}}
+	case u.password != "":
+		f := false
+		eu.Credentials = []exportCredential{{Type: "password", Value: u.password, Temporary: &f}}
+	}
+	return eu, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,701 @@
+package keycloaktest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Keycloak's built-in clients. A realm file may refer to their roles without
+// listing them under "clients", because Keycloak creates them itself.
+var builtinClients = []string{"account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console"}
+
+// LoadRealmFile reads a Keycloak realm-export JSON file (see ParseRealm).
+func LoadRealmFile(path string) (RealmConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return RealmConfig{}, fmt.Errorf("keycloaktest: read realm file: %w", err)
+	}
+	cfg, err := ParseRealm(data)
+	if err != nil {
+		return RealmConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseRealm reads a Keycloak realm-export JSON document: realm settings,
+// realm and client roles, users (with plaintext or pbkdf2-hashed password
+// credentials) and clients (with audience protocol mappers). Fields it does
+// not model are ignored, as Keycloak ignores unknown ones. A problem is a
+// *RealmFileError naming the JSON path, e.g.
+// `users[2].credentials[0].type: unsupported credential type "otp"`.
+// A document ParseRealm accepts can always be added with Server.AddRealm.
+func ParseRealm(data []byte) (RealmConfig, error) {
+	root, err := parseObject("", data)
+	if err != nil {
+		return RealmConfig{}, err
+	}
+	p := &realmParser{}
+	cfg, err := p.realm(root)
+	if err != nil {
+		return RealmConfig{}, err
+	}
+	// Apply the document to a scratch realm, so that whatever AddRealm
+	// would refuse is reported now.
+	scratch := &Server{clock: time.Now, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), realms: map[string]*Realm{}}
+	if _, err := newRealm(scratch, cfg); err != nil {
+		return RealmConfig{}, &RealmFileError{Err: err}
+	}
+	return cfg, nil
+}
+
+type realmParser struct{}
+
+func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
+	var cfg RealmConfig
+	var err error
+	if cfg.Name, err = root.str("realm"); err != nil {
+		return cfg, err
+	}
+	if cfg.Name == "" {
+		return cfg, root.errAt("realm", "missing realm name")
+	}
+	if !validName(cfg.Name) {
+		return cfg, root.errAt("realm", "realm name %q is not usable in a URL path", cfg.Name)
+	}
+	enabled, err := root.optBool("enabled")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Disabled = enabled != nil && !*enabled
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{
+		{"accessTokenLifespan", &cfg.AccessTokenLifespan},
+		{"ssoSessionIdleTimeout", &cfg.SSOSessionIdle},
+		{"ssoSessionMaxLifespan", &cfg.SSOSessionMax},
+	} {
+		n, _, err := root.nonNegInt(d.key)
+		if err != nil {
+			return cfg, err
+		}
+		*d.dst = time.Duration(n) * time.Second
+	}
+	if b, err := root.optBool("revokeRefreshToken"); err != nil {
+		return cfg, err
+	} else if b != nil {
+		cfg.RevokeRefreshToken = *b
+	}
+	n, _, err := root.nonNegInt("refreshTokenMaxReuse")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.RefreshTokenMaxReuse = int(n)
+	if cfg.DefaultSignatureAlgorithm, err = root.str("defaultSignatureAlgorithm"); err != nil {
+		return cfg, err
+	}
+	if a := cfg.DefaultSignatureAlgorithm; a != "" && a != RS256 && a != ES256 && a != PS256 {
+		return cfg, root.errAt("defaultSignatureAlgorithm", "unsupported algorithm %q (supported: RS256, ES256, PS256)", a)
+	}
+
+	clientRoles := map[string][]string{}
+	if roles, ok, err := root.object("roles"); err != nil {
+		return cfg, err
+	} else if ok {
+		if cfg.RealmRoles, err = roleNames(roles, "realm"); err != nil {
+			return cfg, err
+		}
+		cfg.RealmRoles = slices.DeleteFunc(cfg.RealmRoles, func(r string) bool { return isBuiltinRole(cfg.Name, r) })
+		if byClient, ok, err := roles.object("client"); err != nil {
+			return cfg, err
+		} else if ok {
+			for _, id := range byClient.keys() {
+				names, err := roleNames(byClient, id)
+				if err != nil {
+					return cfg, err
+				}
+				clientRoles[id] = names
+			}
+		}
+	}
+
+	clients, err := root.array("clients")
+	if err != nil {
+		return cfg, err
+	}
+	index := map[string]int{}
+	for i, raw := range clients {
+		c, err := parseClient(root.index("clients", i), raw)
+		if err != nil {
+			return cfg, err
+		}
+		if _, dup := index[c.ClientID]; dup {
+			return cfg, &RealmFileError{Path: root.index("clients", i) + ".clientId", Err: fmt.Errorf("duplicate clientId %q", c.ClientID)}
+		}
+		index[c.ClientID] = len(cfg.Clients)
+		cfg.Clients = append(cfg.Clients, c)
+	}
+	ensureClient := func(id, path string) error {
+		if _, ok := index[id]; ok || id == accountClientID {
+			return nil
+		}
+		if !slices.Contains(builtinClients, id) {
+			return &RealmFileError{Path: path, Err: fmt.Errorf("no client %q in clients", id)}
+		}
+		index[id] = len(cfg.Clients)
+		cfg.Clients = append(cfg.Clients, ClientConfig{ClientID: id})
+		return nil
+	}
+	for _, id := range sortedKeys(clientRoles) {
+		roles := clientRoles[id]
+		if err := ensureClient(id, "roles.client"+keyPath(id)); err != nil {
+			return cfg, err
+		}
+		if i, ok := index[id]; ok {
+			cfg.Clients[i].Roles = append(cfg.Clients[i].Roles, roles...)
+		}
+	}
+
+	users, err := root.array("users")
+	if err != nil {
+		return cfg, err
+	}
+	seen := map[string]string{}
+	for i, raw := range users {
+		path := root.index("users", i)
+		u, saClient, err := parseUser(cfg.Name, path, raw)
+		if err != nil {
+			return cfg, err
+		}
+		for _, id := range sortedKeys(u.ClientRoles) {
+			if err := ensureClient(id, path+".clientRoles"+keyPath(id)); err != nil {
+				return cfg, err
+			}
+		}
+		if saClient != "" {
+			ci, ok := index[saClient]
+			if !ok || !cfg.Clients[ci].ServiceAccounts {
+				return cfg, &RealmFileError{Path: path + ".serviceAccountClientId", Err: fmt.Errorf("no client %q with service accounts enabled", saClient)}
+			}
+			cfg.Clients[ci].ServiceAccountRealmRoles = u.RealmRoles
+			cfg.Clients[ci].ServiceAccountClientRoles = u.ClientRoles
+			cfg.Clients[ci].ServiceAccountUserID = u.ID
+			continue
+		}
+		name := strings.ToLower(u.Username)
+		if prev, dup := seen[name]; dup {
+			return cfg, &RealmFileError{Path: path + ".username", Err: fmt.Errorf("duplicate username %q (also %s)", u.Username, prev)}
+		}
+		seen[name] = path
+		cfg.Users = append(cfg.Users, u)
+	}
+	return cfg, nil
+}
+
+func isBuiltinRole(realm, role string) bool {
+	return slices.Contains(builtinRealmRoles, role) || role == "default-roles-"+strings.ToLower(realm)
+}
+
+// roleNames reads an array of role representations, keeping the names.
+func roleNames(o jsonObj, key string) ([]string, error) {
+	items, err := o.array(key)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for i, raw := range items {
+		ro, err := parseObject(o.index(key, i), raw)
+		if err != nil {
+			return nil, err
+		}
+		name, err := ro.str("name")
+		if err != nil {
+			return nil, err
+		}
+		if name == "" {
+			return nil, ro.errAt("name", "missing role name")
+		}
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+func parseClient(path string, raw json.RawMessage) (ClientConfig, error) {
+	var c ClientConfig
+	o, err := parseObject(path, raw)
+	if err != nil {
+		return c, err
+	}
+	if c.ClientID, err = o.str("clientId"); err != nil {
+		return c, err
+	}
+	if c.ClientID == "" || strings.ContainsFunc(c.ClientID, isControl) {
+		return c, o.errAt("clientId", "missing or invalid clientId")
+	}
+	if c.Secret, err = o.str("secret"); err != nil {
+		return c, err
+	}
+	bools := []struct {
+		key  string
+		dst  *bool
+		def  bool
+		flip bool
+	}{
+		{"publicClient", &c.Public, false, false},
+		{"enabled", &c.Disabled, true, true},
+		{"standardFlowEnabled", &c.StandardFlow, true, false},
+		{"directAccessGrantsEnabled", &c.DirectAccessGrants, false, false},
+		{"serviceAccountsEnabled", &c.ServiceAccounts, false, false},
+	}
+	for _, b := range bools {
+		v, err := o.optBool(b.key)
+		if err != nil {
+			return c, err
+		}
+		val := b.def
+		if v != nil {
+			val = *v
+		}
+		if b.flip {
+			val = !val
+		}
+		*b.dst = val
+	}
+	if c.Public && c.ServiceAccounts {
+		return c, o.errAt("serviceAccountsEnabled", "a public client cannot have a service account")
+	}
+	for _, l := range []struct {
+		key string
+		dst *[]string
+	}{
+		{"redirectUris", &c.RedirectURIs},
+		{"webOrigins", &c.WebOrigins},
+		{"defaultClientScopes", &c.DefaultScopes},
+		{"optionalClientScopes", &c.OptionalScopes},
+	} {
+		if *l.dst, err = o.strList(l.key); err != nil {
+			return c, err
+		}
+	}
+	if c.Attributes, err = o.strMap("attributes"); err != nil {
+		return c, err
+	}
+	if v := c.Attributes["post.logout.redirect.uris"]; v != "" {
+		c.PostLogoutRedirectURIs = strings.Split(v, "##")
+	}
+	c.BackchannelLogoutURL = c.Attributes["backchannel.logout.url"]
+	c.BackchannelLogoutSessionRequired = c.Attributes["backchannel.logout.session.required"] == "true"
+	for _, k := range []string{"post.logout.redirect.uris", "backchannel.logout.url", "backchannel.logout.session.required"} {
+		delete(c.Attributes, k)
+	}
+	if len(c.Attributes) == 0 {
+		c.Attributes = nil
+	}
+	mappers, err := o.array("protocolMappers")
+	if err != nil {
+		return c, err
+	}
+	for i, raw := range mappers {
+		mo, err := parseObject(o.index("protocolMappers", i), raw)
+		if err != nil {
+			return c, err
+		}
+		kind, err := mo.str("protocolMapper")
+		if err != nil {
+			return c, err
+		}
+		if kind != "oidc-audience-mapper" {
+			continue
+		}
+		conf, _, err := mo.object("config")
+		if err != nil {
+			return c, err
+		}
+		// Keycloak includes a mapper's claim only when the flag is "true".
+		inAccess, err := conf.flag("access.token.claim")
+		if err != nil {
+			return c, err
+		}
+		if !inAccess {
+			continue
+		}
+		for _, key := range []string{"included.client.audience", "included.custom.audience"} {
+			aud, err := conf.str(key)
+			if err != nil {
+				return c, err
+			}
+			if aud != "" && !slices.Contains(c.Audiences, aud) {
+				c.Audiences = append(c.Audiences, aud)
+			}
+		}
+	}
+	return c, nil
+}
+
+// parseUser reads one user; for a service-account user it also returns the
+// client id it belongs to.
+func parseUser(realm, path string, raw json.RawMessage) (UserConfig, string, error) {
+	var u UserConfig
+	o, err := parseObject(path, raw)
+	if err != nil {
+		return u, "", err
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{
+		{"id", &u.ID}, {"username", &u.Username}, {"email", &u.Email},
+		{"firstName", &u.FirstName}, {"lastName", &u.LastName},
+	} {
+		if *f.dst, err = o.str(f.key); err != nil {
+			return u, "", err
+		}
+	}
+	if u.Username == "" || strings.ContainsFunc(u.Username, isControl) {
+		return u, "", o.errAt("username", "missing or invalid username")
+	}
+	if strings.ContainsFunc(u.ID, isControl) {
+		return u, "", o.errAt("id", "invalid user id")
+	}
+	// Keycloak's import leaves a user without "enabled" disabled.
+	enabled, err := o.optBool("enabled")
+	if err != nil {
+		return u, "", err
+	}
+	u.Disabled = enabled == nil || !*enabled
+	if v, err := o.optBool("emailVerified"); err != nil {
+		return u, "", err
+	} else if v != nil {
+		u.EmailVerified = *v
+	}
+	if u.Attributes, err = o.multiMap("attributes"); err != nil {
+		return u, "", err
+	}
+	if u.RequiredActions, err = o.strList("requiredActions"); err != nil {
+		return u, "", err
+	}
+	if u.RealmRoles, err = o.strList("realmRoles"); err != nil {
+		return u, "", err
+	}
+	u.RealmRoles = slices.DeleteFunc(u.RealmRoles, func(r string) bool { return isBuiltinRole(realm, r) })
+	if u.ClientRoles, err = o.multiMap("clientRoles"); err != nil {
+		return u, "", err
+	}
+	if roles := u.ClientRoles[accountClientID]; roles != nil {
+		// The default account roles come with every user; keep only others.
+		roles = slices.DeleteFunc(roles, func(r string) bool { return slices.Contains(defaultAccountRoles, r) })
+		if len(roles) == 0 {
+			delete(u.ClientRoles, accountClientID)
+		} else {
+			u.ClientRoles[accountClientID] = roles
+		}
+	}
+	if len(u.ClientRoles) == 0 {
+		u.ClientRoles = nil
+	}
+	creds, err := o.array("credentials")
+	if err != nil {
+		return u, "", err
+	}
+	havePassword := false
+	for i, raw := range creds {
+		cpath := o.index("credentials", i)
+		co, err := parseObject(cpath, raw)
+		if err != nil {
+			return u, "", err
+		}
+		typ, err := co.str("type")
+		if err != nil {
+			return u, "", err
+		}
+		if typ != "password" {
+			return u, "", co.errAt("type", "unsupported credential type %q", typ)
+		}
+		if havePassword {
+			return u, "", &RealmFileError{Path: cpath, Err: errors.New("more than one password credential")}
+		}
+		havePassword = true
+		if err := parseCredential(co, &u); err != nil {
+			return u, "", err
+		}
+	}
+	sa, err := o.str("serviceAccountClientId")
+	if err != nil {
+		return u, "", err
+	}
+	if sa == "" && strings.HasPrefix(strings.ToLower(u.Username), serviceAccountPrefix) {
+		return u, "", o.errAt("username", "the prefix %q is reserved for service accounts (set serviceAccountClientId)", serviceAccountPrefix)
+	}
+	return u, sa, nil
+}
+
+// parseCredential reads a password credential: plaintext "value", or the
+// hashed "secretData"/"credentialData" pair Keycloak exports.
+func parseCredential(co jsonObj, u *UserConfig) error {
+	value, err := co.str("value")
+	if err != nil {
+		return err
+	}
+	if tmp, err := co.optBool("temporary"); err != nil {
+		return err
+	} else if tmp != nil && *tmp && !slices.Contains(u.RequiredActions, "UPDATE_PASSWORD") {
+		u.RequiredActions = append(u.RequiredActions, "UPDATE_PASSWORD")
+	}
+	if value != "" {
+		u.Password = value
+		return nil
+	}
+	secretJSON, err := co.str("secretData")
+	if err != nil {
+		return err
+	}
+	credJSON, err := co.str("credentialData")
+	if err != nil {
+		return err
+	}
+	if secretJSON == "" || credJSON == "" {
+		return &RealmFileError{Path: co.path, Err: errors.New(`password credential needs "value" or both "secretData" and "credentialData"`)}
+	}
+	cd, err := parseObject(co.sub("credentialData"), []byte(credJSON))
+	if err != nil {
+		return err
+	}
+	algorithm, err := cd.str("algorithm")
+	if err != nil {
+		return err
+	}
+	if _, _, err := pbkdf2Params(algorithm); err != nil {
+		return cd.errAt("algorithm", "unsupported password hash algorithm %q (supported: pbkdf2-sha256, pbkdf2-sha512, pbkdf2)", algorithm)
+	}
+	iters, ok, err := cd.nonNegInt("hashIterations")
+	if err != nil {
+		return err
+	}
+	if !ok || iters == 0 || iters > 1<<24 {
+		return cd.errAt("hashIterations", "want a positive iteration count up to %d", 1<<24)
+	}
+	sd, err := parseObject(co.sub("secretData"), []byte(secretJSON))
+	if err != nil {
+		return err
+	}
+	var salt, hash []byte
+	for _, f := range []struct {
+		key string
+		dst *[]byte
+	}{{"salt", &salt}, {"value", &hash}} {
+		s, err := sd.str(f.key)
+		if err != nil {
+			return err
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) == 0 {
+			return sd.errAt(f.key, "want non-empty standard base64")
+		}
+		*f.dst = b
+	}
+	if len(hash) > 256 {
+		return sd.errAt("value", "hash longer than 256 bytes")
+	}
+	u.PasswordHash = &PasswordHash{Algorithm: algorithm, Iterations: int(iters), Salt: salt, Hash: hash}
+	return nil
+}
+
+// jsonObj is a JSON object being read, with its path for error messages.
+type jsonObj struct {
+	path string
+	m    map[string]json.RawMessage
+}
+
+func parseObject(path string, raw []byte) (jsonObj, error) {
+	o := jsonObj{path: path}
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		if path == "" && !json.Valid(raw) {
+			return o, &RealmFileError{Err: jsonSyntaxError(raw)}
+		}
+		return o, &RealmFileError{Path: path, Err: fmt.Errorf("expected an object, got %s", jsonKind(raw))}
+	}
+	if err := json.Unmarshal(trimmed, &o.m); err != nil {
+		return o, &RealmFileError{Path: path, Err: jsonSyntaxError(raw)}
+	}
+	return o, nil
+}
+
+// jsonSyntaxError describes invalid JSON without echoing its content, which
+// may hold secrets.
+func jsonSyntaxError(raw []byte) error {
+	var v any
+	err := json.Unmarshal(raw, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte offset %d", se.Offset)
+	}
+	if err != nil {
+		return errors.New("invalid JSON")
+	}
+	return errors.New("unexpected JSON")
+}
+
+func jsonKind(raw []byte) string {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 {
+		return "nothing"
+	}
+	switch t[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+var identRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// keyPath renders an object member for a path: .name or ["odd.name"].
+func keyPath(key string) string {
+	if identRe.MatchString(key) {
+		return "." + key
+	}
+	return "[" + strconv.Quote(key) + "]"
+}
+
+func (o jsonObj) sub(key string) string {
+	p := keyPath(key)
+	if o.path == "" && p[0] == '.' {
+		return p[1:]
+	}
+	return o.path + p
+}
+
+func (o jsonObj) index(key string, i int) string { return fmt.Sprintf("%s[%d]", o.sub(key), i) }
+
+func (o jsonObj) errAt(key, format string, args ...any) error {
+	return &RealmFileError{Path: o.sub(key), Err: fmt.Errorf(format, args...)}
+}
+
+func (o jsonObj) keys() []string { return sortedKeys(o.m) }
+
+// get returns a member, treating null as absent.
+func (o jsonObj) get(key string) (json.RawMessage, bool) {
+	raw, ok := o.m[key]
+	if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, false
+	}
+	return raw, true
+}
+
+func (o jsonObj) decode(key string, dst any, want string) (bool, error) {
+	raw, ok := o.get(key)
+	if !ok {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return false, o.errAt(key, "expected %s, got %s", want, jsonKind(raw))
+	}
+	return true, nil
+}
+
+func (o jsonObj) str(key string) (string, error) {
+	var s string
+	_, err := o.decode(key, &s, "a string")
+	return s, err
+}
+
+func (o jsonObj) optBool(key string) (*bool, error) {
+	var b bool
+	ok, err := o.decode(key, &b, "a boolean")
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// flag reads a Keycloak config flag, a "true"/"false" string (booleans are
+// accepted too).
+func (o jsonObj) flag(key string) (bool, error) {
+	raw, ok := o.get(key)
+	if !ok {
+		return false, nil
+	}
+	var b bool
+	if json.Unmarshal(raw, &b) == nil {
+		return b, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil && (s == "true" || s == "false") {
+		return s == "true", nil
+	}
+	return false, o.errAt(key, `expected "true" or "false", got %s`, jsonKind(raw))
+}
+
+func (o jsonObj) nonNegInt(key string) (int64, bool, error) {
+	var n int64
+	ok, err := o.decode(key, &n, "an integer")
+	if err != nil {
+		return 0, false, err
+	}
+	if n < 0 || n > 1<<40 {
+		return 0, false, o.errAt(key, "out of range: %d", n)
+	}
+	return n, ok, nil
+}
+
+func (o jsonObj) strList(key string) ([]string, error) {
+	var l []string
+	_, err := o.decode(key, &l, "an array of strings")
+	return l, err
+}
+
+func (o jsonObj) array(key string) ([]json.RawMessage, error) {
+	var l []json.RawMessage
+	_, err := o.decode(key, &l, "an array")
+	return l, err
+}
+
+func (o jsonObj) object(key string) (jsonObj, bool, error) {
+	raw, ok := o.get(key)
+	if !ok {
+		return jsonObj{path: o.sub(key)}, false, nil
+	}
+	sub, err := parseObject(o.sub(key), raw)
+	return sub, err == nil, err
+}
+
+func (o jsonObj) strMap(key string) (map[string]string, error) {
+	var m map[string]string
+	_, err := o.decode(key, &m, "an object of strings")
+	return m, err
+}
+
+func (o jsonObj) multiMap(key string) (map[string][]string, error) {
+	var m map[string][]string
+	_, err := o.decode(key, &m, "an object of string arrays")
+	return m, err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
