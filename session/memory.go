@@ -1,0 +1,188 @@
+package session
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// MemoryStore keeps sessions in the process's memory: for tests and single
+// instances that accept losing sessions on restart. Expired records are
+// dropped on access and by a sweep every minute.
+type MemoryStore struct {
+	mu        sync.Mutex
+	records   map[string]Record
+	bySID     map[string]map[string]struct{}
+	bySubject map[string]map[string]struct{}
+	now       func() time.Time
+	stop      chan struct{}
+	stopOnce  sync.Once
+}
+
+// NewMemoryStore returns an empty MemoryStore. Close stops its sweeper.
+func NewMemoryStore() *MemoryStore {
+	s := &MemoryStore{
+		records:   map[string]Record{},
+		bySID:     map[string]map[string]struct{}{},
+		bySubject: map[string]map[string]struct{}{},
+		now:       time.Now,
+		stop:      make(chan struct{}),
+	}
+	go s.sweep(time.Minute)
+	return s
+}
+
+func (s *MemoryStore) sweep(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			now := s.now()
+			for k, r := range s.records {
+				if !now.Before(r.ExpiresAt) {
+					s.deleteLocked(k)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// Load implements Store.
+func (s *MemoryStore) Load(ctx context.Context, key string) (*Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if !s.now().Before(r.ExpiresAt) {
+		s.deleteLocked(key)
+		return nil, ErrNotFound
+	}
+	r.Payload = append([]byte(nil), r.Payload...)
+	return &r, nil
+}
+
+// Save implements Store.
+func (s *MemoryStore) Save(ctx context.Context, r *Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, exists := s.records[r.Key]
+	if exists && !s.now().Before(cur.ExpiresAt) {
+		s.deleteLocked(r.Key)
+		exists = false
+	}
+	if (exists && cur.Version != r.Version) || (!exists && r.Version != 0) {
+		return ErrConflict
+	}
+	if exists {
+		s.unindexLocked(cur)
+	}
+	stored := *r
+	stored.Version = r.Version + 1
+	stored.Payload = append([]byte(nil), r.Payload...)
+	s.records[r.Key] = stored
+	index(s.bySID, stored.SID, stored.Key)
+	index(s.bySubject, stored.Subject, stored.Key)
+	r.Version = stored.Version
+	return nil
+}
+
+func index(m map[string]map[string]struct{}, v, key string) {
+	if v == "" {
+		return
+	}
+	if m[v] == nil {
+		m[v] = map[string]struct{}{}
+	}
+	m[v][key] = struct{}{}
+}
+
+func unindex(m map[string]map[string]struct{}, v, key string) {
+	if set := m[v]; set != nil {
+		delete(set, key)
+		if len(set) == 0 {
+			delete(m, v)
+		}
+	}
+}
+
+func (s *MemoryStore) unindexLocked(r Record) {
+	unindex(s.bySID, r.SID, r.Key)
+	unindex(s.bySubject, r.Subject, r.Key)
+}
+
+func (s *MemoryStore) deleteLocked(key string) bool {
+	r, ok := s.records[key]
+	if !ok {
+		return false
+	}
+	s.unindexLocked(r)
+	delete(s.records, key)
+	return true
+}
+
+// Delete implements Store.
+func (s *MemoryStore) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deleteLocked(key)
+	return nil
+}
+
+func (s *MemoryStore) deleteIndexed(ctx context.Context, m map[string]map[string]struct{}, v string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if v == "" {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []string
+	for k := range m[v] {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		s.deleteLocked(k)
+	}
+	return keys, nil
+}
+
+// DeleteBySID implements Store.
+func (s *MemoryStore) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
+	return s.deleteIndexed(ctx, s.bySID, sid)
+}
+
+// DeleteBySubject implements Store.
+func (s *MemoryStore) DeleteBySubject(ctx context.Context, subject string) ([]string, error) {
+	return s.deleteIndexed(ctx, s.bySubject, subject)
+}
+
+// Len returns the number of records held, expired ones included.
+func (s *MemoryStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.records)
+}
+
+// Close stops the sweeper. The store keeps working for tests that use it
+// after Close.
+func (s *MemoryStore) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	return nil
+}
