@@ -28,10 +28,20 @@ type grant struct {
 	scopes     []string     // granted client scopes, "openid" included when requested
 	nonce      string
 	clientAddr string // remote address, for service-account claims
+	acr        string // achieved authentication context; "" means "1"
 	now        time.Time
 }
 
 func (g grant) has(scope string) bool { return slices.Contains(g.scopes, scope) }
+
+// acrValue is the acr claim: "1" for a password login unless the browser
+// flow recorded something else ("0" for an SSO login, a mapped ACR name).
+func (g grant) acrValue() string {
+	if g.acr == "" {
+		return "1"
+	}
+	return g.acr
+}
 
 func (g grant) offline() bool { return g.has("offline_access") }
 
@@ -106,7 +116,7 @@ func (r *Realm) accessClaims(g grant) map[string]any {
 		}
 	}
 	if g.has("acr") {
-		c["acr"] = "1"
+		c["acr"] = g.acrValue()
 	}
 	if g.has("web-origins") {
 		if origins := allowedOrigins(g.client.cfg); len(origins) > 0 {
@@ -184,7 +194,7 @@ func (r *Realm) idClaims(g grant, accessToken string) map[string]any {
 		"sub": g.user.id,
 		"typ": typID,
 		"azp": g.client.cfg.ClientID,
-		"acr": "1",
+		"acr": g.acrValue(),
 	}
 	if g.session != nil {
 		c["sid"] = g.session.id

@@ -2,7 +2,9 @@ package keycloaktest
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -57,6 +59,14 @@ type RealmConfig struct {
 	// DefaultSignatureAlgorithm signs access and ID tokens: RS256 (default),
 	// ES256 or PS256.
 	DefaultSignatureAlgorithm string
+	// ACRLoA is Keycloak's realm "ACR to LoA mapping": ACR names (e.g.
+	// "silver", "gold") to levels of authentication. The browser flow knows
+	// level 1 (password) and level 2 (password and OTP); a requested level of
+	// 2 or more makes a user with a TOTP secret enter an OTP code.
+	ACRLoA map[string]int
+	// RegistrationAllowed turns on user sign-up: the registrations endpoint,
+	// prompt=create and the "Register" link on the login page.
+	RegistrationAllowed bool
 }
 
 // UserConfig describes a user of a realm.
@@ -78,8 +88,14 @@ type UserConfig struct {
 	// inactive.
 	Disabled bool
 	// RequiredActions pending (e.g. "UPDATE_PASSWORD") make the password
-	// grant fail with "Account is not fully set up".
+	// grant fail with "Account is not fully set up"; the browser login runs
+	// them after authentication and removes the ones completed.
 	RequiredActions []string
+	// TOTPSecret is the base32 secret of the user's OTP credential (RFC 6238:
+	// HMAC-SHA1, 6 digits, 30-second steps), as authenticator apps take it.
+	// A user with one is asked for an OTP code when a login requests level
+	// of authentication 2 or more (see RealmConfig.ACRLoA and TOTPCode).
+	TOTPSecret string
 	// Attributes are custom user attributes (exported, not put in tokens).
 	Attributes map[string][]string
 	// RealmRoles are granted in addition to the realm's default roles.
@@ -225,6 +241,15 @@ func (c RealmConfig) withDefaults() (RealmConfig, error) {
 	if !slices.Contains([]string{RS256, ES256, PS256}, c.DefaultSignatureAlgorithm) {
 		return c, fmt.Errorf("%w: realm %q: signature algorithm %q (want RS256, ES256 or PS256)", ErrUnsupportedAlgorithm, c.Name, c.DefaultSignatureAlgorithm)
 	}
+	for name, loa := range c.ACRLoA {
+		if name == "" || strings.ContainsFunc(name, isControl) || strings.ContainsAny(name, " ") {
+			return c, fmt.Errorf("%w: realm %q: ACR name %q is empty or has spaces or control characters", ErrInvalidConfig, c.Name, name)
+		}
+		if loa < 0 {
+			return c, fmt.Errorf("%w: realm %q: ACR %q maps to negative level %d", ErrInvalidConfig, c.Name, name, loa)
+		}
+	}
+	c.ACRLoA = maps.Clone(c.ACRLoA)
 	return c, nil
 }
 

@@ -3,11 +3,40 @@
 //
 // It reproduces what Keycloak 26.x serves at its own paths
 // ({base}/realms/{realm}/...): discovery, JWKS, the token endpoint (password,
-// client_credentials and refresh_token grants), userinfo, introspection and
-// revocation, with Keycloak's JSON shapes, error bodies and token claims.
-// Realms are configured in Go (RealmConfig) or loaded from a Keycloak
-// realm-export file, and can be exported again in a form a real Keycloak can
-// import.
+// client_credentials, refresh_token and authorization_code grants),
+// userinfo, introspection and revocation, with Keycloak's JSON shapes, error
+// bodies and token claims. Realms are configured in Go (RealmConfig) or
+// loaded from a Keycloak realm-export file, and can be exported again in a
+// form a real Keycloak can import.
+//
+// # Browser side
+//
+// The authorization endpoint (.../protocol/openid-connect/auth) serves
+// HTML login pages with the element ids and field names of Keycloak's base
+// theme, so tests written for Keycloak work unchanged:
+//
+//	login          form#kc-form-login    username, password, submit #kc-login
+//	OTP            form#kc-otp-login-form otp, submit #kc-login
+//	update password form#kc-passwd-update-form password-new, password-confirm
+//	update profile form#kc-update-profile-form email, firstName, lastName
+//	configure OTP  form#kc-totp-settings-form totp (secret in #kc-totp-secret-key)
+//	verify email   form#kc-verify-email-form (submit #kc-continue)
+//	terms          form#kc-terms-form     accept / cancel
+//	register       form#kc-register-form  firstName, lastName, email, username,
+//	               password, password-confirm
+//	logout confirm form.form-actions      session_code, submit #kc-logout
+//
+// Application-initiated actions (kc_action) add a Cancel button named
+// cancel-aia. A successful login sets Keycloak's SSO cookies
+// (KEYCLOAK_IDENTITY, KEYCLOAK_SESSION, AUTH_SESSION_ID) under
+// /realms/{realm}/, so a second request of the same browser skips the form
+// (acr "0") unless prompt=login or max_age says otherwise. Step-up to level
+// of authentication 2 (RealmConfig.ACRLoA, UserConfig.TOTPSecret) asks for a
+// TOTP code; TOTPCode computes one. Registration, required actions, the
+// end-session endpoint with its confirmation page, back-channel logout
+// delivery (Realm.LogoutDeliveries), an email outbox (Realm.Outbox) and the
+// session-management iframe are there too. See ExampleServer_browserLogin
+// for driving a login with net/http.
 //
 // Besides serving real flows, a Realm mints tokens directly (Realm.Token) with
 // options that produce the malformed and hostile tokens a verifier must

@@ -27,6 +27,16 @@ func handleDiscovery(s *Server, r *Realm, w http.ResponseWriter, req *http.Reque
 	oidc := base + "/protocol/openid-connect"
 	withNone := append(slices.Clone(advertisedSigningAlgs), "none")
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	r.mu.RLock()
+	prompts := []string{"none", "login", "consent"}
+	if r.cfg.RegistrationAllowed {
+		prompts = append(prompts, "create")
+	}
+	acrs := []string{"0", "1"}
+	if len(r.cfg.ACRLoA) > 0 {
+		acrs = append(sortedKeys(r.cfg.ACRLoA), "0", "1", "2")
+	}
+	r.mu.RUnlock()
 	doc := map[string]any{
 		"issuer":                                s.issuerFor(req, r.name),
 		"authorization_endpoint":                oidc + "/auth",
@@ -45,10 +55,10 @@ func handleDiscovery(s *Server, r *Realm, w http.ResponseWriter, req *http.Reque
 		// Only the grants this server implements (Keycloak's list is longer
 		// and depends on enabled features).
 		"grant_types_supported":                          []string{"authorization_code", "client_credentials", "password", "refresh_token"},
-		"acr_values_supported":                           []string{"0", "1"},
+		"acr_values_supported":                           acrs,
 		"response_types_supported":                       []string{"code", "none", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"},
 		"subject_types_supported":                        []string{"public", "pairwise"},
-		"prompt_values_supported":                        []string{"none", "login", "consent"},
+		"prompt_values_supported":                        prompts,
 		"id_token_signing_alg_values_supported":          advertisedSigningAlgs,
 		"id_token_encryption_alg_values_supported":       []string{"RSA-OAEP", "RSA-OAEP-256", "RSA1_5"},
 		"id_token_encryption_enc_values_supported":       []string{"A256GCM", "A192GCM", "A128GCM", "A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512"},
@@ -358,17 +368,23 @@ func handleRevoke(s *Server, r *Realm, w http.ResponseWriter, req *http.Request)
 		return
 	}
 	r.mu.Lock()
+	var jobs []logoutJob
 	if typ == typBearer {
 		exp, _ := c.num("exp")
 		r.revoked[c.str("jti")] = unixTime(exp)
 	} else if s := r.sessions[c.str("sid")]; s != nil {
 		// Revoking a refresh token ends the client's part of the session,
-		// and the whole session when no other client is left in it.
+		// and the whole session (with back-channel logout to the clients it
+		// had) when no other client is left in it.
+		if _, only := s.clients[cl.cfg.ClientID]; only && len(s.clients) == 1 && !s.ended {
+			jobs = r.endSessionLocked(s)
+		}
 		delete(s.clients, cl.cfg.ClientID)
 		if len(s.clients) == 0 {
 			s.ended = true
 		}
 	}
 	r.mu.Unlock()
+	r.deliverLogouts(jobs)
 	w.WriteHeader(http.StatusOK)
 }

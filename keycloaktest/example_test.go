@@ -79,11 +79,11 @@ func ExampleParseRealm() {
 	}
 	fmt.Println(cfg.Name, cfg.AccessTokenLifespan, cfg.Users[0].Username, cfg.Clients[0].ClientID)
 
-	_, err = keycloaktest.ParseRealm([]byte(`{"realm":"shop","users":[{"username":"ann","credentials":[{"type":"otp"}]}]}`))
+	_, err = keycloaktest.ParseRealm([]byte(`{"realm":"shop","users":[{"username":"ann","credentials":[{"type":"webauthn"}]}]}`))
 	fmt.Println(err)
 	// Output:
 	// shop 1m0s ann web
-	// realm file: users[0].credentials[0].type: unsupported credential type "otp"
+	// realm file: users[0].credentials[0].type: unsupported credential type "webauthn"
 }
 
 // Rotate the realm's signing key: the old key stays published.

@@ -13,17 +13,19 @@ import (
 // Realm-export representation, in the field order Keycloak writes.
 type (
 	exportRealm struct {
-		Realm                     string         `json:"realm"`
-		Enabled                   bool           `json:"enabled"`
-		AccessTokenLifespan       int64          `json:"accessTokenLifespan"`
-		SSOSessionIdleTimeout     int64          `json:"ssoSessionIdleTimeout"`
-		SSOSessionMaxLifespan     int64          `json:"ssoSessionMaxLifespan"`
-		RevokeRefreshToken        bool           `json:"revokeRefreshToken"`
-		RefreshTokenMaxReuse      int            `json:"refreshTokenMaxReuse"`
-		DefaultSignatureAlgorithm string         `json:"defaultSignatureAlgorithm"`
-		Roles                     exportRoles    `json:"roles"`
-		Clients                   []exportClient `json:"clients"`
-		Users                     []exportUser   `json:"users"`
+		Realm                     string            `json:"realm"`
+		Enabled                   bool              `json:"enabled"`
+		AccessTokenLifespan       int64             `json:"accessTokenLifespan"`
+		SSOSessionIdleTimeout     int64             `json:"ssoSessionIdleTimeout"`
+		SSOSessionMaxLifespan     int64             `json:"ssoSessionMaxLifespan"`
+		RevokeRefreshToken        bool              `json:"revokeRefreshToken"`
+		RefreshTokenMaxReuse      int               `json:"refreshTokenMaxReuse"`
+		DefaultSignatureAlgorithm string            `json:"defaultSignatureAlgorithm"`
+		RegistrationAllowed       bool              `json:"registrationAllowed"`
+		Attributes                map[string]string `json:"attributes,omitempty"`
+		Roles                     exportRoles       `json:"roles"`
+		Clients                   []exportClient    `json:"clients"`
+		Users                     []exportUser      `json:"users"`
 	}
 	exportRoles struct {
 		Realm  []exportRole            `json:"realm"`
@@ -78,6 +80,7 @@ type (
 	}
 	exportCredential struct {
 		Type           string `json:"type"`
+		UserLabel      string `json:"userLabel,omitempty"`
 		Value          string `json:"value,omitempty"`
 		Temporary      *bool  `json:"temporary,omitempty"`
 		SecretData     string `json:"secretData,omitempty"`
@@ -101,9 +104,17 @@ func (r *Realm) Export() ([]byte, error) {
 		RevokeRefreshToken:        r.cfg.RevokeRefreshToken,
 		RefreshTokenMaxReuse:      r.cfg.RefreshTokenMaxReuse,
 		DefaultSignatureAlgorithm: r.cfg.DefaultSignatureAlgorithm,
+		RegistrationAllowed:       r.cfg.RegistrationAllowed,
 		Roles:                     exportRoles{Realm: []exportRole{}},
 		Clients:                   []exportClient{},
 		Users:                     []exportUser{},
+	}
+	if len(r.cfg.ACRLoA) > 0 {
+		m, err := json.Marshal(r.cfg.ACRLoA)
+		if err != nil {
+			return nil, fmt.Errorf("keycloaktest: export realm %q: %w", r.name, err)
+		}
+		out.Attributes = map[string]string{"acr.loa.map": string(m)}
 	}
 	for _, role := range r.realmRoles {
 		out.Roles.Realm = append(out.Roles.Realm, exportRole{Name: role})
@@ -249,6 +260,19 @@ func (r *Realm) exportUser(u *user) (exportUser, error) {
 	case u.password != "":
 		f := false
 		eu.Credentials = []exportCredential{{Type: "password", Value: u.password, Temporary: &f}}
+	}
+	if u.totpSecret != "" {
+		secret, err := json.Marshal(map[string]string{"value": u.totpSecret})
+		if err != nil {
+			return eu, fmt.Errorf("keycloaktest: export user %q: %w", u.username, err)
+		}
+		cred, err := json.Marshal(map[string]any{"subType": "totp", "digits": totpDigits, "counter": 0,
+			"period": totpPeriod, "algorithm": "HmacSHA1", "secretEncoding": "BASE32"})
+		if err != nil {
+			return eu, fmt.Errorf("keycloaktest: export user %q: %w", u.username, err)
+		}
+		eu.Credentials = append(eu.Credentials, exportCredential{Type: "otp", UserLabel: "keycloaktest",
+			SecretData: string(secret), CredentialData: string(cred)})
 	}
 	return eu, nil
 }

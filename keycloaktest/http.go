@@ -21,16 +21,31 @@ type route struct {
 	handle  realmHandler
 }
 
-// routes maps the path below /realms/{realm}/ to its endpoint. Later parts
-// (authorization and end-session endpoints) register here.
+var getPost = []string{http.MethodGet, http.MethodPost}
+
+// routes maps the path below /realms/{realm}/ to its endpoint.
 var routes = map[string]route{
 	"":                                 {[]string{http.MethodGet}, handleRealmInfo},
 	".well-known/openid-configuration": {[]string{http.MethodGet}, handleDiscovery},
 	"protocol/openid-connect/certs":    {[]string{http.MethodGet}, handleCerts},
 	"protocol/openid-connect/token":    {[]string{http.MethodPost}, handleToken},
 	"protocol/openid-connect/token/introspect": {[]string{http.MethodPost}, handleIntrospect},
-	"protocol/openid-connect/userinfo":         {[]string{http.MethodGet, http.MethodPost}, handleUserinfo},
+	"protocol/openid-connect/userinfo":         {getPost, handleUserinfo},
 	"protocol/openid-connect/revoke":           {[]string{http.MethodPost}, handleRevoke},
+
+	// Browser side.
+	"protocol/openid-connect/auth":                          {getPost, handleAuth},
+	"protocol/openid-connect/registrations":                 {getPost, handleRegistrations},
+	"protocol/openid-connect/logout":                        {getPost, handleLogout},
+	"protocol/openid-connect/logout/logout-confirm":         {[]string{http.MethodPost}, handleLogoutConfirm},
+	"protocol/openid-connect/login-status-iframe.html":      {[]string{http.MethodGet}, staticHTML(loginStatusIframeHTML)},
+	"protocol/openid-connect/login-status-iframe.html/init": {[]string{http.MethodGet}, handleIframeInit},
+	"protocol/openid-connect/3p-cookies/step1.html":         {[]string{http.MethodGet}, staticHTML(step1HTML)},
+	"protocol/openid-connect/3p-cookies/step2.html":         {[]string{http.MethodGet}, staticHTML(step2HTML)},
+	"login-actions/authenticate":                            {getPost, handleLoginActions("authenticate")},
+	"login-actions/required-action":                         {getPost, handleLoginActions("required-action")},
+	"login-actions/registration":                            {getPost, handleLoginActions("registration")},
+	"login-actions/action-token":                            {[]string{http.MethodGet}, handleActionToken},
 }
 
 const certsPath = "protocol/openid-connect/certs"

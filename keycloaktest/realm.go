@@ -45,6 +45,18 @@ type Realm struct {
 	sessions   map[string]*userSession
 	revoked    map[string]time.Time // revoked access-token jti -> its exp
 	seq        uint64               // orders refresh tokens for rotation checks
+
+	// Browser side: login tabs per browser, authorization codes, pending
+	// logout confirmations, and what tests inspect afterwards.
+	authSessions map[string]*rootAuthSession // AUTH_SESSION_ID cookie -> tabs
+	codes        map[string]*authCode
+	logoutCodes  map[string]*pendingLogout
+	deliveries   []LogoutDelivery
+	outbox       []Email
+
+	// sweepMu serializes ExpireSessions calls, so a caller returns only
+	// after every expiry it could see was delivered.
+	sweepMu sync.Mutex
 }
 
 type user struct {
@@ -57,6 +69,8 @@ type user struct {
 	realmRoles                               []string
 	clientRoles                              map[string][]string
 	serviceAccountOf                         string // client id for service-account users
+	totpSecret                               string // base32, "" when no OTP credential
+	totpLastStep                             int64  // last accepted TOTP step (codes are single-use)
 }
 
 type client struct {
@@ -67,16 +81,19 @@ type client struct {
 type userSession struct {
 	id       string
 	userID   string
+	issuer   string // issuer the session was started under, for logout tokens
 	started  time.Time
 	last     time.Time
 	ended    bool
 	clients  map[string]*clientSession
 	authTime int64
+	loa      int // highest level of authentication reached (1 password, 2 OTP)
 }
 
 // clientSession tracks the refresh tokens of one client in a user session,
 // which is what Keycloak's rotation (revokeRefreshToken) works on.
 type clientSession struct {
+	acr         string            // acr claim of this client's tokens ("" = "1")
 	current     string            // jti of the refresh token used last
 	useCount    int               // uses of current
 	lastRefresh uint64            // seq of the last successful refresh
@@ -102,6 +119,10 @@ func newRealm(srv *Server, cfg RealmConfig) (*Realm, error) {
 		hmac:     hk,
 		sessions: map[string]*userSession{},
 		revoked:  map[string]time.Time{},
+
+		authSessions: map[string]*rootAuthSession{},
+		codes:        map[string]*authCode{},
+		logoutCodes:  map[string]*pendingLogout{},
 	}
 	users, clients := cfg.Users, cfg.Clients
 	cfg.Users, cfg.Clients = nil, nil
@@ -253,6 +274,14 @@ func (r *Realm) addUserLocked(u UserConfig, serviceAccountOf string) (string, er
 			return "", fmt.Errorf("user %q: %w", name, err)
 		}
 	}
+	totp := ""
+	if u.TOTPSecret != "" {
+		key, err := decodeTOTPSecret(u.TOTPSecret)
+		if err != nil {
+			return "", fmt.Errorf("user %q: %w", name, err)
+		}
+		totp = encodeTOTPKey(key)
+	}
 	for clientID, roles := range u.ClientRoles {
 		if clientID == accountClientID {
 			continue
@@ -299,6 +328,7 @@ func (r *Realm) addUserLocked(u UserConfig, serviceAccountOf string) (string, er
 		realmRoles:       dedupe(u.RealmRoles),
 		clientRoles:      cloneMultiMap(u.ClientRoles),
 		serviceAccountOf: serviceAccountOf,
+		totpSecret:       totp,
 	}
 	r.users[id] = nu
 	r.byName[name] = id
@@ -314,38 +344,57 @@ func (r *Realm) UserID(username string) (string, bool) {
 }
 
 // SetUserEnabled enables or disables a user. A disabled user cannot log in
-// or refresh, and its tokens introspect inactive; tokens already issued stay
-// valid to verifiers that only check signatures, as with Keycloak.
+// or refresh ("User disabled"), and its tokens introspect inactive; tokens
+// already issued stay valid to verifiers that only check signatures, as with
+// Keycloak. Disabling also ends the user's sessions, delivering back-channel
+// logout tokens before it returns.
 func (r *Realm) SetUserEnabled(username string, enabled bool) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	u, err := r.userLocked(username)
 	if err != nil {
+		r.mu.Unlock()
 		return err
 	}
 	u.enabled = enabled
+	var jobs []logoutJob
+	if !enabled {
+		jobs = r.endUserSessionsLocked(u.id)
+	}
+	r.mu.Unlock()
+	r.deliverLogouts(jobs)
 	return nil
 }
 
-// DeleteUser removes a user and ends its sessions.
+// DeleteUser removes a user and ends its sessions, delivering back-channel
+// logout tokens before it returns.
 func (r *Realm) DeleteUser(username string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	u, err := r.userLocked(username)
 	if err != nil {
+		r.mu.Unlock()
 		return err
 	}
 	if u.serviceAccountOf != "" {
+		r.mu.Unlock()
 		return fmt.Errorf("%w: %q is the service account of client %q", ErrInvalidConfig, u.username, u.serviceAccountOf)
 	}
-	for _, s := range r.sessions {
-		if s.userID == u.id {
-			s.ended = true
-		}
-	}
+	jobs := r.endUserSessionsLocked(u.id)
 	delete(r.users, u.id)
 	delete(r.byName, u.username)
+	r.mu.Unlock()
+	r.deliverLogouts(jobs)
 	return nil
+}
+
+// endUserSessionsLocked ends every session of a user.
+func (r *Realm) endUserSessionsLocked(userID string) []logoutJob {
+	var jobs []logoutJob
+	for _, s := range r.sessions {
+		if s.userID == userID && !s.ended {
+			jobs = append(jobs, r.endSessionLocked(s)...)
+		}
+	}
+	return jobs
 }
 
 func (r *Realm) userLocked(username string) (*user, error) {
@@ -356,14 +405,43 @@ func (r *Realm) userLocked(username string) (*user, error) {
 	return r.users[id], nil
 }
 
-// EndSession ends a user session: its refresh tokens stop working and its
-// tokens introspect inactive. Unknown ids are ignored.
+// EndSession ends a user session, as an admin "sign out" does: its refresh
+// tokens stop working, its tokens introspect inactive, the browser's SSO
+// cookie no longer logs in, and every client of the session with a
+// BackchannelLogoutURL receives a logout token before EndSession returns.
+// Unknown or already ended ids are ignored.
 func (r *Realm) EndSession(sid string) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s, ok := r.sessions[sid]; ok {
-		s.ended = true
+	var jobs []logoutJob
+	if s, ok := r.sessions[sid]; ok && !s.ended {
+		jobs = r.endSessionLocked(s)
 	}
+	r.mu.Unlock()
+	r.deliverLogouts(jobs)
+}
+
+// ExpireSessions ends every session that is past the realm's SSO idle
+// timeout or maximum lifespan at the realm clock, delivering back-channel
+// logout tokens for them before it returns. Expired sessions are already
+// unusable without it; this is what makes Keycloak's expiry visible to
+// back-channel receivers. A running server also calls it periodically.
+func (r *Realm) ExpireSessions() {
+	r.sweepMu.Lock()
+	defer r.sweepMu.Unlock()
+	r.mu.Lock()
+	now := r.now()
+	var jobs []logoutJob
+	for _, s := range r.sessions {
+		if s.ended {
+			continue
+		}
+		if now.After(s.last.Add(r.cfg.SSOSessionIdle)) || now.After(s.started.Add(r.cfg.SSOSessionMax)) {
+			jobs = append(jobs, r.endSessionLocked(s)...)
+		}
+	}
+	r.pruneBrowserLocked(now, true)
+	r.mu.Unlock()
+	r.deliverLogouts(jobs)
 }
 
 // SessionIDs returns the ids (token "sid") of the user's live sessions,
@@ -404,6 +482,8 @@ func (r *Realm) newSessionLocked(u *user, clientID string, now time.Time) *userS
 		started:  now,
 		last:     now,
 		authTime: now.Unix(),
+		loa:      1,
+		issuer:   r.Issuer(),
 		clients:  map[string]*clientSession{clientID: {issued: map[string]uint64{}}},
 	}
 	r.sessions[s.id] = s
@@ -423,13 +503,14 @@ func (r *Realm) sessionLiveLocked(s *userSession, now time.Time) bool {
 }
 
 // pruneLocked drops dead sessions and expired revocations so long-running
-// `cloakroom dev` servers do not grow without bound.
+// `cloakroom dev` servers do not grow without bound. Sessions that expired
+// without being ended stay until ExpireSessions has delivered their logout.
 func (r *Realm) pruneLocked(now time.Time) {
 	if len(r.sessions) < 1024 && len(r.revoked) < 1024 {
 		return
 	}
 	for id, s := range r.sessions {
-		if !r.sessionLiveLocked(s, now) {
+		if s.ended || r.users[s.userID] == nil {
 			delete(r.sessions, id)
 		}
 	}

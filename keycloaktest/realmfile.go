@@ -102,6 +102,23 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 		return cfg, err
 	}
 	cfg.RefreshTokenMaxReuse = int(n)
+	if b, err := root.optBool("registrationAllowed"); err != nil {
+		return cfg, err
+	} else if b != nil {
+		cfg.RegistrationAllowed = *b
+	}
+	if attrs, err := root.strMap("attributes"); err != nil {
+		return cfg, err
+	} else if raw := attrs["acr.loa.map"]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &cfg.ACRLoA); err != nil {
+			return cfg, &RealmFileError{Path: root.sub("attributes") + keyPath("acr.loa.map"), Err: errors.New("expected a JSON object of ACR names to integer levels")}
+		}
+		for name, loa := range cfg.ACRLoA {
+			if name == "" || loa < 0 {
+				return cfg, &RealmFileError{Path: root.sub("attributes") + keyPath("acr.loa.map"), Err: fmt.Errorf("invalid mapping %q: %d", name, loa)}
+			}
+		}
+	}
 	if cfg.DefaultSignatureAlgorithm, err = root.str("defaultSignatureAlgorithm"); err != nil {
 		return cfg, err
 	}
@@ -408,7 +425,7 @@ func parseUser(realm, path string, raw json.RawMessage) (UserConfig, string, err
 	if err != nil {
 		return u, "", err
 	}
-	havePassword := false
+	havePassword, haveOTP := false, false
 	for i, raw := range creds {
 		cpath := o.index("credentials", i)
 		co, err := parseObject(cpath, raw)
@@ -419,15 +436,25 @@ func parseUser(realm, path string, raw json.RawMessage) (UserConfig, string, err
 		if err != nil {
 			return u, "", err
 		}
-		if typ != "password" {
+		switch typ {
+		case "password":
+			if havePassword {
+				return u, "", &RealmFileError{Path: cpath, Err: errors.New("more than one password credential")}
+			}
+			havePassword = true
+			if err := parseCredential(co, &u); err != nil {
+				return u, "", err
+			}
+		case "otp":
+			if haveOTP {
+				return u, "", &RealmFileError{Path: cpath, Err: errors.New("more than one otp credential")}
+			}
+			haveOTP = true
+			if err := parseOTPCredential(co, &u); err != nil {
+				return u, "", err
+			}
+		default:
 			return u, "", co.errAt("type", "unsupported credential type %q", typ)
-		}
-		if havePassword {
-			return u, "", &RealmFileError{Path: cpath, Err: errors.New("more than one password credential")}
-		}
-		havePassword = true
-		if err := parseCredential(co, &u); err != nil {
-			return u, "", err
 		}
 	}
 	sa, err := o.str("serviceAccountClientId")
@@ -508,6 +535,75 @@ func parseCredential(co jsonObj, u *UserConfig) error {
 		return sd.errAt("value", "hash longer than 256 bytes")
 	}
 	u.PasswordHash = &PasswordHash{Algorithm: algorithm, Iterations: int(iters), Salt: salt, Hash: hash}
+	return nil
+}
+
+// parseOTPCredential reads Keycloak's otp credential: secretData
+// {"value": secret} and credentialData {"subType":"totp","digits":6,
+// "period":30,"algorithm":"HmacSHA1","secretEncoding":"BASE32"}. Without
+// secretEncoding the secret's UTF-8 bytes are the key, as in Keycloak.
+func parseOTPCredential(co jsonObj, u *UserConfig) error {
+	secretJSON, err := co.str("secretData")
+	if err != nil {
+		return err
+	}
+	credJSON, err := co.str("credentialData")
+	if err != nil {
+		return err
+	}
+	if secretJSON == "" || credJSON == "" {
+		return &RealmFileError{Path: co.path, Err: errors.New(`otp credential needs "secretData" and "credentialData"`)}
+	}
+	cd, err := parseObject(co.sub("credentialData"), []byte(credJSON))
+	if err != nil {
+		return err
+	}
+	if sub, err := cd.str("subType"); err != nil {
+		return err
+	} else if sub != "" && sub != "totp" {
+		return cd.errAt("subType", "unsupported OTP type %q (only totp)", sub)
+	}
+	if alg, err := cd.str("algorithm"); err != nil {
+		return err
+	} else if alg != "" && alg != "HmacSHA1" {
+		return cd.errAt("algorithm", "unsupported OTP algorithm %q (only HmacSHA1)", alg)
+	}
+	for key, want := range map[string]int64{"digits": totpDigits, "period": totpPeriod} {
+		n, ok, err := cd.nonNegInt(key)
+		if err != nil {
+			return err
+		}
+		if ok && n != want {
+			return cd.errAt(key, "unsupported value %d (only %d)", n, want)
+		}
+	}
+	encoding, err := cd.str("secretEncoding")
+	if err != nil {
+		return err
+	}
+	sd, err := parseObject(co.sub("secretData"), []byte(secretJSON))
+	if err != nil {
+		return err
+	}
+	value, err := sd.str("value")
+	if err != nil {
+		return err
+	}
+	if value == "" {
+		return sd.errAt("value", "empty OTP secret")
+	}
+	switch strings.ToUpper(encoding) {
+	case "":
+		u.TOTPSecret = encodeTOTPKey([]byte(value))
+	case "BASE32":
+		key, err := decodeTOTPSecret(value)
+		if err != nil {
+			return sd.errAt("value", "not base32")
+		}
+		u.TOTPSecret = encodeTOTPKey(key)
+	default:
+		return cd.errAt("secretEncoding", "unsupported secret encoding %q", encoding)
+	}
 	return nil
 }
 

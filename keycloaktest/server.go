@@ -44,6 +44,43 @@ type Server struct {
 	closed  bool
 	refused bool
 	serving sync.WaitGroup
+
+	sweepStop chan struct{} // closed to stop the session sweeper
+	sweeping  sync.WaitGroup
+}
+
+// sweepInterval is how often a running server ends expired sessions (and
+// delivers their back-channel logouts).
+const sweepInterval = 30 * time.Second
+
+// startSweeperLocked runs ExpireSessions on every realm periodically.
+func (s *Server) startSweeperLocked() {
+	s.sweepStop = make(chan struct{})
+	s.sweeping.Add(1)
+	go func(stop <-chan struct{}) {
+		defer s.sweeping.Done()
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				for _, r := range s.Realms() {
+					r.ExpireSessions()
+				}
+			}
+		}
+	}(s.sweepStop)
+}
+
+// stopSweeperLocked stops the sweeper and waits for it.
+func (s *Server) stopSweeperLocked() {
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+		s.sweepStop = nil
+	}
+	s.sweeping.Wait()
 }
 
 // Fault makes the server misbehave, for testing how clients cope with an
@@ -201,6 +238,7 @@ func (s *Server) Start(addr string) error {
 	}
 	s.addr = ln.Addr().String()
 	s.started = true
+	s.startSweeperLocked()
 	s.mu.Lock()
 	if s.base == "" {
 		s.base = "http://" + urlHost(s.addr)
@@ -270,6 +308,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopSweeperLocked()
 	if err := s.stopLocked(); err != nil {
 		return fmt.Errorf("keycloaktest: close: %w", err)
 	}
@@ -285,6 +324,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	s.stopSweeperLocked()
 	if s.httpSrv == nil {
 		return nil
 	}

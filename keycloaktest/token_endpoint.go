@@ -76,9 +76,9 @@ func (r *Realm) authenticateClient(req *http.Request) (*client, *oauthErr) {
 // grantHandler serves one grant_type after client authentication.
 type grantHandler func(s *Server, r *Realm, c *client, w http.ResponseWriter, req *http.Request)
 
-// grantHandlers maps grant_type to its implementation. The authorization
-// code grant registers itself here when the authorization endpoint exists.
+// grantHandlers maps grant_type to its implementation.
 var grantHandlers = map[string]grantHandler{
+	"authorization_code": authorizationCodeGrant,
 	"password":           passwordGrant,
 	"client_credentials": clientCredentialsGrant,
 	"refresh_token":      refreshTokenGrant,
@@ -154,6 +154,7 @@ func passwordGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, req *h
 	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: now,
 		nonce: req.PostForm.Get("nonce")}
 	g.session = r.newSessionLocked(u, c.cfg.ClientID, now)
+	g.session.issuer = g.issuer
 	set := r.buildTokenSetLocked(g, true)
 	r.mu.Unlock()
 	r.writeTokenSet(s, w, set)
@@ -261,6 +262,11 @@ func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes 
 	if u == nil {
 		return tokenSet{}, invalidGrant("Invalid refresh token")
 	}
+	// Keycloak checks the user before the session, so a disabled user's
+	// refresh says "User disabled" even though disabling ended the session.
+	if !u.enabled {
+		return tokenSet{}, invalidGrant("User disabled")
+	}
 	s := r.sessions[claims.str("sid")]
 	live := r.sessionLiveLocked(s, now)
 	if claims.str("typ") == typOffline && s != nil && !s.ended {
@@ -268,9 +274,6 @@ func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes 
 	}
 	if !live {
 		return tokenSet{}, invalidGrant("Session not active")
-	}
-	if !u.enabled {
-		return tokenSet{}, invalidGrant("User disabled")
 	}
 	cs := s.clients[c.cfg.ClientID]
 	if cs == nil {
@@ -294,7 +297,7 @@ func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes 
 	r.seq++
 	cs.lastRefresh = r.seq
 	s.last = now
-	g := grant{issuer: issuer, user: u, client: c, session: s, scopes: scopes, now: now}
+	g := grant{issuer: issuer, user: u, client: c, session: s, scopes: scopes, now: now, acr: cs.acr}
 	return r.buildTokenSetLocked(g, true), nil
 }
 

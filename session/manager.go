@@ -35,6 +35,9 @@ type Session struct {
 	IDToken       string    `json:"it,omitempty"`
 	AccessExpiry  time.Time `json:"at_exp,omitzero"`
 	RefreshExpiry time.Time `json:"rt_exp,omitzero"`
+	// IDClaims are the verified claims of the last ID token (JSON), kept
+	// because the ID token itself expires long before the session.
+	IDClaims json.RawMessage `json:"idc,omitempty"`
 
 	// CSRFToken protects state-changing forms of this session (logout).
 	CSRFToken string `json:"csrf,omitempty"`
@@ -119,6 +122,10 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	return m, nil
 }
+
+// Keyring returns the Manager's keyring, for sealing other short-lived
+// state (e.g. pending logins) with the same keys.
+func (m *Manager) Keyring() *Keyring { return m.ring }
 
 // Store returns the Manager's store.
 func (m *Manager) Store() Store { return m.store }

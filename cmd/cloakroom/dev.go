@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,7 +103,18 @@ func printDevBanner(w io.Writer, srv *keycloaktest.Server, cfg keycloaktest.Real
 	fmt.Fprintf(&b, "cloakroom dev: Keycloak-compatible provider on %s\n\n", srv.Addr())
 	fmt.Fprintf(&b, "  issuer:     %s\n", issuer)
 	fmt.Fprintf(&b, "  discovery:  %s/.well-known/openid-configuration\n", issuer)
-	fmt.Fprintf(&b, "  token:      %s/protocol/openid-connect/token\n\n", issuer)
+	fmt.Fprintf(&b, "  token:      %s/protocol/openid-connect/token\n", issuer)
+	fmt.Fprintf(&b, "  authorize:  %s/protocol/openid-connect/auth\n", issuer)
+	fmt.Fprintf(&b, "  logout:     %s/protocol/openid-connect/logout\n", issuer)
+	if demo {
+		// A login page to try in a browser (the redirect target need not run).
+		fmt.Fprintf(&b, "  try login:  %s/protocol/openid-connect/auth?client_id=%s&redirect_uri=%s&response_type=code&scope=openid\n",
+			issuer, keycloaktest.DemoPublicClientID, url.QueryEscape("http://localhost:8000/"))
+	}
+	if cfg.RegistrationAllowed {
+		fmt.Fprintf(&b, "  sign-up:    open the login page with prompt=create\n")
+	}
+	b.WriteString("\n")
 	if demo {
 		b.WriteString("  users (username / password):\n")
 		for _, u := range cfg.Users {

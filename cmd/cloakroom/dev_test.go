@@ -181,7 +181,7 @@ func TestDevExportAndServeRealmFile(t *testing.T) {
 func TestDevErrors(t *testing.T) {
 	t.Parallel()
 	bad := filepath.Join(t.TempDir(), "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"realm":"r","users":[{"username":"a","credentials":[{"type":"otp"}]}]}`), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"realm":"r","users":[{"username":"a","credentials":[{"type":"webauthn"}]}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
