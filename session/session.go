@@ -3,10 +3,10 @@
 // Store, and the tokens are encrypted there (AES-256-GCM) so that a leaked
 // Redis dump or database backup holds no usable refresh token.
 //
-// Stores: NewMemoryStore (one process, tests), OpenSQLite (the embedded
-// default, one file), NewRedisStore and NewPostgresStore (several instances
-// sharing sessions). All pass the same conformance suite
-// (sessiontest.Run).
+// Stores: NewMemoryStore (one process, tests), sqlitestore.Open (the
+// embedded default, one file), redisstore.Open and pgstore.Open (several
+// instances sharing sessions). All pass the same conformance suite
+// (sessiontest.Run). Manager ties a Store to cookies.
 package session
 
 import (

@@ -111,7 +111,10 @@ func testCreateTwice(t *testing.T, s session.Store) {
 	if err := s.Save(context.Background(), &again); !errors.Is(err, session.ErrConflict) {
 		t.Fatalf("second create: err = %v, want ErrConflict", err)
 	}
-	got, _ := s.Load(context.Background(), r.Key)
+	got, err := s.Load(context.Background(), r.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(got.Payload) != string(r.Payload) {
 		t.Fatal("a failed create changed the record")
 	}

@@ -1,0 +1,330 @@
+// Package login logs browser users in and out through Keycloak: the OpenID
+// Connect authorization code flow with PKCE, server-side sessions, token
+// refresh, RP-initiated logout and back-channel logout. It is what
+// Authlib, quart-keycloak and django-allauth give Python web apps.
+//
+//	auth, err := login.New(login.Config{
+//		Realm: realm, ClientID: "webapp", ClientSecret: secret,
+//		BaseURL: "https://app.example.com", Sessions: sessions,
+//	})
+//	mux.Handle("/auth/", auth)                             // login, callback, logout, back-channel logout, register
+//	mux.Handle("/account/", auth.RequireLogin(accountPage)) // browsers are sent to Keycloak and back
+//	http.ListenAndServe(":8080", auth.Middleware(mux))     // loads (and refreshes) the session on every request
+//
+// In a handler, login.FromContext(r.Context()) returns the Session: the
+// user's claims and an access token for calling APIs on the user's behalf.
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/session"
+)
+
+// Defaults.
+const (
+	DefaultPrefix        = "/auth"
+	DefaultRefreshBefore = 30 * time.Second
+	// pendingLifetime bounds how long a login may take at Keycloak.
+	pendingLifetime = 15 * time.Minute
+)
+
+// ErrLoginRejected may be returned (wrapped) by Config.AfterLogin to refuse
+// a login; the user sees its message.
+var ErrLoginRejected = errors.New("login rejected")
+
+// LoginEvent is passed to Config.AfterLogin after Keycloak authenticated
+// the user and every token was verified, before the session is created.
+type LoginEvent struct {
+	// IDClaims are the ID token's claims; AccessClaims the access token's
+	// (roles live there in Keycloak).
+	IDClaims     *cloakroom.Claims
+	AccessClaims *cloakroom.Claims
+	// Values are stored in the session; the hook may add to them.
+	Values map[string]string
+	// Request is the callback request.
+	Request *http.Request
+}
+
+// BackchannelLogoutEvent describes a logout Keycloak pushed to this app.
+type BackchannelLogoutEvent struct {
+	Subject string   // sub of the logout token, may be empty
+	SID     string   // Keycloak session id, may be empty
+	Keys    []string // store keys of the sessions ended
+}
+
+// Config configures a Handler.
+type Config struct {
+	// Realm is the Keycloak realm (or OpenID Provider).
+	Realm *cloakroom.Realm
+	// ClientID and ClientSecret identify this application's confidential
+	// client in Keycloak.
+	ClientID     string
+	ClientSecret string
+	// BaseURL is the application's external URL (scheme, host and optional
+	// path), e.g. "https://app.example.com". The callback is
+	// BaseURL+Prefix+"/callback" and must be a valid redirect URI of the
+	// client. An https BaseURL makes cookies Secure.
+	BaseURL string
+	// Prefix is the path the Handler is mounted at (default "/auth").
+	Prefix string
+	// Scopes requested (default openid, profile, email).
+	Scopes []string
+	// Sessions keeps the sessions (required).
+	Sessions *session.Manager
+	// AllowedRedirectOrigins lists other origins (scheme://host[:port]) that
+	// return_to and post-logout targets may point to; by default only paths
+	// of this application are allowed.
+	AllowedRedirectOrigins []string
+	// PostLogoutRedirect is where users land after logout (default "/").
+	PostLogoutRedirect string
+	// RefreshBefore refreshes access tokens this long before they expire
+	// (default 30 s).
+	RefreshBefore time.Duration
+	// ACRLevels orders authentication levels from weakest to strongest
+	// (e.g. ["0", "1", "silver", "gold"]) for RequireACR. Numeric levels
+	// compare as numbers without it.
+	ACRLevels []string
+	// FrontchannelLogout serves GET {Prefix}/frontchannel-logout?iss=…&sid=….
+	FrontchannelLogout bool
+	// Algorithms, Leeway and Profile are passed to the token verifiers.
+	Algorithms []string
+	Leeway     time.Duration
+	Profile    cloakroom.Profile
+	// AfterLogin runs after every successful login: update the local user
+	// here, store extra values, or refuse the login with an error.
+	AfterLogin func(ctx context.Context, e *LoginEvent) error
+	// AfterLogout runs when the user logs out through this application.
+	AfterLogout func(ctx context.Context, s *Session)
+	// OnBackchannelLogout runs after Keycloak ended sessions by back-channel
+	// (or front-channel) logout.
+	OnBackchannelLogout func(ctx context.Context, e *BackchannelLogoutEvent)
+	// Logger receives warnings and debug messages (default: the Realm's).
+	Logger *slog.Logger
+}
+
+// Handler serves the login routes under its prefix and provides the
+// middleware that loads sessions.
+type Handler struct {
+	cfg         Config
+	realm       *cloakroom.Realm
+	sessions    *session.Manager
+	base        *url.URL
+	prefix      string
+	redirectURI string
+	scopes      []string
+	idVerifier  *cloakroom.Verifier
+	atVerifier  *cloakroom.Verifier
+	ltVerifier  *cloakroom.Verifier
+	logger      *slog.Logger
+	origins     map[string]bool
+	secure      bool
+	refreshes   flightGroup
+	mux         *http.ServeMux
+	now         func() time.Time
+}
+
+// New returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	switch {
+	case cfg.Realm == nil:
+		return nil, errors.New("login: Config.Realm is required")
+	case cfg.ClientID == "":
+		return nil, errors.New("login: Config.ClientID is required")
+	case cfg.ClientSecret == "":
+		return nil, errors.New("login: Config.ClientSecret is required (a confidential client; public clients belong in the browser, not on a server)")
+	case cfg.Sessions == nil:
+		return nil, errors.New("login: Config.Sessions is required (a session.Manager)")
+	}
+	base, err := url.Parse(strings.TrimSuffix(cfg.BaseURL, "/"))
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" || base.RawQuery != "" || base.Fragment != "" || base.User != nil {
+		return nil, fmt.Errorf("login: Config.BaseURL %q must be the application's absolute http(s) URL, e.g. https://app.example.com", cfg.BaseURL)
+	}
+	prefix := cfg.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasPrefix(prefix, "/") || strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "?#") {
+		return nil, fmt.Errorf("login: Config.Prefix %q must start with / and not end with one, e.g. /auth", prefix)
+	}
+	h := &Handler{
+		cfg:      cfg,
+		realm:    cfg.Realm,
+		sessions: cfg.Sessions,
+		base:     base,
+		prefix:   prefix,
+		logger:   cfg.Logger,
+		origins:  map[string]bool{base.Scheme + "://" + base.Host: true},
+		secure:   base.Scheme == "https",
+		now:      cfg.Realm.Now,
+	}
+	if h.logger == nil {
+		h.logger = cfg.Realm.Logger()
+	}
+	if h.secure != cfg.Sessions.Secure() {
+		return nil, fmt.Errorf("login: BaseURL is %s but the session cookie's Secure flag is %v: set session.Config.Secure to %v", base.Scheme, cfg.Sessions.Secure(), h.secure)
+	}
+	h.redirectURI = base.String() + prefix + "/callback"
+	h.scopes = cfg.Scopes
+	if len(h.scopes) == 0 {
+		h.scopes = []string{"openid", "profile", "email"}
+	}
+	if !slices.Contains(h.scopes, "openid") {
+		return nil, errors.New(`login: Config.Scopes must include "openid"`)
+	}
+	for _, o := range cfg.AllowedRedirectOrigins {
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("login: Config.AllowedRedirectOrigins: %q is not an origin like https://other.example.com", o)
+		}
+		h.origins[u.Scheme+"://"+u.Host] = true
+	}
+	if cfg.PostLogoutRedirect != "" {
+		if _, ok := h.safeRedirect(cfg.PostLogoutRedirect); !ok {
+			return nil, fmt.Errorf("login: Config.PostLogoutRedirect %q is neither a local path nor an allowed origin", cfg.PostLogoutRedirect)
+		}
+	}
+	vc := cloakroom.Config{ClientID: cfg.ClientID, Algorithms: cfg.Algorithms, Leeway: cfg.Leeway, Profile: cfg.Profile}
+	vc.Kind = cloakroom.IDToken
+	if h.idVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	// Keycloak puts the client in azp of the access tokens it issues to
+	// it, not necessarily in aud.
+	vc.Kind, vc.AuthorizedParties = cloakroom.AccessToken, []string{cfg.ClientID}
+	if h.atVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	vc.Kind, vc.AuthorizedParties = cloakroom.LogoutToken, nil
+	if h.ltVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+prefix+"/login", h.handleLogin)
+	mux.HandleFunc("GET "+prefix+"/register", h.handleRegister)
+	mux.HandleFunc("GET "+prefix+"/callback", h.handleCallback)
+	mux.HandleFunc(prefix+"/logout", h.handleLogout)
+	mux.HandleFunc("GET "+prefix+"/logged-out", h.handleLoggedOut)
+	mux.HandleFunc(prefix+"/backchannel-logout", h.handleBackchannelLogout)
+	if cfg.FrontchannelLogout {
+		mux.HandleFunc("GET "+prefix+"/frontchannel-logout", h.handleFrontchannelLogout)
+	}
+	mux.HandleFunc(prefix+"/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+	h.mux = mux
+	return h, nil
+}
+
+// ServeHTTP serves the routes under the prefix: login, register, callback,
+// logout, logged-out, backchannel-logout and (if enabled)
+// frontchannel-logout.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// Prefix returns the path the Handler serves.
+func (h *Handler) Prefix() string { return h.prefix }
+
+// RedirectURI returns the callback URL to register in Keycloak.
+func (h *Handler) RedirectURI() string { return h.redirectURI }
+
+// BackchannelLogoutURL returns the URL to configure as the client's
+// "Backchannel logout URL" in Keycloak.
+func (h *Handler) BackchannelLogoutURL() string {
+	return h.base.String() + h.prefix + "/backchannel-logout"
+}
+
+// LoginURL returns the path that starts a login and comes back to returnTo.
+func (h *Handler) LoginURL(returnTo string) string {
+	if returnTo == "" {
+		return h.prefix + "/login"
+	}
+	return h.prefix + "/login?return_to=" + url.QueryEscape(returnTo)
+}
+
+// Session is a logged-in user's session as applications see it.
+type Session struct {
+	// Subject is the user's immutable Keycloak id (sub).
+	Subject string
+	// Username is preferred_username: display only.
+	Username string
+	// IDClaims are the claims of the ID token received at login (or the
+	// last refresh); AccessClaims those of the current access token, where
+	// Keycloak puts roles.
+	IDClaims     *cloakroom.Claims
+	AccessClaims *cloakroom.Claims
+	// AccessToken is a valid access token for calling APIs on the user's
+	// behalf. Never log it.
+	AccessToken string
+	// CSRFToken must accompany the logout form (field csrf_token or header
+	// X-CSRF-Token).
+	CSRFToken string
+
+	s *session.Session
+}
+
+// Value returns a value stored at login (LoginEvent.Values).
+func (s *Session) Value(key string) string { return s.s.Values[key] }
+
+// SID returns the Keycloak session id.
+func (s *Session) SID() string { return s.s.SID }
+
+// ExpiresAt returns when the access token expires (it is refreshed before).
+func (s *Session) ExpiresAt() time.Time { return s.s.AccessExpiry }
+
+// String describes the session without token material.
+func (s *Session) String() string {
+	return fmt.Sprintf("login.Session{Subject:%s Username:%s}", s.Subject, s.Username)
+}
+
+type ctxKey struct{}
+
+// FromContext returns the session loaded by Middleware or RequireLogin.
+func FromContext(ctx context.Context) (*Session, bool) {
+	s, ok := ctx.Value(ctxKey{}).(*Session)
+	return s, ok && s != nil
+}
+
+// flightGroup runs one function per key at a time; callers for the same key
+// share its result (concurrent requests of one session share one refresh).
+type flightGroup struct {
+	mu    sync.Mutex
+	calls map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	val  *session.Session
+	err  error
+}
+
+func (g *flightGroup) do(key string, fn func() (*session.Session, error)) (*session.Session, error) {
+	g.mu.Lock()
+	if g.calls == nil {
+		g.calls = map[string]*flight{}
+	}
+	if f, ok := g.calls[key]; ok {
+		g.mu.Unlock()
+		<-f.done
+		return f.val, f.err
+	}
+	f := &flight{done: make(chan struct{})}
+	g.calls[key] = f
+	g.mu.Unlock()
+	f.val, f.err = fn()
+	g.mu.Lock()
+	delete(g.calls, key)
+	g.mu.Unlock()
+	close(f.done)
+	return f.val, f.err
+}

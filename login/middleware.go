@@ -1,0 +1,356 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/session"
+	"golang.org/x/oauth2"
+)
+
+// errSessionEnded means the session is over (refresh token refused or
+// expired): the user must log in again.
+var errSessionEnded = errors.New("login: session ended")
+
+// Middleware loads the request's session, if any, refreshing its access
+// token when it is about to expire, and puts it in the context. It never
+// forces a login; RequireLogin does. A store or Keycloak failure that
+// leaves the session unusable answers 503, never an anonymous pass.
+func (h *Handler) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := FromContext(r.Context()); ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sess, err := h.load(w, r)
+		if err != nil {
+			h.loadFailure(w, r, err)
+			return
+		}
+		if sess != nil {
+			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) loadFailure(w http.ResponseWriter, r *http.Request, err error) {
+	if isUnavailable(err) {
+		h.unavailable(w, r, err)
+		return
+	}
+	h.storeFailure(w, r, err)
+}
+
+// load returns the request's session (nil if none), refreshed if needed.
+func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error) {
+	s, err := h.sessions.Get(r)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.now().Add(h.refreshBefore()).After(s.AccessExpiry) {
+		fresh, err := h.refreshes.do(s.Key(), func() (*session.Session, error) { return h.refresh(r.Context(), s) })
+		switch {
+		case errors.Is(err, errSessionEnded):
+			h.sessions.ClearCookie(w)
+			return nil, nil
+		case err != nil && h.now().Before(s.AccessExpiry):
+			// Keycloak is unreachable but the access token still works:
+			// carry on, the next request tries again.
+			h.logger.Warn("login: token refresh failed; using the current access token until it expires", "sub", s.Subject, "error", err)
+		case err != nil:
+			return nil, err
+		default:
+			// Callers sharing one refresh each get their own copy.
+			own := *fresh
+			own.ID = s.ID
+			s = &own
+		}
+	}
+	if err := h.sessions.Touch(r.Context(), s); err != nil {
+		h.logger.Warn("login: could not extend the session", "error", err)
+	}
+	ac, err := h.atVerifier.Verify(r.Context(), s.AccessToken)
+	if err != nil {
+		if isUnavailable(err) {
+			return nil, err
+		}
+		// The stored token no longer verifies (e.g. its key was removed):
+		// the session cannot be trusted.
+		h.logger.Debug("login: stored access token refused; ending the session", "sub", s.Subject, "reason", err.Error())
+		_ = h.sessions.Destroy(r.Context(), w, s)
+		return nil, nil
+	}
+	var ic *cloakroom.Claims
+	if len(s.IDClaims) > 0 {
+		ic, _ = cloakroom.ParseClaims(s.IDClaims)
+	}
+	return h.view(s, ic, ac), nil
+}
+
+func (h *Handler) view(s *session.Session, ic, ac *cloakroom.Claims) *Session {
+	v := &Session{Subject: s.Subject, IDClaims: ic, AccessClaims: ac, AccessToken: s.AccessToken, CSRFToken: s.CSRFToken, s: s}
+	switch {
+	case ic != nil && ic.Username() != "":
+		v.Username = ic.Username()
+	case ac != nil:
+		v.Username = ac.Username()
+	}
+	return v
+}
+
+func (h *Handler) refreshBefore() time.Duration {
+	if h.cfg.RefreshBefore > 0 {
+		return h.cfg.RefreshBefore
+	}
+	return DefaultRefreshBefore
+}
+
+// leaseTime bounds how long one instance may hold a refresh; others wait
+// for it that long at most.
+const leaseTime = 10 * time.Second
+
+// refresh renews the session's tokens. Across instances sharing the store,
+// one takes a lease on the session (a compare-and-swap on its record) and
+// spends the refresh token; the others wait for its result, so Keycloak's
+// refresh-token rotation never sees the same token twice from us.
+func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+	deadline := h.now().Add(leaseTime + 5*time.Second)
+	for {
+		cur, err := h.sessions.Reload(ctx, s)
+		if errors.Is(err, session.ErrNotFound) {
+			return nil, errSessionEnded
+		}
+		if err != nil {
+			return nil, err
+		}
+		now := h.now()
+		if now.Add(h.refreshBefore()).Before(cur.AccessExpiry) {
+			return cur, nil // someone else refreshed it
+		}
+		if cur.RefreshToken == "" || (!cur.RefreshExpiry.IsZero() && !now.Before(cur.RefreshExpiry)) {
+			_ = h.sessions.Store().Delete(ctx, cur.Key())
+			return nil, errSessionEnded
+		}
+		if now.Before(cur.RefreshLease) {
+			// Another instance is refreshing: wait for its result.
+			if now.After(deadline) {
+				return nil, &cloakroom.ProviderError{Op: "refresh", URL: h.realm.Issuer(), Err: errors.New("another instance holds the refresh lease")}
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		cur.RefreshLease = now.Add(leaseTime)
+		if err := h.sessions.Save(ctx, cur); errors.Is(err, session.ErrConflict) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		return h.spendRefreshToken(ctx, cur)
+	}
+}
+
+// spendRefreshToken calls the token endpoint while holding the lease.
+func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (*session.Session, error) {
+	release := func() {
+		cur.RefreshLease = time.Time{}
+		if err := h.sessions.Save(context.WithoutCancel(ctx), cur); err != nil && !errors.Is(err, session.ErrConflict) {
+			h.logger.Warn("login: could not release the refresh lease", "error", err)
+		}
+	}
+	meta, err := h.realm.Discover(ctx)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	ts := h.oauthConfig(meta).TokenSource(h.oauthContext(ctx), &oauth2.Token{RefreshToken: cur.RefreshToken, Expiry: time.Unix(1, 0)})
+	tok, err := ts.Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_token" || re.ErrorCode == "unauthorized_client") {
+			h.logger.Debug("login: refresh refused; the user must log in again", "sub", cur.Subject, "error", re.ErrorCode, "description", re.ErrorDescription)
+			_ = h.sessions.Store().Delete(context.WithoutCancel(ctx), cur.Key())
+			return nil, errSessionEnded
+		}
+		release()
+		return nil, &cloakroom.ProviderError{Op: "refresh", URL: meta.TokenEndpoint, Err: scrubOAuthError(err)}
+	}
+	fresh, _, err := h.verifyTokens(ctx, tok, "", cur.Subject)
+	if err != nil {
+		release()
+		if isUnavailable(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("login: refreshed tokens refused: %w", err)
+	}
+	cur.AccessToken, cur.AccessExpiry = fresh.AccessToken, fresh.AccessExpiry
+	if fresh.RefreshToken != "" {
+		cur.RefreshToken = fresh.RefreshToken
+	}
+	if !fresh.RefreshExpiry.IsZero() {
+		cur.RefreshExpiry = fresh.RefreshExpiry
+	}
+	if fresh.IDToken != "" {
+		cur.IDToken, cur.IDClaims = fresh.IDToken, fresh.IDClaims
+	}
+	cur.RefreshLease = time.Time{}
+	if err := h.sessions.Save(context.WithoutCancel(ctx), cur); err != nil {
+		// We hold the lease, so a conflict comes from a Touch: merge.
+		if errors.Is(err, session.ErrConflict) {
+			if again, rerr := h.sessions.Reload(ctx, cur); rerr == nil {
+				again.AccessToken, again.AccessExpiry = cur.AccessToken, cur.AccessExpiry
+				again.RefreshToken, again.RefreshExpiry = cur.RefreshToken, cur.RefreshExpiry
+				again.IDToken, again.IDClaims, again.RefreshLease = cur.IDToken, cur.IDClaims, time.Time{}
+				if err = h.sessions.Save(ctx, again); err == nil {
+					return again, nil
+				}
+			}
+		}
+		return nil, err
+	}
+	return cur, nil
+}
+
+// RequireLogin is Middleware that also insists on a session: browsers are
+// sent to Keycloak and come back to the page they asked for; scripts
+// (Accept: application/json, XHR, non-GET) get 401 JSON with a login_url.
+func (h *Handler) RequireLogin(next http.Handler) http.Handler {
+	return h.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := FromContext(r.Context()); !ok {
+			h.notLoggedIn(w, r, nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
+func (h *Handler) notLoggedIn(w http.ResponseWriter, r *http.Request, extra map[string]string) {
+	returnTo := r.URL.RequestURI()
+	if wantsJSON(r) {
+		body := map[string]string{"code": "not_authenticated", "detail": "Log in first.", "login_url": h.LoginURL(returnTo)}
+		status := http.StatusUnauthorized
+		if extra["acr_values"] != "" {
+			body["code"], body["detail"], body["acr_values"] = "step_up_required", "A stronger authentication is required.", extra["acr_values"]
+		}
+		writeJSON(w, status, body)
+		return
+	}
+	h.StartLogin(w, r, returnTo, extra)
+}
+
+// Require returns middleware (implying RequireLogin) that lets a request
+// through only when allow accepts the session; otherwise 403. what
+// describes the requirement in the refusal.
+func (h *Handler) Require(what string, allow func(*Session) bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s, _ := FromContext(r.Context())
+			if !allow(s) {
+				h.logger.Debug("login: request refused", "sub", s.Subject, "requires", what)
+				h.errorPage(w, r, http.StatusForbidden, "Access denied", "This page requires "+what+".", "")
+				return
+			}
+			next.ServeHTTP(w, r)
+		}))
+	}
+}
+
+// RequireAnyRealmRole lets through users holding at least one of the realm roles.
+func (h *Handler) RequireAnyRealmRole(roles ...string) func(http.Handler) http.Handler {
+	return h.Require("one of the roles "+fmt.Sprint(roles), func(s *Session) bool {
+		return slices.ContainsFunc(roles, s.AccessClaims.HasRealmRole)
+	})
+}
+
+// RequireAllRealmRoles lets through users holding every one of the realm roles.
+func (h *Handler) RequireAllRealmRoles(roles ...string) func(http.Handler) http.Handler {
+	return h.Require("all of the roles "+fmt.Sprint(roles), func(s *Session) bool {
+		for _, r := range roles {
+			if !s.AccessClaims.HasRealmRole(r) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// RequireAnyClientRole lets through users holding at least one of the roles
+// of client clientID.
+func (h *Handler) RequireAnyClientRole(clientID string, roles ...string) func(http.Handler) http.Handler {
+	return h.Require("one of the "+clientID+" roles "+fmt.Sprint(roles), func(s *Session) bool {
+		for _, r := range roles {
+			if s.AccessClaims.HasClientRole(clientID, r) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// RequireAllClientRoles lets through users holding every one of the roles
+// of client clientID.
+func (h *Handler) RequireAllClientRoles(clientID string, roles ...string) func(http.Handler) http.Handler {
+	return h.Require("all of the "+clientID+" roles "+fmt.Sprint(roles), func(s *Session) bool {
+		for _, r := range roles {
+			if !s.AccessClaims.HasClientRole(clientID, r) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// RequireACR demands an authentication level (Keycloak's acr, e.g. the
+// ACR name mapped to the second factor). A session below it is sent back
+// to Keycloak with acr_values=level, Keycloak's way to ask for the missing
+// factor; scripts get 401 {"code":"step_up_required"}.
+func (h *Handler) RequireACR(level string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s, _ := FromContext(r.Context())
+			if !h.acrSatisfies(s.acr(), level) {
+				h.notLoggedIn(w, r, map[string]string{"acr_values": level})
+				return
+			}
+			next.ServeHTTP(w, r)
+		}))
+	}
+}
+
+func (s *Session) acr() string {
+	if s.IDClaims != nil && s.IDClaims.ACR() != "" {
+		return s.IDClaims.ACR()
+	}
+	if s.AccessClaims != nil {
+		return s.AccessClaims.ACR()
+	}
+	return ""
+}
+
+// acrSatisfies compares levels by Config.ACRLevels, else numerically, else
+// by equality.
+func (h *Handler) acrSatisfies(have, want string) bool {
+	if have == want {
+		return true
+	}
+	if levels := h.cfg.ACRLevels; len(levels) > 0 {
+		hi, wi := slices.Index(levels, have), slices.Index(levels, want)
+		return hi >= 0 && wi >= 0 && hi >= wi
+	}
+	hn, err1 := strconv.Atoi(have)
+	wn, err2 := strconv.Atoi(want)
+	return err1 == nil && err2 == nil && hn >= wn
+}
