@@ -209,9 +209,10 @@ func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
 	return s, nil
 }
 
-// Reload reads the stored state of s again (after a conflict).
+// Reload reads the stored state of s again, bypassing any instance-local
+// cache (after a conflict, or while waiting for another instance).
 func (m *Manager) Reload(ctx context.Context, s *Session) (*Session, error) {
-	return m.Load(ctx, s.ID)
+	return m.Load(WithoutCache(ctx), s.ID)
 }
 
 func (m *Manager) open(rec *Record) (*Session, error) {

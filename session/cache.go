@@ -1,0 +1,147 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/cloakroom/cloakroom/internal/ttlcache"
+)
+
+// CachedStore keeps recently used records in process memory in front of a
+// shared store, so that most requests need no round trip to Redis or
+// PostgreSQL. Deletions are seen at once on every instance when the store is
+// a Notifier (Redis pub/sub, PostgreSQL LISTEN/NOTIFY): a back-channel logout
+// received by one instance evicts the session from every instance's cache.
+// Other changes made elsewhere are picked up after at most the TTL, or at
+// once by a Save conflict or Manager.Reload.
+type CachedStore struct {
+	Store
+	cache *ttlcache.Cache[Record]
+	ttl   time.Duration
+	now   func() time.Time
+
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	notified bool
+}
+
+// CacheOptions configure a CachedStore.
+type CacheOptions struct {
+	// TTL bounds how long a record is served from memory (default 5 s).
+	TTL time.Duration
+	// Entries and Bytes bound the cache (defaults 100,000 and 64 MiB).
+	Entries, Bytes int
+}
+
+// NewCachedStore wraps store. If store is a Notifier it subscribes to
+// deletions; Close ends the subscription and closes store.
+func NewCachedStore(ctx context.Context, store Store, o CacheOptions) (*CachedStore, error) {
+	if o.TTL <= 0 {
+		o.TTL = 5 * time.Second
+	}
+	if o.Entries <= 0 {
+		o.Entries = 100_000
+	}
+	if o.Bytes <= 0 {
+		o.Bytes = 64 << 20
+	}
+	c := &CachedStore{Store: store, cache: ttlcache.New[Record](o.Entries, o.Bytes), ttl: o.TTL, now: time.Now}
+	if n, ok := store.(Notifier); ok {
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		if err := n.Subscribe(sctx, c.evict); err != nil {
+			cancel()
+			return nil, err
+		}
+		c.cancel, c.notified = cancel, true
+	}
+	return c, nil
+}
+
+// Notified reports whether deletions by other instances reach this cache
+// at once (the store is a Notifier).
+func (c *CachedStore) Notified() bool { return c.notified }
+
+func (c *CachedStore) evict(keys []string) {
+	for _, k := range keys {
+		c.cache.Delete(k)
+	}
+}
+
+type bypassKey struct{}
+
+// WithoutCache marks ctx so that a CachedStore reads from the shared store.
+func WithoutCache(ctx context.Context) context.Context {
+	return context.WithValue(ctx, bypassKey{}, true)
+}
+
+func (c *CachedStore) remember(r *Record) {
+	now := c.now()
+	exp := now.Add(c.ttl)
+	if r.ExpiresAt.Before(exp) {
+		exp = r.ExpiresAt
+	}
+	cp := *r
+	c.cache.Put(r.Key, cp, exp.Unix(), len(r.Payload)+len(r.Key)+len(r.SID)+len(r.Subject)+128, now.Unix())
+}
+
+// Load implements Store.
+func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
+	if ctx.Value(bypassKey{}) == nil {
+		if r, ok := c.cache.Get(key, c.now().Unix()); ok && c.now().Before(r.ExpiresAt) {
+			cp := r
+			return &cp, nil
+		}
+	}
+	r, err := c.Store.Load(ctx, key)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			c.cache.Delete(key)
+		}
+		return nil, err
+	}
+	c.remember(r)
+	return r, nil
+}
+
+// Save implements Store: write-through; a conflict evicts the stale copy.
+func (c *CachedStore) Save(ctx context.Context, r *Record) error {
+	if err := c.Store.Save(ctx, r); err != nil {
+		c.cache.Delete(r.Key)
+		return err
+	}
+	c.remember(r)
+	return nil
+}
+
+// Delete implements Store.
+func (c *CachedStore) Delete(ctx context.Context, key string) error {
+	c.cache.Delete(key)
+	return c.Store.Delete(ctx, key)
+}
+
+// DeleteBySID implements Store.
+func (c *CachedStore) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
+	keys, err := c.Store.DeleteBySID(ctx, sid)
+	c.evict(keys)
+	return keys, err
+}
+
+// DeleteBySubject implements Store.
+func (c *CachedStore) DeleteBySubject(ctx context.Context, subject string) ([]string, error) {
+	keys, err := c.Store.DeleteBySubject(ctx, subject)
+	c.evict(keys)
+	return keys, err
+}
+
+// Close ends the subscription and closes the wrapped store.
+func (c *CachedStore) Close() error {
+	c.mu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+		c.cancel = nil
+	}
+	c.mu.Unlock()
+	return c.Store.Close()
+}

@@ -1,0 +1,117 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom/session"
+	"github.com/cloakroom/cloakroom/session/redisstore"
+	"github.com/cloakroom/cloakroom/session/sessiontest"
+)
+
+func TestCachedStoreConformance(t *testing.T) {
+	t.Parallel()
+	sessiontest.Run(t, func(t *testing.T) session.Store {
+		c, err := session.NewCachedStore(context.Background(), session.NewMemoryStore(), session.CacheOptions{TTL: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
+}
+
+// countingStore counts backend loads.
+type countingStore struct {
+	session.Store
+	loads int
+}
+
+func (c *countingStore) Load(ctx context.Context, key string) (*session.Record, error) {
+	c.loads++
+	return c.Store.Load(ctx, key)
+}
+
+func TestCachedStoreServesFromMemory(t *testing.T) {
+	t.Parallel()
+	backend := &countingStore{Store: session.NewMemoryStore()}
+	c, _ := session.NewCachedStore(context.Background(), backend, session.CacheOptions{TTL: time.Hour})
+	r := &session.Record{Key: sessiontest.Key(), ExpiresAt: time.Now().Add(time.Hour), Payload: []byte("p")}
+	if err := c.Save(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := c.Load(context.Background(), r.Key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if backend.loads != 0 {
+		t.Fatalf("%d backend loads, want 0", backend.loads)
+	}
+	if _, err := c.Load(session.WithoutCache(context.Background()), r.Key); err != nil || backend.loads != 1 {
+		t.Fatalf("WithoutCache did not reach the backend: %v, %d loads", err, backend.loads)
+	}
+	// Another writer changes the record behind the cache: the next Save
+	// conflicts and evicts, so the following Load sees the new version.
+	fresh, _ := backend.Store.Load(context.Background(), r.Key)
+	fresh.Payload = []byte("elsewhere")
+	_ = backend.Store.Save(context.Background(), fresh)
+	stale, _ := c.Load(context.Background(), r.Key)
+	if err := c.Save(context.Background(), stale); !errors.Is(err, session.ErrConflict) {
+		t.Fatalf("stale save: %v", err)
+	}
+	if got, _ := c.Load(context.Background(), r.Key); string(got.Payload) != "elsewhere" {
+		t.Fatalf("after conflict: %q", got.Payload)
+	}
+}
+
+// TestCachedStoreInvalidationAcrossInstances: two instances with local
+// caches over one Redis; a deletion on one is seen by the other at once.
+func TestCachedStoreInvalidationAcrossInstances(t *testing.T) {
+	t.Parallel()
+	addr := os.Getenv("CLOAKROOM_TEST_REDIS")
+	if addr == "" {
+		t.Skip("set CLOAKROOM_TEST_REDIS=127.0.0.1:6379 to run the Redis invalidation test")
+	}
+	prefix := "cloakroom-cache-test:" + sessiontest.Key()[:10] + ":"
+	open := func() *session.CachedStore {
+		rs, err := redisstore.Open("redis://"+addr, redisstore.WithPrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := session.NewCachedStore(context.Background(), rs, session.CacheOptions{TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := open(), open()
+	if !a.Notified() {
+		t.Fatal("a Redis-backed cache must be notified of deletions")
+	}
+	r := &session.Record{Key: sessiontest.Key(), SID: "sid-" + sessiontest.Key()[:8], ExpiresAt: time.Now().Add(time.Hour), Payload: []byte("p")}
+	if err := a.Save(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Load(context.Background(), r.Key); err != nil { // now cached in b
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := a.DeleteBySID(context.Background(), r.SID); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := b.Load(context.Background(), r.Key)
+		if errors.Is(err, session.ErrNotFound) {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("instance b still serves the deleted session from its cache")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("deletion visible on the other instance after %v", time.Since(start))
+}
