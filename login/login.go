@@ -109,6 +109,9 @@ type Config struct {
 	// OnBackchannelLogout runs after Keycloak ended sessions by back-channel
 	// (or front-channel) logout.
 	OnBackchannelLogout func(ctx context.Context, e *BackchannelLogoutEvent)
+	// OnRefresh runs after every attempt to refresh a session's tokens at
+	// Keycloak: err is nil on success (for metrics).
+	OnRefresh func(ctx context.Context, err error)
 	// Logger receives warnings and debug messages (default: the Realm's).
 	Logger *slog.Logger
 }

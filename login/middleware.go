@@ -164,7 +164,10 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 }
 
 // spendRefreshToken calls the token endpoint while holding the lease.
-func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (*session.Session, error) {
+func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (s *session.Session, err error) {
+	if h.cfg.OnRefresh != nil {
+		defer func() { h.cfg.OnRefresh(ctx, err) }()
+	}
 	release := func() {
 		cur.RefreshLease = time.Time{}
 		if err := h.sessions.Save(context.WithoutCancel(ctx), cur); err != nil && !errors.Is(err, session.ErrConflict) {

@@ -1,6 +1,8 @@
-// Command cloakroom is Keycloak single sign-on in one binary: a
-// Keycloak-compatible development server and token tools.
+// Command cloakroom is Keycloak single sign-on in one binary: a gateway
+// that protects any HTTP application, a Keycloak-compatible development
+// server and token tools.
 //
+//	cloakroom serve --issuer URL --client-id ID --client-secret S --upstream URL
 //	cloakroom dev [--listen 127.0.0.1:8080] [--realm-file realm.json]
 //	cloakroom token verify --issuer URL [--audience A] < token
 //	cloakroom token decode < token
@@ -47,6 +49,7 @@ func commands() []command {
 		{"dev", "run the Keycloak-compatible development server (keycloaktest)", func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return runDev(ctx, args, stdout, stderr)
 		}},
+		{"serve", "run the gateway: Keycloak login and token checks in front of any HTTP app", runServe},
 		{"token", "verify or decode a token read on stdin", runToken},
 		{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "cloakroom", version())

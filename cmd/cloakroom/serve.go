@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cloakroom/cloakroom/gateway"
+	"gopkg.in/yaml.v3"
+)
+
+const serveSynopsis = `serve [--config FILE] [flags]
+
+Run the gateway: a reverse proxy that logs browser users in through Keycloak,
+validates bearer tokens and checks roles before forwarding to upstreams.
+Settings come from the YAML file, then CLOAKROOM_* environment variables,
+then flags (flags win). The simple case needs no file:
+
+  cloakroom serve --listen 127.0.0.1:4180 --issuer URL --client-id ID \
+    --client-secret S --upstream http://127.0.0.1:9000`
+
+// loadServeConfig merges file, environment and flags (in that order of
+// increasing precedence) into a validated Config.
+func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer) (gateway.Config, bool, error) {
+	fs := newFlagSet("serve", serveSynopsis, stderr)
+	file := fs.String("config", getenv("CLOAKROOM_CONFIG"), "YAML configuration file (or CLOAKROOM_CONFIG)")
+	check := fs.Bool("check-config", false, "validate the configuration, print it (secrets redacted) and exit")
+	set := map[string]func(*gateway.Config, string) error{}
+	str := func(name, usage string, apply func(*gateway.Config, string)) {
+		fs.String(name, "", usage)
+		set[name] = func(c *gateway.Config, v string) error { apply(c, v); return nil }
+	}
+	str("listen", "address to listen on (default "+gateway.DefaultListen+"; CLOAKROOM_LISTEN)", func(c *gateway.Config, v string) { c.Listen = v })
+	str("public-url", "external URL of the gateway, e.g. https://app.example.com (default http://<listen>)", func(c *gateway.Config, v string) { c.PublicURL = v })
+	str("issuer", "Keycloak realm URL, e.g. https://sso.example.com/realms/myrealm", func(c *gateway.Config, v string) { c.Issuer = v })
+	str("client-id", "the gateway's confidential client id", func(c *gateway.Config, v string) { c.ClientID = v })
+	str("client-secret", "the client's secret (prefer CLOAKROOM_CLIENT_SECRET or --client-secret-file: flags show in ps)", func(c *gateway.Config, v string) { c.ClientSecret = v })
+	str("client-secret-file", "file holding the client's secret", func(c *gateway.Config, v string) { c.ClientSecretFile = v })
+	str("upstream", "upstream URL for every path (replaces configured routes), e.g. http://127.0.0.1:9000", func(c *gateway.Config, v string) {
+		c.Routes = []gateway.Route{{Name: "default", Path: "/", Upstream: v}}
+	})
+	str("session-store", "sqlite:PATH (default), redis://…, postgres://… or memory:", func(c *gateway.Config, v string) { c.Session.Store = v })
+	str("encryption-key", "base64 AES-256 session key(s), comma-separated, newest first (prefer CLOAKROOM_ENCRYPTION_KEY)", func(c *gateway.Config, v string) {
+		c.Session.EncryptionKeys = splitComma(v)
+	})
+	str("tls-cert", "TLS certificate file (serve HTTPS)", func(c *gateway.Config, v string) { c.TLS.CertFile = v })
+	str("tls-key", "TLS key file", func(c *gateway.Config, v string) { c.TLS.KeyFile = v })
+	str("trusted-proxies", "comma-separated IPs/CIDRs of proxies whose X-Forwarded-* headers are honoured", func(c *gateway.Config, v string) {
+		c.TrustedProxies = splitComma(v)
+	})
+	str("log-level", "debug, info, warn or error", func(c *gateway.Config, v string) { c.Log.Level = v })
+	str("log-format", "json or text", func(c *gateway.Config, v string) { c.Log.Format = v })
+	fs.String("forward-access-token", "", "true to pass the user's access token to upstreams")
+	set["forward-access-token"] = func(c *gateway.Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("--forward-access-token: %q is not true or false", v)
+		}
+		c.ForwardAccessToken = b
+		return nil
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return gateway.Config{}, false, err
+	}
+	var cfg gateway.Config
+	if *file != "" {
+		var err error
+		if cfg, err = gateway.LoadFile(*file); err != nil {
+			return cfg, *check, err
+		}
+	}
+	if err := cfg.ApplyEnv(getenv); err != nil {
+		return cfg, *check, err
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		if apply := set[f.Name]; apply != nil && ferr == nil {
+			ferr = apply(&cfg, f.Value.String())
+		}
+	})
+	if ferr != nil {
+		return cfg, *check, usageError("%v", ferr)
+	}
+	return cfg, *check, cfg.Validate()
+}
+
+func splitComma(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	cfg, check, err := loadServeConfig(args, os.Getenv, stderr)
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) || errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: 1, err: err}
+	}
+	if check {
+		out, _ := yaml.Marshal(cfg.Redacted())
+		fmt.Fprintf(stdout, "configuration OK\n\n%s", out)
+		return nil
+	}
+	g, err := gateway.New(ctx, cfg)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	defer g.Close()
+	if err := g.Run(ctx); err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	return nil
+}

@@ -1,0 +1,545 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the gateway's configuration: a YAML file, CLOAKROOM_*
+// environment variables and command-line flags, in increasing precedence.
+// Field names are the YAML keys.
+type Config struct {
+	Listen       string `yaml:"listen"`
+	PublicURL    string `yaml:"public_url"`
+	Issuer       string `yaml:"issuer"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// ClientSecretFile reads the secret from a file (e.g. a mounted secret).
+	ClientSecretFile string `yaml:"client_secret_file"`
+
+	Session SessionConfig `yaml:"session"`
+	TLS     TLSConfig     `yaml:"tls"`
+
+	// TrustedProxies lists the addresses or CIDRs of reverse proxies in
+	// front of the gateway whose X-Forwarded-For/-Proto/-Host are honoured.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AllowedRedirectOrigins are other origins return_to may point to.
+	AllowedRedirectOrigins []string `yaml:"allowed_redirect_origins"`
+
+	Headers HeaderNames `yaml:"headers"`
+	// ForwardAccessToken passes the user's access token to upstreams in
+	// Headers.AccessToken.
+	ForwardAccessToken bool `yaml:"forward_access_token"`
+
+	// Audiences accepted on API routes besides ClientID, and authorized
+	// parties (azp) accepted on API routes (see cloakroom.Config).
+	Audiences         []string      `yaml:"audiences"`
+	AuthorizedParties []string      `yaml:"authorized_parties"`
+	Algorithms        []string      `yaml:"algorithms"`
+	Leeway            time.Duration `yaml:"leeway"`
+	ACRLevels         []string      `yaml:"acr_levels"`
+
+	Routes []Route `yaml:"routes"`
+
+	Log LogConfig `yaml:"log"`
+
+	// ShutdownTimeout bounds a graceful shutdown (default 15 s).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// SessionConfig configures browser sessions.
+type SessionConfig struct {
+	// Store is "sqlite:PATH" (default sqlite:cloakroom-sessions.db),
+	// "redis://…", "rediss://…", "postgres://…" or "memory:".
+	Store string `yaml:"store"`
+	// EncryptionKeys are base64 AES-256 keys, newest first (rotation).
+	EncryptionKeys []string      `yaml:"encryption_keys"`
+	CookieName     string        `yaml:"cookie_name"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	MaxLifetime    time.Duration `yaml:"max_lifetime"`
+	// CacheTTL bounds the instance-local session cache (default 5 s; 0
+	// disables it).
+	CacheTTL *time.Duration `yaml:"cache_ttl"`
+}
+
+// TLSConfig turns on HTTPS.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// HeaderNames are the headers that carry the identity to upstreams. Any
+// copy of them sent by the client is removed, whatever the route.
+type HeaderNames struct {
+	User        string `yaml:"user"`
+	Email       string `yaml:"email"`
+	Username    string `yaml:"username"`
+	Roles       string `yaml:"roles"`
+	Groups      string `yaml:"groups"`
+	AccessToken string `yaml:"access_token"`
+}
+
+// LogConfig configures the gateway's logs.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+	// AccessLog writes one line per request (default true).
+	AccessLog *bool `yaml:"access_log"`
+}
+
+// Route sends requests matching Host and Path to Upstream under a policy.
+type Route struct {
+	Name     string `yaml:"name"`
+	Host     string `yaml:"host"` // exact host, "*.example.com", or empty for any
+	Path     string `yaml:"path"` // prefix, default "/"
+	Upstream string `yaml:"upstream"`
+	// StripPrefix removes Path from the request path before proxying.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// Mode is "browser" (login sessions; the default), "api" (bearer
+	// tokens) or "both".
+	Mode string `yaml:"mode"`
+	// Public routes need no login; identity headers are still set when the
+	// request carries one.
+	Public bool `yaml:"public"`
+	// Methods, if set, are the only HTTP methods allowed (others get 405).
+	Methods     []string    `yaml:"methods"`
+	RealmRoles  RoleRule    `yaml:"realm_roles"`
+	ClientRoles ClientRoles `yaml:"client_roles"`
+	// ACR demands an authentication level (step-up, browser routes).
+	ACR string `yaml:"acr"`
+	// Introspect checks bearer tokens with Keycloak on every request (API
+	// routes), so revoked tokens are refused before they expire.
+	Introspect bool `yaml:"introspect"`
+}
+
+// RoleRule requires any and/or all of a list of roles.
+type RoleRule struct {
+	Any []string `yaml:"any"`
+	All []string `yaml:"all"`
+}
+
+// ClientRoles is a RoleRule on one client's roles.
+type ClientRoles struct {
+	Client   string `yaml:"client"`
+	RoleRule `yaml:",inline"`
+}
+
+// Defaults.
+const (
+	DefaultListen   = "127.0.0.1:4180"
+	DefaultStore    = "sqlite:cloakroom-sessions.db"
+	DefaultPrefix   = "/_cloakroom"
+	defaultShutdown = 15 * time.Second
+)
+
+// DefaultHeaders are the identity header names oauth2-proxy users know.
+var DefaultHeaders = HeaderNames{
+	User:        "X-Forwarded-User",
+	Email:       "X-Forwarded-Email",
+	Username:    "X-Forwarded-Preferred-Username",
+	Roles:       "X-Forwarded-Roles",
+	Groups:      "X-Forwarded-Groups",
+	AccessToken: "X-Forwarded-Access-Token",
+}
+
+// LoadFile reads a YAML configuration file. Unknown keys are errors, so a
+// typo cannot silently turn a protection off.
+func LoadFile(path string) (Config, error) {
+	var cfg Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file
+		}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = lineRef.ReplaceAllStringFunc(msg, func(m string) string {
+			n, _ := strconv.Atoi(lineRef.FindStringSubmatch(m)[1])
+			if field := fieldAtLine(data, n); field != "" {
+				return m + " (" + field + ")"
+			}
+			return m
+		})
+		return cfg, fmt.Errorf("config file %s: %s", path, msg)
+	}
+	return cfg, nil
+}
+
+var lineRef = regexp.MustCompile(`line (\d+)`)
+
+// fieldAtLine names the configuration field (e.g. routes[1].upstream)
+// written on a line of the YAML document, for error messages.
+func fieldAtLine(data []byte, line int) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return ""
+	}
+	var walk func(n *yaml.Node, path string) string
+	walk = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if k.Line == line {
+					return p
+				}
+				if f := walk(v, p); f != "" {
+					return f
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if c.Line == line && c.Kind != yaml.MappingNode {
+					return p
+				}
+				if f := walk(c, p); f != "" {
+					return f
+				}
+			}
+		}
+		return ""
+	}
+	return walk(root.Content[0], "")
+}
+
+// envVars maps CLOAKROOM_* variables to how they set the Config.
+var envVars = []struct {
+	name, field string
+	set         func(c *Config, v string) error
+}{
+	{"CLOAKROOM_LISTEN", "listen", func(c *Config, v string) error { c.Listen = v; return nil }},
+	{"CLOAKROOM_PUBLIC_URL", "public_url", func(c *Config, v string) error { c.PublicURL = v; return nil }},
+	{"CLOAKROOM_ISSUER", "issuer", func(c *Config, v string) error { c.Issuer = v; return nil }},
+	{"CLOAKROOM_CLIENT_ID", "client_id", func(c *Config, v string) error { c.ClientID = v; return nil }},
+	{"CLOAKROOM_CLIENT_SECRET", "client_secret", func(c *Config, v string) error { c.ClientSecret = v; return nil }},
+	{"CLOAKROOM_CLIENT_SECRET_FILE", "client_secret_file", func(c *Config, v string) error { c.ClientSecretFile = v; return nil }},
+	{"CLOAKROOM_SESSION_STORE", "session.store", func(c *Config, v string) error { c.Session.Store = v; return nil }},
+	{"CLOAKROOM_ENCRYPTION_KEY", "session.encryption_keys", func(c *Config, v string) error {
+		c.Session.EncryptionKeys = splitList(v)
+		return nil
+	}},
+	{"CLOAKROOM_UPSTREAM", "upstream", func(c *Config, v string) error {
+		c.Routes = []Route{{Name: "default", Path: "/", Upstream: v}}
+		return nil
+	}},
+	{"CLOAKROOM_TLS_CERT_FILE", "tls.cert_file", func(c *Config, v string) error { c.TLS.CertFile = v; return nil }},
+	{"CLOAKROOM_TLS_KEY_FILE", "tls.key_file", func(c *Config, v string) error { c.TLS.KeyFile = v; return nil }},
+	{"CLOAKROOM_TRUSTED_PROXIES", "trusted_proxies", func(c *Config, v string) error { c.TrustedProxies = splitList(v); return nil }},
+	{"CLOAKROOM_FORWARD_ACCESS_TOKEN", "forward_access_token", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.ForwardAccessToken = b
+		return err
+	}},
+	{"CLOAKROOM_LOG_LEVEL", "log.level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
+	{"CLOAKROOM_LOG_FORMAT", "log.format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+}
+
+// EnvNames lists the CLOAKROOM_* variables the gateway reads.
+func EnvNames() []string {
+	var out []string
+	for _, e := range envVars {
+		out = append(out, e.name)
+	}
+	return out
+}
+
+// ApplyEnv sets the fields whose CLOAKROOM_* variable is set (non-empty).
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	var errs []error
+	for _, e := range envVars {
+		if v := getenv(e.name); v != "" {
+			if err := e.set(c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s (%s): %w", e.name, e.field, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// FieldError is a configuration error naming the field and how to fix it.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// ValidationError lists every problem found in a Config.
+type ValidationError struct{ Problems []*FieldError }
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problem", len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  - " + p.Error())
+	}
+	return b.String()
+}
+
+// normalize fills defaults; Validate calls it.
+func (c *Config) normalize() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Session.Store == "" {
+		c.Session.Store = DefaultStore
+	}
+	if c.Session.Store == "memory" { // "memory:" must be quoted in YAML
+		c.Session.Store = "memory:"
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = defaultShutdown
+	}
+	h := &c.Headers
+	def := DefaultHeaders
+	for _, p := range []struct {
+		v *string
+		d string
+	}{
+		{&h.User, def.User}, {&h.Email, def.Email}, {&h.Username, def.Username},
+		{&h.Roles, def.Roles}, {&h.Groups, def.Groups}, {&h.AccessToken, def.AccessToken},
+	} {
+		if *p.v == "" {
+			*p.v = p.d
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Path == "" {
+			r.Path = "/"
+		}
+		if r.Mode == "" {
+			r.Mode = "browser"
+		}
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("route%d", i+1)
+		}
+		for j, m := range r.Methods {
+			r.Methods[j] = strings.ToUpper(m)
+		}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.PublicURL == "" && c.Listen != "" {
+		scheme := "http"
+		if c.TLS.CertFile != "" {
+			scheme = "https"
+		}
+		host := c.Listen
+		if strings.HasPrefix(host, ":") {
+			host = "localhost" + host
+		}
+		c.PublicURL = scheme + "://" + host
+	}
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+}
+
+// Validate fills defaults and checks the Config, returning a
+// *ValidationError that names every bad field and the fix.
+func (c *Config) Validate() error {
+	c.normalize()
+	var ps []*FieldError
+	bad := func(field, format string, args ...any) {
+		ps = append(ps, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port (e.g. 127.0.0.1:4180 or :4180)", c.Listen)
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		bad("public_url", "%q must be the external origin of the gateway, e.g. https://app.example.com (no path)", c.PublicURL)
+	}
+	if c.Issuer == "" {
+		bad("issuer", "required: the Keycloak realm URL, e.g. https://sso.example.com/realms/myrealm")
+	} else if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("issuer", "%q is not an http(s) URL", c.Issuer)
+	}
+	if c.ClientID == "" {
+		bad("client_id", "required: the gateway's confidential client in Keycloak")
+	}
+	if c.ClientSecret == "" && c.ClientSecretFile == "" {
+		bad("client_secret", "required (or client_secret_file): the client's secret from Keycloak's Credentials tab")
+	}
+	if c.ClientSecret != "" && c.ClientSecretFile != "" {
+		bad("client_secret_file", "set client_secret or client_secret_file, not both")
+	}
+	storeErr := validStoreSpec(c.Session.Store)
+	if storeErr != nil {
+		bad("session.store", "%v", storeErr)
+	}
+	shared := storeErr == nil && !strings.HasPrefix(c.Session.Store, "memory:") && !strings.HasPrefix(c.Session.Store, "sqlite:")
+	if len(c.Session.EncryptionKeys) == 0 && shared {
+		bad("session.encryption_keys", "required with a shared store: set CLOAKROOM_ENCRYPTION_KEY to the same base64 key on every instance (generate one with `openssl rand -base64 32`)")
+	}
+	for i, k := range c.Session.EncryptionKeys {
+		if _, err := sessionKey(k); err != nil {
+			bad(fmt.Sprintf("session.encryption_keys[%d]", i), "%v", err)
+		}
+	}
+	if c.Session.IdleTimeout < 0 || c.Session.MaxLifetime < 0 {
+		bad("session", "idle_timeout and max_lifetime must not be negative")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "set both cert_file and key_file, or neither")
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an IP address or CIDR (e.g. 10.0.0.0/8)", p)
+		}
+	}
+	for i, o := range c.AllowedRedirectOrigins {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad(fmt.Sprintf("allowed_redirect_origins[%d]", i), "%q is not an origin like https://other.example.com", o)
+		}
+	}
+	h := c.Headers
+	names := []string{h.User, h.Email, h.Username, h.Roles, h.Groups, h.AccessToken}
+	for _, n := range names {
+		if !validHeaderName(n) {
+			bad("headers", "%q is not a valid header name", n)
+		}
+	}
+	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
+		bad("leeway", "must be between 0 and 5m")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "%q: want json or text", c.Log.Format)
+	}
+	if len(c.Routes) == 0 {
+		bad("routes", "no route: give an upstream (--upstream http://127.0.0.1:9000) or a routes list")
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Routes {
+		f := func(name string) string { return fmt.Sprintf("routes[%d].%s", i, name) }
+		if seen[r.Host+" "+r.Path] {
+			bad(f("path"), "another route already has host %q and path %q", r.Host, r.Path)
+		}
+		seen[r.Host+" "+r.Path] = true
+		if !strings.HasPrefix(r.Path, "/") {
+			bad(f("path"), "%q must start with /", r.Path)
+		}
+		if strings.HasPrefix(r.Path, DefaultPrefix) {
+			bad(f("path"), "%q is inside the gateway's reserved prefix %s/", r.Path, DefaultPrefix)
+		}
+		if u, err := url.Parse(r.Upstream); r.Upstream == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(f("upstream"), "%q must be an http(s) URL, e.g. http://127.0.0.1:9000", r.Upstream)
+		}
+		switch r.Mode {
+		case "browser", "api", "both":
+		default:
+			bad(f("mode"), "%q: want browser, api or both", r.Mode)
+		}
+		for _, m := range r.Methods {
+			if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}, m) {
+				bad(f("methods"), "%q is not an HTTP method", m)
+			}
+		}
+		rolesSet := len(r.RealmRoles.Any)+len(r.RealmRoles.All)+len(r.ClientRoles.Any)+len(r.ClientRoles.All) > 0
+		if r.Public && (rolesSet || r.ACR != "") {
+			bad(f("public"), "a public route cannot also require roles or acr")
+		}
+		if (len(r.ClientRoles.Any)+len(r.ClientRoles.All) > 0) != (r.ClientRoles.Client != "") {
+			bad(f("client_roles"), "give client together with any/all roles")
+		}
+		if r.ACR != "" && r.Mode == "api" {
+			bad(f("acr"), "step-up (acr) needs a browser; use mode browser or both")
+		}
+		if r.Host != "" && strings.ContainsAny(r.Host, "/:") {
+			bad(f("host"), "%q must be a host name without scheme or port", r.Host)
+		}
+	}
+	if len(ps) > 0 {
+		return &ValidationError{Problems: ps}
+	}
+	return nil
+}
+
+func validHeaderName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return http.CanonicalHeaderKey(n) != ""
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Redacted returns a copy safe to print: secrets and keys masked.
+func (c Config) Redacted() Config {
+	if c.ClientSecret != "" {
+		c.ClientSecret = "[redacted]"
+	}
+	keys := make([]string, len(c.Session.EncryptionKeys))
+	for i := range keys {
+		keys[i] = "[redacted]"
+	}
+	c.Session.EncryptionKeys = keys
+	if u, err := url.Parse(c.Session.Store); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "redacted")
+			c.Session.Store = u.String()
+		}
+	}
+	return c
+}

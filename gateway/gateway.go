@@ -1,0 +1,362 @@
+// Package gateway is a reverse proxy that puts Keycloak login, bearer-token
+// validation and role checks in front of HTTP applications written in any
+// language: what oauth2-proxy and gatekeeper do, built from cloakroom's own
+// login, bearer and session packages. `cloakroom serve` runs it.
+//
+// Requests are matched to routes by host and path prefix. Browser routes use
+// login sessions; API routes accept bearer tokens; both can require realm or
+// client roles, HTTP methods and (browser) an authentication level. The
+// identity reaches the upstream as headers (X-Forwarded-User = sub, -Email,
+// -Preferred-Username, -Roles, -Groups); any copy of those headers sent by
+// the client is removed on every route. The reserved prefix /_cloakroom/
+// serves login, callback, logout, back-channel logout, me, healthz, readyz
+// and metrics.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/bearer"
+	"github.com/cloakroom/cloakroom/login"
+	"github.com/cloakroom/cloakroom/session"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Gateway is the reverse proxy. Create it with New, serve it with Run (or
+// use it as an http.Handler), and Close it.
+type Gateway struct {
+	cfg      Config
+	logger   *slog.Logger
+	realm    *cloakroom.Realm
+	store    session.Store
+	sessions *session.Manager
+	login    *login.Handler
+	bearer   *bearer.Authenticator
+	intro    *bearer.Authenticator
+	routes   []*route
+	trusted  []netip.Prefix
+	metrics  *metrics
+	internal http.Handler
+	strip    map[string]bool // normalized identity header names
+	access   bool
+
+	readyMu  sync.Mutex
+	idpErr   error // nil once keys were fetched
+	idpReady atomic.Bool
+
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	logger     *slog.Logger
+	registerer prometheus.Registerer
+	gatherer   prometheus.Gatherer
+	httpClient *http.Client
+}
+
+// WithLogger sets the logger (default: JSON or text on stderr per
+// Config.Log).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRegistry registers the gateway's metrics there instead of a private
+// registry (which /_cloakroom/metrics serves).
+func WithRegistry(r *prometheus.Registry) Option {
+	return func(o *options) { o.registerer, o.gatherer = r, r }
+}
+
+// WithHTTPClient sets the client used to reach Keycloak.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpClient = c } }
+
+// New builds a Gateway from a validated Config. Keycloak need not be
+// reachable: the gateway starts, readyz says why it is not ready, and
+// discovery is retried with backoff in the background.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	logger := o.logger
+	if logger == nil {
+		logger = NewLogger(cfg.Log, os.Stderr)
+	}
+	g := &Gateway{cfg: cfg, logger: logger, access: cfg.Log.AccessLog == nil || *cfg.Log.AccessLog}
+	if o.registerer == nil {
+		reg := prometheus.NewRegistry()
+		o.registerer, o.gatherer = reg, reg
+	}
+	g.metrics = newMetrics(o.registerer, o.gatherer)
+
+	secret := cfg.ClientSecret
+	if cfg.ClientSecretFile != "" {
+		b, err := os.ReadFile(cfg.ClientSecretFile)
+		if err != nil {
+			return nil, &FieldError{Field: "client_secret_file", Msg: err.Error()}
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	for _, p := range cfg.TrustedProxies {
+		pr, _ := parsePrefix(p)
+		g.trusted = append(g.trusted, pr)
+	}
+	realmOpts := []cloakroom.RealmOption{cloakroom.WithLogger(logger)}
+	if o.httpClient != nil {
+		realmOpts = append(realmOpts, cloakroom.WithHTTPClient(o.httpClient))
+	}
+	realm, err := cloakroom.NewRealm(cfg.Issuer, realmOpts...)
+	if err != nil {
+		return nil, &FieldError{Field: "issuer", Msg: err.Error()}
+	}
+	g.realm = realm
+
+	// Sessions.
+	keys := make([][]byte, 0, len(cfg.Session.EncryptionKeys))
+	for _, k := range cfg.Session.EncryptionKeys {
+		b, _ := sessionKey(k)
+		keys = append(keys, b)
+	}
+	if len(keys) == 0 {
+		b, _ := sessionKey(session.GenerateKey())
+		keys = append(keys, b)
+		logger.Warn("no session encryption key configured: using a random one, so sessions end when the gateway restarts; set CLOAKROOM_ENCRYPTION_KEY (openssl rand -base64 32)")
+	}
+	ring, err := session.NewKeyring(keys...)
+	if err != nil {
+		return nil, &FieldError{Field: "session.encryption_keys", Msg: err.Error()}
+	}
+	store, err := openStore(ctx, cfg.Session.Store)
+	if err != nil {
+		return nil, &FieldError{Field: "session.store", Msg: err.Error()}
+	}
+	ttl := 5 * time.Second
+	if cfg.Session.CacheTTL != nil {
+		ttl = *cfg.Session.CacheTTL
+	}
+	var st session.Store = &timedStore{Store: store, m: g.metrics}
+	if n, ok := store.(session.Notifier); ok {
+		st = &notifyingTimedStore{timedStore: st.(*timedStore), n: n}
+	}
+	if ttl > 0 {
+		cached, err := session.NewCachedStore(ctx, st, session.CacheOptions{TTL: ttl})
+		if err != nil {
+			store.Close()
+			return nil, &FieldError{Field: "session.store", Msg: "subscribing to invalidations: " + err.Error()}
+		}
+		if !cached.Notified() && !strings.HasPrefix(cfg.Session.Store, "memory:") && !strings.HasPrefix(cfg.Session.Store, "sqlite:") {
+			logger.Warn("the session store cannot notify other instances; a logout reaches them within the cache TTL", "cache_ttl", ttl)
+		}
+		st = cached
+	}
+	g.store = st
+	secure := strings.HasPrefix(cfg.PublicURL, "https://")
+	g.sessions, err = session.NewManager(session.Config{
+		Store: st, Keyring: ring, CookieName: cfg.Session.CookieName, Secure: secure,
+		IdleTimeout: cfg.Session.IdleTimeout, MaxLifetime: cfg.Session.MaxLifetime,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	g.login, err = login.New(login.Config{
+		Realm: realm, ClientID: cfg.ClientID, ClientSecret: secret,
+		BaseURL: cfg.PublicURL, Prefix: DefaultPrefix, Sessions: g.sessions,
+		AllowedRedirectOrigins: cfg.AllowedRedirectOrigins,
+		Algorithms:             cfg.Algorithms, Leeway: cfg.Leeway, ACRLevels: cfg.ACRLevels,
+		Logger: logger,
+		AfterLogin: func(ctx context.Context, e *login.LoginEvent) error {
+			g.metrics.logins.Inc()
+			return nil
+		},
+		AfterLogout: func(ctx context.Context, s *login.Session) { g.metrics.logouts.WithLabelValues("rp").Inc() },
+		OnBackchannelLogout: func(ctx context.Context, e *login.BackchannelLogoutEvent) {
+			g.metrics.logouts.WithLabelValues("backchannel").Inc()
+		},
+		OnRefresh: func(ctx context.Context, err error) {
+			result := "ok"
+			if err != nil {
+				result = "failed"
+			}
+			g.metrics.refreshes.WithLabelValues(result).Inc()
+		},
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	verifier, err := realm.NewVerifier(cloakroom.Config{
+		ClientID: cfg.ClientID, Audiences: append([]string{cfg.ClientID}, cfg.Audiences...),
+		AuthorizedParties: cfg.AuthorizedParties, Algorithms: cfg.Algorithms, Leeway: cfg.Leeway,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if g.bearer, err = bearer.New(verifier, bearer.WithLogger(logger)); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if g.intro, err = bearer.New(verifier, bearer.WithLogger(logger), bearer.WithIntrospection(bearer.IntrospectionConfig{
+		Client: cloakroom.ClientCredentials{ClientID: cfg.ClientID, ClientSecret: secret}, CacheTTL: 5 * time.Second,
+	})); err != nil {
+		st.Close()
+		return nil, err
+	}
+	g.strip = map[string]bool{}
+	for _, h := range []string{cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Username, cfg.Headers.Roles, cfg.Headers.Groups, cfg.Headers.AccessToken} {
+		g.strip[normalizeHeader(h)] = true
+	}
+	for i := range cfg.Routes {
+		r, err := g.newRoute(&cfg.Routes[i])
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		g.routes = append(g.routes, r)
+	}
+	sortRoutes(g.routes)
+	g.internal = g.internalHandler()
+
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.stopBackground = cancel
+	g.idpErr = errors.New("not contacted yet")
+	g.background.Add(1)
+	go g.warmUp(bctx)
+	return g, nil
+}
+
+// warmUp fetches discovery and keys, retrying with backoff until it works,
+// so that readyz turns ready as soon as Keycloak is reachable.
+func (g *Gateway) warmUp(ctx context.Context) {
+	defer g.background.Done()
+	backoff := 500 * time.Millisecond
+	for {
+		err := g.realm.RefreshKeys(ctx)
+		g.readyMu.Lock()
+		g.idpErr = err
+		g.readyMu.Unlock()
+		if err == nil {
+			g.idpReady.Store(true)
+			g.logger.Info("identity provider reachable", "issuer", g.realm.Issuer())
+			return
+		}
+		g.logger.Warn("identity provider not reachable yet; retrying", "issuer", g.cfg.Issuer, "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// Ready reports why the gateway cannot serve yet (nil when it can): the
+// identity provider was never reached, or the session store fails.
+func (g *Gateway) Ready(ctx context.Context) map[string]string {
+	checks := map[string]string{}
+	if !g.idpReady.Load() {
+		g.readyMu.Lock()
+		checks["identity_provider"] = fmt.Sprintf("not reachable: %v", g.idpErr)
+		g.readyMu.Unlock()
+	}
+	sctx, cancel := context.WithTimeout(session.WithoutCache(ctx), 2*time.Second)
+	defer cancel()
+	if _, err := g.store.Load(sctx, "readyz-probe"); err != nil && !errors.Is(err, session.ErrNotFound) {
+		checks["session_store"] = err.Error()
+	}
+	return checks
+}
+
+// Close stops background work and closes the session store.
+func (g *Gateway) Close() error {
+	g.stopBackground()
+	g.background.Wait()
+	return g.store.Close()
+}
+
+// Handler returns the gateway as an http.Handler (the Gateway itself).
+func (g *Gateway) Handler() http.Handler { return g }
+
+// Run listens on Config.Listen (TLS if configured) and serves until ctx
+// ends, then shuts down gracefully within Config.ShutdownTimeout.
+func (g *Gateway) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", g.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return g.Serve(ctx, ln)
+}
+
+// Serve is Run on an existing listener.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug),
+	}
+	if g.cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+		if err != nil {
+			ln.Close()
+			return &FieldError{Field: "tls", Msg: err.Error()}
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	g.logger.Info("gateway listening", "addr", ln.Addr().String(), "public_url", g.cfg.PublicURL, "routes", len(g.routes))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutdown)
+	if errors.Is(err, context.DeadlineExceeded) {
+		_ = srv.Close()
+	}
+	<-errc
+	g.logger.Info("gateway stopped")
+	return err
+}
+
+// NewLogger builds the gateway's logger from LogConfig.
+func NewLogger(c LogConfig, w *os.File) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

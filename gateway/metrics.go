@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/cloakroom/cloakroom/session"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+type metrics struct {
+	gatherer  prometheus.Gatherer
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
+	verify    prometheus.Histogram
+	store     *prometheus.HistogramVec
+	refreshes *prometheus.CounterVec
+	logouts   *prometheus.CounterVec
+	logins    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer) *metrics {
+	buckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	m := &metrics{
+		gatherer: gatherer,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_requests_total", Help: "Requests by route and HTTP status.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cloakroom_request_duration_seconds", Help: "Time to answer a request, upstream included.", Buckets: buckets,
+		}, []string{"route"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_auth_decisions_total", Help: "Authentication decisions: allowed, public, login_redirect, unauthorized, forbidden, unavailable, method_not_allowed.",
+		}, []string{"route", "decision"}),
+		verify: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cloakroom_token_verification_seconds", Help: "Time to authenticate a bearer token (cache hits included).", Buckets: buckets,
+		}),
+		store: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cloakroom_session_store_seconds", Help: "Latency of session store operations (behind the instance-local cache).", Buckets: buckets,
+		}, []string{"op"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_token_refreshes_total", Help: "Token refreshes at the identity provider by result.",
+		}, []string{"result"}),
+		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_logouts_total", Help: "Logouts: rp (through the gateway) or backchannel (pushed by Keycloak).",
+		}, []string{"kind"}),
+		logins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cloakroom_logins_total", Help: "Completed browser logins.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.decisions, m.verify, m.store, m.refreshes, m.logouts, m.logins)
+	if r, ok := reg.(*prometheus.Registry); ok {
+		// Process and Go runtime metrics belong in the gateway's own registry.
+		_ = r.Register(collectors.NewGoCollector())
+		_ = r.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return m
+}
+
+// timedStore records the latency of every store operation.
+type timedStore struct {
+	session.Store
+	m *metrics
+}
+
+func (t *timedStore) observe(op string, start time.Time) {
+	t.m.store.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+func (t *timedStore) Load(ctx context.Context, key string) (*session.Record, error) {
+	defer t.observe("load", time.Now())
+	return t.Store.Load(ctx, key)
+}
+
+func (t *timedStore) Save(ctx context.Context, r *session.Record) error {
+	defer t.observe("save", time.Now())
+	return t.Store.Save(ctx, r)
+}
+
+func (t *timedStore) Delete(ctx context.Context, key string) error {
+	defer t.observe("delete", time.Now())
+	return t.Store.Delete(ctx, key)
+}
+
+func (t *timedStore) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
+	defer t.observe("delete_by_sid", time.Now())
+	return t.Store.DeleteBySID(ctx, sid)
+}
+
+func (t *timedStore) DeleteBySubject(ctx context.Context, sub string) ([]string, error) {
+	defer t.observe("delete_by_subject", time.Now())
+	return t.Store.DeleteBySubject(ctx, sub)
+}
+
+// notifyingTimedStore keeps the wrapped store's Notifier visible.
+type notifyingTimedStore struct {
+	*timedStore
+	n session.Notifier
+}
+
+func (s *notifyingTimedStore) Subscribe(ctx context.Context, fn func(keys []string)) error {
+	return s.n.Subscribe(ctx, fn)
+}

@@ -1,0 +1,337 @@
+package gateway
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/bearer"
+	"github.com/cloakroom/cloakroom/login"
+)
+
+// route is a compiled Route: its matcher, its protection chain and its proxy.
+type route struct {
+	cfg      *Route
+	target   *url.URL
+	proxy    *httputil.ReverseProxy
+	browser  http.Handler // session chain ending in the proxy
+	api      http.Handler // bearer chain ending in the proxy
+	wildHost string       // "example.com" for "*.example.com"
+}
+
+// reqState travels with a request through the chains: which route, whether
+// the request reached the upstream, and who the caller is.
+type reqState struct {
+	route     *route
+	proxied   bool
+	sub       string
+	client    netip.Addr
+	proto     string
+	host      string
+	authStart time.Time // set on API routes
+}
+
+// observeAuth records the bearer authentication time once.
+func (g *Gateway) observeAuth(st *reqState) {
+	if !st.authStart.IsZero() {
+		g.metrics.verify.Observe(time.Since(st.authStart).Seconds())
+		st.authStart = time.Time{}
+	}
+}
+
+type stateKey struct{}
+
+func stateOf(r *http.Request) *reqState {
+	s, _ := r.Context().Value(stateKey{}).(*reqState)
+	return s
+}
+
+func (g *Gateway) newRoute(rc *Route) (*route, error) {
+	target, err := url.Parse(rc.Upstream)
+	if err != nil {
+		return nil, &FieldError{Field: "routes." + rc.Name + ".upstream", Msg: err.Error()}
+	}
+	rt := &route{cfg: rc, target: target}
+	if strings.HasPrefix(rc.Host, "*.") {
+		rt.wildHost = rc.Host[1:]
+	}
+	rt.proxy = &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { g.rewrite(rt, pr) },
+		FlushInterval: 100 * time.Millisecond, // streams (SSE) flush at once anyway
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the client went away
+			}
+			g.logger.Warn("upstream unreachable", "route", rc.Name, "upstream", rc.Upstream, "error", err)
+			writeJSON(w, http.StatusBadGateway, map[string]string{"code": "upstream_unavailable", "detail": "the application behind the gateway does not answer"})
+		},
+		ErrorLog: nil,
+	}
+	proxy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if st := stateOf(r); st != nil {
+			st.proxied = true
+			g.observeAuth(st)
+		}
+		rt.proxy.ServeHTTP(w, r)
+	})
+
+	// Browser chain: the login middleware loads the session; requirements
+	// follow.
+	var b http.Handler = proxy
+	if rc.ACR != "" {
+		b = g.login.RequireACR(rc.ACR)(b)
+	}
+	if len(rc.ClientRoles.All) > 0 {
+		b = g.login.RequireAllClientRoles(rc.ClientRoles.Client, rc.ClientRoles.All...)(b)
+	}
+	if len(rc.ClientRoles.Any) > 0 {
+		b = g.login.RequireAnyClientRole(rc.ClientRoles.Client, rc.ClientRoles.Any...)(b)
+	}
+	if len(rc.RealmRoles.All) > 0 {
+		b = g.login.RequireAllRealmRoles(rc.RealmRoles.All...)(b)
+	}
+	if len(rc.RealmRoles.Any) > 0 {
+		b = g.login.RequireAnyRealmRole(rc.RealmRoles.Any...)(b)
+	}
+	if !rc.Public {
+		b = g.login.RequireLogin(b)
+	}
+	rt.browser = g.login.Middleware(b)
+
+	// API chain: bearer tokens.
+	var a http.Handler = proxy
+	if len(rc.ClientRoles.All) > 0 {
+		a = bearer.RequireAllClientRoles(rc.ClientRoles.Client, rc.ClientRoles.All...)(a)
+	}
+	if len(rc.ClientRoles.Any) > 0 {
+		a = bearer.RequireAnyClientRole(rc.ClientRoles.Client, rc.ClientRoles.Any...)(a)
+	}
+	if len(rc.RealmRoles.All) > 0 {
+		a = bearer.RequireAllRealmRoles(rc.RealmRoles.All...)(a)
+	}
+	if len(rc.RealmRoles.Any) > 0 {
+		a = bearer.RequireAnyRealmRole(rc.RealmRoles.Any...)(a)
+	}
+	if !rc.Public {
+		a = bearer.RequireAuthenticated()(a)
+	}
+	auth := g.bearer
+	if rc.Introspect {
+		auth = g.intro
+	}
+	inner := auth.Authenticate(a)
+	rt.api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Bearer authentication is timed up to the proxy (or the refusal).
+		st := stateOf(r)
+		if st != nil {
+			st.authStart = time.Now()
+		}
+		inner.ServeHTTP(w, r)
+		if st != nil {
+			g.observeAuth(st)
+		}
+	})
+	return rt, nil
+}
+
+// matches reports whether the route serves the request's host and path.
+func (rt *route) matches(host, path string) bool {
+	switch {
+	case rt.cfg.Host == "":
+	case rt.wildHost != "":
+		if !strings.HasSuffix(host, rt.wildHost) || len(host) == len(rt.wildHost) {
+			return false
+		}
+	case !strings.EqualFold(host, rt.cfg.Host):
+		return false
+	}
+	p := rt.cfg.Path
+	if !strings.HasPrefix(path, p) {
+		return false
+	}
+	// "/app" matches "/app" and "/app/x", not "/apple".
+	return strings.HasSuffix(p, "/") || len(path) == len(p) || path[len(p)] == '/'
+}
+
+// sortRoutes orders routes so the first match is the most specific: host
+// routes before host-less ones, longer paths first.
+func sortRoutes(rs []*route) {
+	sort.SliceStable(rs, func(i, j int) bool {
+		a, b := rs[i].cfg, rs[j].cfg
+		if (a.Host != "") != (b.Host != "") {
+			return a.Host != ""
+		}
+		if (a.Host != "" && !strings.HasPrefix(a.Host, "*.")) != (b.Host != "" && !strings.HasPrefix(b.Host, "*.")) {
+			return !strings.HasPrefix(a.Host, "*.")
+		}
+		return len(a.Path) > len(b.Path)
+	})
+}
+
+func (g *Gateway) match(r *http.Request) *route {
+	host := r.Host
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		host = h
+	}
+	for _, rt := range g.routes {
+		if rt.matches(host, r.URL.Path) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// identity is what the upstream learns about the caller.
+type identity struct {
+	sub, email, username string
+	roles, groups        []string
+	token                string
+}
+
+func identityFromClaims(c *cloakroom.Claims, id *cloakroom.Claims, token string) *identity {
+	if c == nil {
+		return nil
+	}
+	who := &identity{sub: c.Subject(), email: c.Email(), username: c.Username(), token: token}
+	if id != nil {
+		if who.email == "" {
+			who.email = id.Email()
+		}
+		if who.username == "" {
+			who.username = id.Username()
+		}
+	}
+	who.roles = c.RealmRoles()
+	for client, roles := range c.ResourceAccess() {
+		for _, role := range roles {
+			who.roles = append(who.roles, client+":"+role)
+		}
+	}
+	slices.Sort(who.roles)
+	who.groups = c.Strings("groups")
+	if who.groups == nil && id != nil {
+		who.groups = id.Strings("groups")
+	}
+	return who
+}
+
+func callerOf(r *http.Request) *identity {
+	if s, ok := login.FromContext(r.Context()); ok {
+		return identityFromClaims(s.AccessClaims, s.IDClaims, s.AccessToken)
+	}
+	if p, ok := bearer.FromContext(r.Context()); ok {
+		return identityFromClaims(p.Claims, nil, p.Token)
+	}
+	return nil
+}
+
+// rewrite prepares the outbound request: target URL, forwarding headers,
+// identity headers. Spoofed identity headers were removed on the way in.
+func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	out.URL.Scheme, out.URL.Host = rt.target.Scheme, rt.target.Host
+	path := in.URL.Path
+	if rt.cfg.StripPrefix && rt.cfg.Path != "/" {
+		path = strings.TrimPrefix(path, strings.TrimSuffix(rt.cfg.Path, "/"))
+		if path == "" || path[0] != '/' {
+			path = "/" + path
+		}
+	}
+	out.URL.Path = singleJoin(rt.target.Path, path)
+	out.URL.RawPath = ""
+	out.URL.RawQuery = in.URL.RawQuery
+	out.Host = in.Host // upstreams see the public host, as behind any proxy
+
+	st := stateOf(in)
+	out.Header.Del("Forwarded")
+	peer := remoteAddr(in)
+	prior := ""
+	if g.isTrusted(peer) {
+		prior = strings.Join(in.Header.Values("X-Forwarded-For"), ", ")
+	}
+	switch {
+	case prior != "" && peer.IsValid():
+		out.Header.Set("X-Forwarded-For", prior+", "+peer.String())
+	case peer.IsValid():
+		out.Header.Set("X-Forwarded-For", peer.String())
+	default:
+		out.Header.Del("X-Forwarded-For")
+	}
+	if st != nil {
+		out.Header.Set("X-Forwarded-Proto", st.proto)
+		out.Header.Set("X-Forwarded-Host", st.host)
+	}
+	h := g.cfg.Headers
+	if who := callerOf(in); who != nil {
+		if st != nil {
+			st.sub = who.sub
+		}
+		out.Header.Set(h.User, who.sub)
+		setIf(out.Header, h.Email, who.email)
+		setIf(out.Header, h.Username, who.username)
+		setIf(out.Header, h.Roles, strings.Join(who.roles, ","))
+		setIf(out.Header, h.Groups, strings.Join(who.groups, ","))
+		if g.cfg.ForwardAccessToken {
+			out.Header.Set(h.AccessToken, who.token)
+		}
+	}
+	// The session cookie is the gateway's business, not the upstream's.
+	stripCookie(out, g.sessions.CookieName())
+}
+
+func setIf(h http.Header, name, v string) {
+	if v != "" {
+		h.Set(name, sanitizeHeaderValue(v))
+	}
+}
+
+// sanitizeHeaderValue drops characters that cannot appear in a header.
+func sanitizeHeaderValue(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+}
+
+func singleJoin(a, b string) string {
+	switch {
+	case a == "" || a == "/":
+		return b
+	case strings.HasSuffix(a, "/") && strings.HasPrefix(b, "/"):
+		return a + b[1:]
+	case !strings.HasSuffix(a, "/") && !strings.HasPrefix(b, "/"):
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// stripCookie removes one cookie from the outbound Cookie header(s),
+// leaving the others byte for byte.
+func stripCookie(r *http.Request, name string) {
+	values := r.Header.Values("Cookie")
+	if len(values) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range values {
+		for _, part := range strings.Split(line, ";") {
+			trimmed := strings.TrimSpace(part)
+			if n, _, _ := strings.Cut(trimmed, "="); n == name || trimmed == "" {
+				continue
+			}
+			kept = append(kept, trimmed)
+		}
+	}
+	r.Header.Del("Cookie")
+	if len(kept) > 0 {
+		r.Header.Set("Cookie", strings.Join(kept, "; "))
+	}
+}
