@@ -53,6 +53,10 @@ type Gateway struct {
 	internal http.Handler
 	strip    map[string]bool // normalized identity header names
 	access   bool
+	// transport is shared by every route: http.DefaultTransport keeps only
+	// two idle connections per upstream, which turns each request of a
+	// busy gateway into a new TCP connection.
+	transport *http.Transport
 
 	readyMu  sync.Mutex
 	idpErr   error // nil once keys were fetched
@@ -101,6 +105,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		logger = NewLogger(cfg.Log, os.Stderr)
 	}
 	g := &Gateway{cfg: cfg, logger: logger, access: cfg.Log.AccessLog == nil || *cfg.Log.AccessLog}
+	g.transport = http.DefaultTransport.(*http.Transport).Clone()
+	g.transport.MaxIdleConns = 1024
+	g.transport.MaxIdleConnsPerHost = 256
+	g.transport.IdleConnTimeout = 90 * time.Second
 	if o.registerer == nil {
 		reg := prometheus.NewRegistry()
 		o.registerer, o.gatherer = reg, reg
@@ -290,6 +298,7 @@ func (g *Gateway) Ready(ctx context.Context) map[string]string {
 func (g *Gateway) Close() error {
 	g.stopBackground()
 	g.background.Wait()
+	g.transport.CloseIdleConnections()
 	return g.store.Close()
 }
 

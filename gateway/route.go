@@ -63,6 +63,7 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 	}
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { g.rewrite(rt, pr) },
+		Transport:     g.transport,
 		FlushInterval: 100 * time.Millisecond, // streams (SSE) flush at once anyway
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
@@ -214,10 +215,9 @@ func identityFromClaims(c *cloakroom.Claims, id *cloakroom.Claims, token string)
 		}
 	}
 	slices.Sort(who.roles)
+	// Keycloak's group-membership mapper writes the access token by default;
+	// its parsed claims are cached with the token, the ID claims are not.
 	who.groups = c.Strings("groups")
-	if who.groups == nil && id != nil {
-		who.groups = id.Strings("groups")
-	}
 	return who
 }
 

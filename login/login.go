@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/ttlcache"
 	"github.com/cloakroom/cloakroom/session"
 )
 
@@ -133,6 +134,7 @@ type Handler struct {
 	origins     map[string]bool
 	secure      bool
 	refreshes   flightGroup
+	idCache     *ttlcache.Cache[idClaimsEntry]
 	mux         *http.ServeMux
 	now         func() time.Time
 }
@@ -170,6 +172,7 @@ func New(cfg Config) (*Handler, error) {
 		origins:  map[string]bool{base.Scheme + "://" + base.Host: true},
 		secure:   base.Scheme == "https",
 		now:      cfg.Realm.Now,
+		idCache:  ttlcache.New[idClaimsEntry](10_000, 16<<20),
 	}
 	if h.logger == nil {
 		h.logger = cfg.Realm.Logger()

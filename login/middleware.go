@@ -90,11 +90,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 		_ = h.sessions.Destroy(r.Context(), w, s)
 		return nil, nil
 	}
-	var ic *cloakroom.Claims
-	if len(s.IDClaims) > 0 {
-		ic, _ = cloakroom.ParseClaims(s.IDClaims)
-	}
-	return h.view(s, ic, ac), nil
+	return h.view(s, h.idClaims(s), ac), nil
 }
 
 func (h *Handler) view(s *session.Session, ic, ac *cloakroom.Claims) *Session {
@@ -356,4 +352,27 @@ func (h *Handler) acrSatisfies(have, want string) bool {
 	hn, err1 := strconv.Atoi(have)
 	wn, err2 := strconv.Atoi(want)
 	return err1 == nil && err2 == nil && hn >= wn
+}
+
+// idClaims returns the session's stored ID-token claims, parsed once per
+// session and ID token rather than on every request.
+func (h *Handler) idClaims(s *session.Session) *cloakroom.Claims {
+	if len(s.IDClaims) == 0 {
+		return nil
+	}
+	now := h.now().Unix()
+	if e, ok := h.idCache.Get(s.Key(), now); ok && e.idToken == s.IDToken {
+		return e.claims
+	}
+	c, err := cloakroom.ParseClaims(s.IDClaims)
+	if err != nil {
+		return nil
+	}
+	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+600, len(s.IDClaims)*2+len(s.IDToken)+256, now)
+	return c
+}
+
+type idClaimsEntry struct {
+	idToken string
+	claims  *cloakroom.Claims
 }
