@@ -36,6 +36,7 @@ const (
 	msgInvalidRedirectURI   = "Invalid redirect uri"
 	msgRealmDisabled        = "Realm not enabled"
 	msgEmailVerified        = "Your email address has been verified."
+	msgAccountUpdated       = "Your account has been updated."
 	msgInvalidRequest       = "Invalid Request"
 )
 

@@ -106,6 +106,11 @@ type authSession struct {
 	username    string // last username typed, for re-rendering
 	reauth      bool   // forced re-authentication of an SSO user
 	created     time.Time
+
+	// Execute-actions email link: run the user's required actions, then
+	// show "Your account has been updated." instead of logging in.
+	actionToken    bool
+	actionRedirect string // redirect_uri of the link, for "Back to Application"
 }
 
 func (as *authSession) hasPrompt(p string) bool { return slices.Contains(as.prompts, p) }

@@ -67,6 +67,38 @@ type RealmConfig struct {
 	// RegistrationAllowed turns on user sign-up: the registrations endpoint,
 	// prompt=create and the "Register" link on the login page.
 	RegistrationAllowed bool
+	// Groups are the realm's top-level groups (with their subgroups). Users
+	// join them by path (UserConfig.Groups); members inherit their roles.
+	Groups []GroupConfig
+}
+
+// GroupConfig describes a group of a realm. Its path is "/" followed by the
+// names of its ancestors and its own, separated by "/", as in Keycloak.
+type GroupConfig struct {
+	// ID is the group id (default: a random UUID).
+	ID string
+	// Name is required and must not contain "/".
+	Name string
+	// Attributes are custom group attributes.
+	Attributes map[string][]string
+	// RealmRoles are granted to every member (undefined roles are defined).
+	RealmRoles []string
+	// ClientRoles maps a client id to roles granted to every member; the
+	// client must exist.
+	ClientRoles map[string][]string
+	// SubGroups are the child groups.
+	SubGroups []GroupConfig
+}
+
+// FederatedIdentity links a user to an account at an identity provider
+// (Keycloak's FederatedIdentityRepresentation).
+type FederatedIdentity struct {
+	// IdentityProvider is the provider alias, e.g. "github".
+	IdentityProvider string `json:"identityProvider"`
+	// UserID is the user's id at the provider.
+	UserID string `json:"userId"`
+	// UserName is the user's name at the provider.
+	UserName string `json:"userName"`
 }
 
 // UserConfig describes a user of a realm.
@@ -102,8 +134,15 @@ type UserConfig struct {
 	// Undefined roles are defined on the fly.
 	RealmRoles []string
 	// ClientRoles maps a client id to roles granted on that client. The
-	// client must exist; undefined roles are defined on it.
+	// client must exist; undefined roles are defined on it. The built-in
+	// "realm-management" client holds the admin API roles (manage-users,
+	// view-users, query-users, query-groups, query-clients, ...).
 	ClientRoles map[string][]string
+	// Groups are paths of groups the user is a member of, e.g.
+	// "/staff/editors"; the groups must exist (RealmConfig.Groups).
+	Groups []string
+	// FederatedIdentities link the user to identity-provider accounts.
+	FederatedIdentities []FederatedIdentity
 }
 
 // ClientConfig describes an OIDC client of a realm.
@@ -136,7 +175,9 @@ type ClientConfig struct {
 	// tokens issued to this client, as Keycloak's audience mapper does.
 	Audiences []string
 	// ServiceAccountRealmRoles and ServiceAccountClientRoles are granted to
-	// the service-account user.
+	// the service-account user. Admin API access is granted with client
+	// roles of "realm-management", e.g.
+	// {"realm-management": {"manage-users", "view-users"}}.
 	ServiceAccountRealmRoles  []string
 	ServiceAccountClientRoles map[string][]string
 	// ServiceAccountUserID is the id of the service-account user (default:
@@ -174,7 +215,9 @@ const DemoPublicClientID = "cloakroom-public"
 // with realm roles admin and user, users alice/alice (admin, user) and bob/bob
 // (user), the confidential client "cloakroom" with the given secret (standard
 // flow, direct access grants and service account on, an audience mapper
-// adding "cloakroom" to aud) and the public client "cloakroom-public".
+// adding "cloakroom" to aud, and a service account holding the
+// realm-management roles manage-users, view-users, query-groups and
+// query-clients for the admin API) and the public client "cloakroom-public".
 func DemoRealm(clientSecret string) RealmConfig {
 	redirects := []string{"http://127.0.0.1:8000/*", "http://localhost:8000/*"}
 	return RealmConfig{
@@ -192,6 +235,9 @@ func DemoRealm(clientSecret string) RealmConfig {
 				ServiceAccounts:                  true,
 				Audiences:                        []string{DemoClientID},
 				BackchannelLogoutSessionRequired: true,
+				ServiceAccountClientRoles: map[string][]string{
+					realmManagementClientID: {"manage-users", "view-users", "query-groups", "query-clients"},
+				},
 			},
 			{
 				ClientID:           DemoPublicClientID,

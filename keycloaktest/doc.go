@@ -38,6 +38,26 @@
 // session-management iframe are there too. See ExampleServer_browserLogin
 // for driving a login with net/http.
 //
+// # Admin REST API
+//
+// {base}/admin/realms/{realm}/... serves the user-management part of
+// Keycloak's Admin REST API with its JSON shapes, status codes, Location
+// headers and error bodies: users (list and search with Keycloak's
+// search/exact/q/first/max semantics, count, get, create, partial update,
+// delete, reset-password, execute-actions-email, logout), sessions, realm
+// and client role mappings, groups (RealmConfig.Groups, UserConfig.Groups),
+// federated identities (UserConfig.FederatedIdentities), realm roles and
+// clients. Callers need a live access token of the realm, or of a realm
+// named "master" (where the realm role "admin" grants everything), and the
+// client roles of the built-in "realm-management" client that Keycloak
+// requires (manage-users, view-users, query-users, query-groups,
+// query-clients, view-realm, realm-admin ...); otherwise the answer is 401
+// or 403. The built-in "admin-cli" public client exists for admin tools'
+// password grants. Disabling or deleting a user through the API ends its
+// sessions with back-channel logouts, like Realm.SetUserEnabled and
+// Realm.DeleteUser; execute-actions emails land in Realm.Outbox with a
+// link that runs the actions in a browser.
+//
 // Besides serving real flows, a Realm mints tokens directly (Realm.Token) with
 // options that produce the malformed and hostile tokens a verifier must
 // refuse: expired, wrong audience or issuer, unsigned, signed by an unknown

@@ -24,8 +24,18 @@ type (
 		RegistrationAllowed       bool              `json:"registrationAllowed"`
 		Attributes                map[string]string `json:"attributes,omitempty"`
 		Roles                     exportRoles       `json:"roles"`
+		Groups                    []exportGroup     `json:"groups,omitempty"`
 		Clients                   []exportClient    `json:"clients"`
 		Users                     []exportUser      `json:"users"`
+	}
+	exportGroup struct {
+		ID          string              `json:"id"`
+		Name        string              `json:"name"`
+		Path        string              `json:"path"`
+		Attributes  map[string][]string `json:"attributes"`
+		RealmRoles  []string            `json:"realmRoles"`
+		ClientRoles map[string][]string `json:"clientRoles"`
+		SubGroups   []exportGroup       `json:"subGroups"`
 	}
 	exportRoles struct {
 		Realm  []exportRole            `json:"realm"`
@@ -77,6 +87,8 @@ type (
 		RealmRoles             []string            `json:"realmRoles"`
 		ClientRoles            map[string][]string `json:"clientRoles,omitempty"`
 		ServiceAccountClientID string              `json:"serviceAccountClientId,omitempty"`
+		Groups                 []string            `json:"groups,omitempty"`
+		FederatedIdentities    []FederatedIdentity `json:"federatedIdentities,omitempty"`
 	}
 	exportCredential struct {
 		Type           string `json:"type"`
@@ -130,6 +142,16 @@ func (r *Realm) Export() ([]byte, error) {
 			out.Roles.Client[id] = append(out.Roles.Client[id], exportRole{Name: role, ClientRole: true})
 		}
 	}
+	// Custom roles of the built-in clients need a definition too.
+	for _, id := range sortedKeys(r.clients) {
+		if c := r.clients[id]; c.builtin {
+			for _, role := range c.roles {
+				if !slices.Contains(adminRoles, role) {
+					out.Roles.Client[id] = append(out.Roles.Client[id], exportRole{Name: role, ClientRole: true})
+				}
+			}
+		}
+	}
 	// Custom account roles need a definition even though Keycloak creates
 	// the account client itself.
 	if _, ok := r.clients[accountClientID]; !ok {
@@ -145,6 +167,9 @@ func (r *Realm) Export() ([]byte, error) {
 	}
 	if len(out.Roles.Client) == 0 {
 		out.Roles.Client = nil
+	}
+	for _, id := range r.topGroups {
+		out.Groups = append(out.Groups, r.exportGroup(r.groups[id]))
 	}
 	ids := make([]string, 0, len(r.users))
 	for id := range r.users {
@@ -242,6 +267,12 @@ func (r *Realm) exportUser(u *user) (exportUser, error) {
 		RealmRoles:             append([]string{r.defaultRolesName()}, u.realmRoles...),
 		ClientRoles:            u.clientRoles,
 		ServiceAccountClientID: u.serviceAccountOf,
+		FederatedIdentities:    u.federated,
+	}
+	for _, id := range u.groups {
+		if g := r.groups[id]; g != nil {
+			eu.Groups = append(eu.Groups, g.path)
+		}
 	}
 	switch {
 	case u.hash != nil:
@@ -275,6 +306,21 @@ func (r *Realm) exportUser(u *user) (exportUser, error) {
 			SecretData: string(secret), CredentialData: string(cred)})
 	}
 	return eu, nil
+}
+
+func (r *Realm) exportGroup(g *group) exportGroup {
+	eg := exportGroup{ID: g.id, Name: g.name, Path: g.path, Attributes: g.attributes, RealmRoles: nonNil(g.realmRoles),
+		ClientRoles: g.clientRoles, SubGroups: []exportGroup{}}
+	if eg.Attributes == nil {
+		eg.Attributes = map[string][]string{}
+	}
+	if eg.ClientRoles == nil {
+		eg.ClientRoles = map[string][]string{}
+	}
+	for _, id := range g.children {
+		eg.SubGroups = append(eg.SubGroups, r.exportGroup(r.groups[id]))
+	}
+	return eg
 }
 
 func nonNil(s []string) []string {

@@ -108,7 +108,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				r.jwksRequests.Add(1)
 			}
 		}
-		if f := s.fault.Load(); f != nil && f.matches(req.URL.Path) {
+		if f := s.fault.Load(); f != nil && f.matches(req.URL.Path) && (f.Times <= 0 || s.faultHits.Add(1) <= int64(f.Times)) {
 			if f.Delay > 0 {
 				t := time.NewTimer(f.Delay)
 				select {
@@ -161,6 +161,10 @@ func writeFaultStatus(w http.ResponseWriter, status int) {
 
 // route dispatches {base}/realms/{realm}/... requests.
 func (s *Server) route(w http.ResponseWriter, req *http.Request) {
+	if name, rest, ok := s.splitAdminPath(req.URL.Path); ok {
+		s.adminRoute(w, req, name, rest)
+		return
+	}
 	name, rest, ok := s.splitRealmPath(req.URL.Path)
 	if !ok {
 		writeNotFound(w)

@@ -44,6 +44,14 @@ func (r *Realm) advanceLocked(e env, as *authSession) outcome {
 		as.step, as.action = stepAction, next
 		return r.renderStepLocked(e, as, "", nil)
 	}
+	if as.actionToken {
+		delete(as.root.tabs, as.tabID)
+		p := &page{Kind: "info", Title: msgAccountUpdated, Realm: r.name, ActionName: msgAccountUpdated}
+		if as.actionRedirect != "" {
+			p.Link, p.LinkText = as.actionRedirect, "« Back to Application"
+		}
+		return outcome{page: p}
+	}
 	if as.forced && as.level < as.requestedLoA {
 		delete(as.root.tabs, as.tabID)
 		return errorOutcome(http.StatusBadRequest, msgACRNotFulfilled)
@@ -219,6 +227,7 @@ func (r *Realm) completeLocked(e env, as *authSession, u *user, aiaStatus string
 	if sess == nil {
 		sess = r.newSessionLocked(u, as.clientID, now)
 		sess.issuer = as.issuer
+		sess.ip = remoteHost(e.req)
 		sess.loa = as.level
 	} else if sess.clients[as.clientID] == nil {
 		sess.clients[as.clientID] = &clientSession{issued: map[string]uint64{}}
@@ -531,16 +540,26 @@ func (r *Realm) registerStepLocked(e env, as *authSession, form url.Values) outc
 	return r.advanceLocked(e, as)
 }
 
-// handleActionToken serves the link of a verification email.
+// handleActionToken serves the links of emails: email verification, and
+// the execute-actions link of the admin API, which runs the user's required
+// actions in a login tab of this browser.
 func handleActionToken(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
 	e := r.newEnv(s, req)
 	claims, hmacSigned, err := r.verifySigned(req.URL.Query().Get("key"))
-	if err != nil || !hmacSigned || claims.str("typ") != "verify-email" || claims.str("iss") != e.issuer {
+	typ := claims.str("typ")
+	if err != nil || !hmacSigned || (typ != "verify-email" && typ != typExecuteActions) || claims.str("iss") != e.issuer {
 		r.write(w, errorOutcome(http.StatusBadRequest, "Action expired."))
 		return
 	}
 	if exp, ok := claims.num("exp"); !ok || r.now().Unix() >= exp {
 		r.write(w, errorOutcome(http.StatusBadRequest, "Action expired."))
+		return
+	}
+	if typ == typExecuteActions {
+		r.mu.Lock()
+		o := r.executeActionsLocked(e, claims)
+		r.mu.Unlock()
+		r.write(w, o)
 		return
 	}
 	r.mu.Lock()
@@ -554,4 +573,45 @@ func handleActionToken(s *Server, r *Realm, w http.ResponseWriter, req *http.Req
 	u.requiredActions = slices.DeleteFunc(u.requiredActions, func(a string) bool { return a == "VERIFY_EMAIL" })
 	r.mu.Unlock()
 	r.write(w, outcome{page: &page{Kind: "info", Title: "Email verified", Realm: r.name, ActionName: msgEmailVerified}})
+}
+
+// executeActionsLocked starts the required actions of an execute-actions
+// link: they are added to the user's required actions (as Keycloak does)
+// and run in a new login tab.
+func (r *Realm) executeActionsLocked(e env, claims claimSet) outcome {
+	u := r.users[claims.str("sub")]
+	if u == nil || !u.enabled || !strings.EqualFold(u.email, claims.str("eml")) {
+		return errorOutcome(http.StatusBadRequest, "The link you clicked is an old stale link and is no longer valid.")
+	}
+	if jti := claims.str("jti"); r.usedActionTokens[jti] {
+		return errorOutcome(http.StatusBadRequest, "Action expired.")
+	} else if jti != "" {
+		r.usedActionTokens[jti] = true
+	}
+	if list, ok := claims["rqac"].([]any); ok {
+		for _, v := range list {
+			if a, ok := v.(string); ok && a != "" && !slices.Contains(u.requiredActions, a) {
+				u.requiredActions = append(u.requiredActions, a)
+			}
+		}
+	}
+	now := r.now()
+	r.pruneBrowserLocked(now, false)
+	var cookies []*http.Cookie
+	root := r.rootLocked(e.req, now)
+	if root == nil {
+		root = &rootAuthSession{id: randomString(24), tabs: map[string]*authSession{}}
+		r.authSessions[root.id] = root
+		cookies = append(cookies, r.cookie(e, cookieAuthSession, root.id, true))
+	}
+	root.last = now
+	as := &authSession{
+		root: root, tabID: randomString(8), created: now, clientID: claims.str("azp"),
+		issuer: e.issuer, maxAge: -1, requestedLoA: -1, userID: u.id, username: u.username,
+		step: stepAction, actionToken: true, actionRedirect: claims.str("reduri"),
+	}
+	root.tabs[as.tabID] = as
+	o := r.advanceLocked(e, as)
+	o.cookies = append(cookies, o.cookies...)
+	return o
 }

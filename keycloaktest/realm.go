@@ -43,6 +43,9 @@ type Realm struct {
 	active     map[string]*realmKey // JOSE alg -> active signing key
 	hmac       *hmacKey
 	sessions   map[string]*userSession
+	groups     map[string]*group    // group id -> group
+	topGroups  []string             // ids of top-level groups, in definition order
+	roleIDs    map[string]string    // role key (see roleKey) -> role id
 	revoked    map[string]time.Time // revoked access-token jti -> its exp
 	seq        uint64               // orders refresh tokens for rotation checks
 
@@ -53,6 +56,9 @@ type Realm struct {
 	logoutCodes  map[string]*pendingLogout
 	deliveries   []LogoutDelivery
 	outbox       []Email
+	// usedActionTokens are the jtis of execute-actions links already
+	// followed: such a link works once.
+	usedActionTokens map[string]bool
 
 	// sweepMu serializes ExpireSessions calls, so a caller returns only
 	// after every expiry it could see was delivered.
@@ -68,14 +74,19 @@ type user struct {
 	attributes                               map[string][]string
 	realmRoles                               []string
 	clientRoles                              map[string][]string
-	serviceAccountOf                         string // client id for service-account users
-	totpSecret                               string // base32, "" when no OTP credential
-	totpLastStep                             int64  // last accepted TOTP step (codes are single-use)
+	serviceAccountOf                         string   // client id for service-account users
+	totpSecret                               string   // base32, "" when no OTP credential
+	totpLastStep                             int64    // last accepted TOTP step (codes are single-use)
+	groups                                   []string // ids of the groups the user is a member of
+	federated                                []FederatedIdentity
+	created                                  time.Time
 }
 
 type client struct {
-	cfg   ClientConfig
-	roles []string
+	cfg     ClientConfig
+	roles   []string
+	uuid    string // the internal id the admin API uses in paths
+	builtin bool   // created by the realm itself (realm-management, admin-cli); not exported
 }
 
 type userSession struct {
@@ -87,7 +98,8 @@ type userSession struct {
 	ended    bool
 	clients  map[string]*clientSession
 	authTime int64
-	loa      int // highest level of authentication reached (1 password, 2 OTP)
+	loa      int    // highest level of authentication reached (1 password, 2 OTP)
+	ip       string // client address at login, for the admin API's session list
 }
 
 // clientSession tracks the refresh tokens of one client in a user session,
@@ -118,11 +130,15 @@ func newRealm(srv *Server, cfg RealmConfig) (*Realm, error) {
 		active:   map[string]*realmKey{},
 		hmac:     hk,
 		sessions: map[string]*userSession{},
+		groups:   map[string]*group{},
+		roleIDs:  map[string]string{},
 		revoked:  map[string]time.Time{},
 
 		authSessions: map[string]*rootAuthSession{},
 		codes:        map[string]*authCode{},
 		logoutCodes:  map[string]*pendingLogout{},
+
+		usedActionTokens: map[string]bool{},
 	}
 	users, clients := cfg.Users, cfg.Clients
 	cfg.Users, cfg.Clients = nil, nil
@@ -137,6 +153,13 @@ func newRealm(srv *Server, cfg RealmConfig) (*Realm, error) {
 			return nil, fmt.Errorf("realm %q: %w", cfg.Name, err)
 		}
 	}
+	r.addBuiltinClientsLocked()
+	for _, g := range cfg.Groups {
+		if err := r.addGroupLocked(g, nil); err != nil {
+			return nil, fmt.Errorf("realm %q: %w", cfg.Name, err)
+		}
+	}
+	r.cfg.Groups = nil
 	for _, c := range clients {
 		if c.ServiceAccounts {
 			if err := r.addServiceAccountLocked(c); err != nil {
@@ -214,7 +237,7 @@ func (r *Realm) addClientLocked(c ClientConfig) error {
 	if _, ok := r.clients[c.ClientID]; ok {
 		return fmt.Errorf("%w: %q", ErrClientExists, c.ClientID)
 	}
-	cl := &client{cfg: c}
+	cl := &client{cfg: c, uuid: newUUID()}
 	for _, role := range c.Roles {
 		if role == "" {
 			return fmt.Errorf("%w: client %q: empty role name", ErrInvalidConfig, c.ClientID)
@@ -300,6 +323,26 @@ func (r *Realm) addUserLocked(u UserConfig, serviceAccountOf string) (string, er
 			return "", fmt.Errorf("%w: user %q: empty realm role name", ErrInvalidConfig, name)
 		}
 	}
+	var groupIDs []string
+	for _, path := range u.Groups {
+		g := r.groupByPathLocked(path)
+		if g == nil {
+			return "", fmt.Errorf("%w: user %q: no group with path %q", ErrInvalidConfig, name, path)
+		}
+		if !slices.Contains(groupIDs, g.id) {
+			groupIDs = append(groupIDs, g.id)
+		}
+	}
+	var links []FederatedIdentity
+	for _, fi := range u.FederatedIdentities {
+		if fi.IdentityProvider == "" || fi.UserID == "" || strings.ContainsFunc(fi.IdentityProvider+fi.UserID+fi.UserName, isControl) {
+			return "", fmt.Errorf("%w: user %q: federated identity needs an identity provider and a user id", ErrInvalidConfig, name)
+		}
+		if slices.ContainsFunc(links, func(l FederatedIdentity) bool { return l.IdentityProvider == fi.IdentityProvider }) {
+			return "", fmt.Errorf("%w: user %q: two links to identity provider %q", ErrInvalidConfig, name, fi.IdentityProvider)
+		}
+		links = append(links, fi)
+	}
 	// Validation is done; from here on nothing fails, so nothing is half-added.
 	for _, role := range u.RealmRoles {
 		_ = r.defineRealmRole(role)
@@ -329,6 +372,9 @@ func (r *Realm) addUserLocked(u UserConfig, serviceAccountOf string) (string, er
 		clientRoles:      cloneMultiMap(u.ClientRoles),
 		serviceAccountOf: serviceAccountOf,
 		totpSecret:       totp,
+		groups:           groupIDs,
+		federated:        links,
+		created:          r.now(),
 	}
 	r.users[id] = nu
 	r.byName[name] = id
@@ -355,14 +401,20 @@ func (r *Realm) SetUserEnabled(username string, enabled bool) error {
 		r.mu.Unlock()
 		return err
 	}
-	u.enabled = enabled
-	var jobs []logoutJob
-	if !enabled {
-		jobs = r.endUserSessionsLocked(u.id)
-	}
+	jobs := r.setEnabledLocked(u, enabled)
 	r.mu.Unlock()
 	r.deliverLogouts(jobs)
 	return nil
+}
+
+// setEnabledLocked enables or disables a user; disabling ends the user's
+// sessions. The admin API goes through here too.
+func (r *Realm) setEnabledLocked(u *user, enabled bool) []logoutJob {
+	u.enabled = enabled
+	if enabled {
+		return nil
+	}
+	return r.endUserSessionsLocked(u.id)
 }
 
 // DeleteUser removes a user and ends its sessions, delivering back-channel
@@ -374,16 +426,22 @@ func (r *Realm) DeleteUser(username string) error {
 		r.mu.Unlock()
 		return err
 	}
+	jobs, err := r.deleteUserLocked(u)
+	r.mu.Unlock()
+	r.deliverLogouts(jobs)
+	return err
+}
+
+// deleteUserLocked removes a user (not a service account) and ends its
+// sessions. The admin API goes through here too.
+func (r *Realm) deleteUserLocked(u *user) ([]logoutJob, error) {
 	if u.serviceAccountOf != "" {
-		r.mu.Unlock()
-		return fmt.Errorf("%w: %q is the service account of client %q", ErrInvalidConfig, u.username, u.serviceAccountOf)
+		return nil, fmt.Errorf("%w: %q is the service account of client %q", ErrInvalidConfig, u.username, u.serviceAccountOf)
 	}
 	jobs := r.endUserSessionsLocked(u.id)
 	delete(r.users, u.id)
 	delete(r.byName, u.username)
-	r.mu.Unlock()
-	r.deliverLogouts(jobs)
-	return nil
+	return jobs, nil
 }
 
 // endUserSessionsLocked ends every session of a user.
@@ -521,19 +579,29 @@ func (r *Realm) pruneLocked(now time.Time) {
 	}
 }
 
-// effectiveRealmRoles are the user's roles plus the default ones, sorted.
+// effectiveRealmRoles are the user's roles, the default ones and those of
+// the user's groups and their ancestors, sorted.
 func (r *Realm) effectiveRealmRoles(u *user) []string {
 	roles := append([]string{r.defaultRolesName()}, builtinRealmRoles...)
 	roles = append(roles, u.realmRoles...)
+	for _, g := range r.memberGroupsLocked(u) {
+		roles = append(roles, g.realmRoles...)
+	}
 	return dedupe(roles)
 }
 
-// effectiveClientRoles are the user's client roles plus the default account
-// roles, sorted per client.
+// effectiveClientRoles are the user's client roles, the default account
+// roles and those of the user's groups, sorted per client.
 func (r *Realm) effectiveClientRoles(u *user) map[string][]string {
 	out := map[string][]string{accountClientID: slices.Clone(defaultAccountRoles)}
-	for clientID, roles := range u.clientRoles {
-		out[clientID] = dedupe(append(out[clientID], roles...))
+	add := func(m map[string][]string) {
+		for clientID, roles := range m {
+			out[clientID] = dedupe(append(out[clientID], roles...))
+		}
+	}
+	add(u.clientRoles)
+	for _, g := range r.memberGroupsLocked(u) {
+		add(g.clientRoles)
 	}
 	return out
 }

@@ -184,6 +184,18 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 		}
 	}
 
+	groups, err := root.array("groups")
+	if err != nil {
+		return cfg, err
+	}
+	for i, raw := range groups {
+		g, err := parseGroup(root.index("groups", i), raw, ensureClient)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Groups = append(cfg.Groups, g)
+	}
+
 	users, err := root.array("users")
 	if err != nil {
 		return cfg, err
@@ -218,6 +230,50 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 		cfg.Users = append(cfg.Users, u)
 	}
 	return cfg, nil
+}
+
+// parseGroup reads a GroupRepresentation with its subGroups.
+func parseGroup(path string, raw json.RawMessage, ensureClient func(id, path string) error) (GroupConfig, error) {
+	var g GroupConfig
+	o, err := parseObject(path, raw)
+	if err != nil {
+		return g, err
+	}
+	if g.ID, err = o.str("id"); err != nil {
+		return g, err
+	}
+	if g.Name, err = o.str("name"); err != nil {
+		return g, err
+	}
+	if g.Name == "" || strings.Contains(g.Name, "/") || strings.ContainsFunc(g.Name, isControl) {
+		return g, o.errAt("name", "missing or invalid group name")
+	}
+	if g.Attributes, err = o.multiMap("attributes"); err != nil {
+		return g, err
+	}
+	if g.RealmRoles, err = o.strList("realmRoles"); err != nil {
+		return g, err
+	}
+	if g.ClientRoles, err = o.multiMap("clientRoles"); err != nil {
+		return g, err
+	}
+	for _, id := range sortedKeys(g.ClientRoles) {
+		if err := ensureClient(id, o.sub("clientRoles")+keyPath(id)); err != nil {
+			return g, err
+		}
+	}
+	subs, err := o.array("subGroups")
+	if err != nil {
+		return g, err
+	}
+	for i, raw := range subs {
+		sub, err := parseGroup(o.index("subGroups", i), raw, ensureClient)
+		if err != nil {
+			return g, err
+		}
+		g.SubGroups = append(g.SubGroups, sub)
+	}
+	return g, nil
 }
 
 func isBuiltinRole(realm, role string) bool {
@@ -401,6 +457,32 @@ func parseUser(realm, path string, raw json.RawMessage) (UserConfig, string, err
 	}
 	if u.RequiredActions, err = o.strList("requiredActions"); err != nil {
 		return u, "", err
+	}
+	if u.Groups, err = o.strList("groups"); err != nil {
+		return u, "", err
+	}
+	links, err := o.array("federatedIdentities")
+	if err != nil {
+		return u, "", err
+	}
+	for i, raw := range links {
+		lo, err := parseObject(o.index("federatedIdentities", i), raw)
+		if err != nil {
+			return u, "", err
+		}
+		var fi FederatedIdentity
+		for _, f := range []struct {
+			key string
+			dst *string
+		}{{"identityProvider", &fi.IdentityProvider}, {"userId", &fi.UserID}, {"userName", &fi.UserName}} {
+			if *f.dst, err = lo.str(f.key); err != nil {
+				return u, "", err
+			}
+		}
+		if fi.IdentityProvider == "" || fi.UserID == "" {
+			return u, "", &RealmFileError{Path: lo.path, Err: errors.New("federated identity needs identityProvider and userId")}
+		}
+		u.FederatedIdentities = append(u.FederatedIdentities, fi)
 	}
 	if u.RealmRoles, err = o.strList("realmRoles"); err != nil {
 		return u, "", err

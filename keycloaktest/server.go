@@ -35,7 +35,8 @@ type Server struct {
 	order  []string // realm names in creation order
 	base   string   // scheme://host:port tokens are issued under; "" until known
 
-	fault atomic.Pointer[Fault]
+	fault     atomic.Pointer[Fault]
+	faultHits atomic.Int64 // matching requests since SetFault, for Fault.Times
 
 	lmu     sync.Mutex // guards the listener state below
 	addr    string
@@ -100,6 +101,11 @@ type Fault struct {
 	// Paths limits the fault to requests whose path contains one of these
 	// substrings (e.g. "/certs"). Empty means every request.
 	Paths []string
+	// Times limits the fault to the first Times matching requests after
+	// SetFault; later requests are served normally ("fail twice, then
+	// succeed"). Zero means no limit. It does not apply to a Refuse fault
+	// without Paths, which closes the listener.
+	Times int
 }
 
 func (f *Fault) matches(path string) bool {
@@ -345,6 +351,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // and the server keeps refusing; ClearFault retries.
 func (s *Server) SetFault(f Fault) {
 	f.Paths = slices.Clone(f.Paths)
+	s.faultHits.Store(0)
 	s.fault.Store(&f)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()

@@ -155,6 +155,7 @@ func passwordGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, req *h
 		nonce: req.PostForm.Get("nonce")}
 	g.session = r.newSessionLocked(u, c.cfg.ClientID, now)
 	g.session.issuer = g.issuer
+	g.session.ip = remoteHost(req)
 	set := r.buildTokenSetLocked(g, true)
 	r.mu.Unlock()
 	r.writeTokenSet(s, w, set)
