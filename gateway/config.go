@@ -439,6 +439,13 @@ func (c *Config) Validate() error {
 			bad("headers", "%q is not a valid header name", n)
 		}
 	}
+	for i, a := range c.Algorithms {
+		switch a {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		default:
+			bad(fmt.Sprintf("algorithms[%d]", i), "%q is not allowed: use RS256 (Keycloak's default), PS*, ES* or EdDSA; none and HS* are never accepted", a)
+		}
+	}
 	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
 		bad("leeway", "must be between 0 and 5m")
 	}

@@ -50,6 +50,8 @@ func TestValidateNamesFields(t *testing.T) {
 		{"duplicate route", func(c *Config) { c.Routes = append(c.Routes, c.Routes[0]) }, "routes[1].path"},
 		{"host with port", func(c *Config) { c.Routes[0].Host = "app.example.com:443" }, "routes[0].host"},
 		{"leeway", func(c *Config) { c.Leeway = time.Hour }, "leeway"},
+		{"alg none", func(c *Config) { c.Algorithms = []string{"RS256", "none"} }, "algorithms[1]"},
+		{"alg HS256", func(c *Config) { c.Algorithms = []string{"HS256"} }, "algorithms[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ type pending struct {
 	ReturnTo string    `json:"r"`
 	Issuer   string    `json:"i"`
 	Prompt   string    `json:"p,omitempty"`
+	ACR      string    `json:"a,omitempty"` // acr_values asked for (step-up)
 	Created  time.Time `json:"c"`
 }
 
@@ -192,7 +194,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, extra map[s
 	for k, v := range params {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
-	p.Prompt = params["prompt"]
+	p.Prompt, p.ACR = params["prompt"], params["acr_values"]
 	value, err := h.sealPending(p)
 	if err != nil {
 		h.errorPage(w, r, http.StatusInternalServerError, "Login failed", "The login could not be started.", "")
@@ -281,6 +283,11 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.Values = ev.Values
+	if p.ACR != "" {
+		// Remember the step-up, so RequireACR does not loop when the
+		// provider cannot reach the level.
+		s.Values[stepUpKey] = p.ACR + "@" + strconv.FormatInt(h.now().Unix(), 10)
+	}
 	// A session the browser had before (maybe planted by someone else) is
 	// dropped; the new one gets a new id.
 	if old, err := h.sessions.Get(r); err == nil {

@@ -492,3 +492,20 @@ func TestPromptNoneWithoutSession(t *testing.T) {
 		t.Fatalf("silent login without a Keycloak session: %d %s %q", pg.status, pg.url, pg.body)
 	}
 }
+
+// TestStepUpCannotLoop: a user who cannot reach the level (no second factor)
+// gets a 403 page after one round trip, not an endless redirect loop.
+func TestStepUpCannotLoop(t *testing.T) {
+	t.Parallel()
+	p := newIDP(t, nil)
+	a := newApp(t, p, appOptions{})
+	b := newBrowser(t)
+	b.login(a, "/private", "bob", "bob")
+	pg := b.get(a.srv.URL + "/gold")
+	if pg.status != 403 || !strings.Contains(pg.body, "Stronger login required") {
+		t.Fatalf("step-up without a second factor: %d at %s after %d hops: %.300s", pg.status, pg.url, len(b.hops), pg.body)
+	}
+	if len(b.hops) > 8 {
+		t.Fatalf("too many hops: %v", b.hops)
+	}
+}

@@ -279,7 +279,8 @@ type Session struct {
 	s *session.Session
 }
 
-// Value returns a value stored at login (LoginEvent.Values).
+// Value returns a value stored at login (LoginEvent.Values). Keys starting
+// with "cloakroom." are reserved for the package.
 func (s *Session) Value(key string) string { return s.s.Values[key] }
 
 // SID returns the Keycloak session id.

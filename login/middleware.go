@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -321,12 +322,35 @@ func (h *Handler) RequireACR(level string) func(http.Handler) http.Handler {
 		return h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s, _ := FromContext(r.Context())
 			if !h.acrSatisfies(s.acr(), level) {
+				if h.stepUpJustFailed(s, level) {
+					h.logger.Debug("login: step-up did not reach the required level", "sub", s.Subject, "want", level, "have", s.acr())
+					h.errorPage(w, r, http.StatusForbidden, "Stronger login required",
+						"This page requires authentication level "+level+", but the identity provider completed the login at level "+s.acr()+". Set up the required second factor, then try again.", h.LoginURL(r.URL.RequestURI()))
+					return
+				}
 				h.notLoggedIn(w, r, map[string]string{"acr_values": level})
 				return
 			}
 			next.ServeHTTP(w, r)
 		}))
 	}
+}
+
+// stepUpKey is the session value recording the last step-up asked for.
+const stepUpKey = "cloakroom.stepup"
+
+// stepUpWindow is how long after a step-up login an insufficient level is
+// an answer (403) rather than a reason to ask again.
+const stepUpWindow = 2 * time.Minute
+
+func (h *Handler) stepUpJustFailed(s *Session, level string) bool {
+	marker := s.Value(stepUpKey)
+	asked, at, ok := strings.Cut(marker, "@")
+	if !ok || asked != level {
+		return false
+	}
+	t, err := strconv.ParseInt(at, 10, 64)
+	return err == nil && h.now().Sub(time.Unix(t, 0)) < stepUpWindow
 }
 
 func (s *Session) acr() string {
