@@ -144,7 +144,9 @@ func TestBrowserLoginLogout(t *testing.T) {
 		t.Fatal("no Keycloak session for alice")
 	}
 
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#logout"))); err != nil {
+	// RunResponse waits for the page the logout ends on; a plain Click
+	// would let the next query read the old page's #who.
+	if _, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS("#logout"))); err != nil {
 		t.Fatal(err)
 	}
 	if who, err := text(ctx, "#who"); err != nil || who != "home of nobody" {

@@ -2,6 +2,7 @@
 // that protects any HTTP application, a Keycloak-compatible development
 // server and token tools.
 //
+//	cloakroom demo [--listen 127.0.0.1:8000] [--idp-listen 127.0.0.1:8080]
 //	cloakroom serve --issuer URL --client-id ID --client-secret S --upstream URL
 //	cloakroom dev [--listen 127.0.0.1:8080] [--realm-file realm.json]
 //	cloakroom token verify --issuer URL [--audience A] < token
@@ -46,6 +47,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"demo", "run provider, sample app and gateway in one process: log in at http://127.0.0.1:8000", runDemo},
 		{"dev", "run the Keycloak-compatible development server (keycloaktest)", func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return runDev(ctx, args, stdout, stderr)
 		}},
