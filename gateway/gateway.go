@@ -259,6 +259,9 @@ func (g *Gateway) warmUp(ctx context.Context) {
 	backoff := 500 * time.Millisecond
 	for {
 		err := g.realm.RefreshKeys(ctx)
+		if ctx.Err() != nil {
+			return // shutting down
+		}
 		g.readyMu.Lock()
 		g.idpErr = err
 		g.readyMu.Unlock()
