@@ -237,6 +237,12 @@ func (r *Realm) DiscoveryURL() string {
 // HTTPClient returns the client the Realm uses to reach the provider.
 func (r *Realm) HTTPClient() *http.Client { return r.client }
 
+// RequestTimeout returns the bound on each request to the provider
+// (WithRequestTimeout, default DefaultRequestTimeout). Packages that reach
+// the provider with HTTPClient apply it too, so that a client set with
+// WithHTTPClient and no Timeout of its own cannot wait forever.
+func (r *Realm) RequestTimeout() time.Duration { return r.timeout }
+
 // Logger returns the Realm's logger.
 func (r *Realm) Logger() *slog.Logger { return r.logger }
 

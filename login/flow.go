@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -128,9 +129,69 @@ func (h *Handler) oauthConfig(meta *cloakroom.Metadata) *oauth2.Config {
 	}
 }
 
-// oauthContext makes x/oauth2 use the Realm's HTTP client.
-func (h *Handler) oauthContext(ctx context.Context) context.Context {
-	return context.WithValue(ctx, oauth2.HTTPClient, h.realm.HTTPClient())
+// oauthContext makes x/oauth2 use the Realm's HTTP client, with the
+// Realm's request timeout and a bounded answer (see newTokenClient). The
+// timeout matters when the Realm got a client without a Timeout of its own
+// (cloakroom.WithHTTPClient): the token endpoint must not be able to hold
+// a callback or a refresh forever.
+func (h *Handler) oauthContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, h.realm.RequestTimeout())
+	return context.WithValue(ctx, oauth2.HTTPClient, h.tokenClient), cancel
+}
+
+// maxTokenResponseBytes bounds the token endpoint's answer: three tokens
+// of at most cloakroom.MaxTokenSize each fit several times over. x/oauth2
+// silently stops reading at 1 MiB and then reports a JSON syntax error;
+// failing before that names the real problem.
+const maxTokenResponseBytes = 512 << 10
+
+// newTokenClient returns a copy of c whose response bodies fail to read
+// beyond limit bytes.
+func newTokenClient(c *http.Client, limit int64) *http.Client {
+	tc := *c
+	base := tc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	tc.Transport = &limitTransport{base: base, limit: limit}
+	return &tc
+}
+
+type limitTransport struct {
+	base  http.RoundTripper
+	limit int64
+}
+
+func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: t.limit, limit: t.limit}
+	return resp, nil
+}
+
+// limitedBody reads up to limit bytes and fails with a clear error if the
+// body has more.
+type limitedBody struct {
+	io.ReadCloser
+	left, limit int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, err := b.ReadCloser.Read(one[:]); n == 0 {
+			return 0, err
+		}
+		return 0, fmt.Errorf("response larger than %d bytes", b.limit)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -233,10 +294,12 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if iss, present := q["iss"]; present {
 		if len(iss) != 1 || iss[0] != p.Issuer {
+			h.logger.Debug("login: authorization response refused: its iss is not the issuer the login was sent to (RFC 9207)", "iss", iss, "want", p.Issuer)
 			h.errorPage(w, r, http.StatusBadRequest, "Login failed", "The response names another issuer than the one the login was sent to.", h.LoginURL(p.ReturnTo))
 			return
 		}
 	} else if meta.AuthorizationResponseIssParameter {
+		h.logger.Debug("login: authorization response refused: no iss, though the provider announces authorization_response_iss_parameter_supported (RFC 9207)")
 		h.errorPage(w, r, http.StatusBadRequest, "Login failed", "The response lacks the iss parameter its issuer promises (RFC 9207).", h.LoginURL(p.ReturnTo))
 		return
 	}
@@ -249,7 +312,9 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, http.StatusBadRequest, "Login failed", "The response from the identity provider has no code.", h.LoginURL(p.ReturnTo))
 		return
 	}
-	tok, err := h.oauthConfig(meta).Exchange(h.oauthContext(r.Context()), code, oauth2.VerifierOption(p.Verifier))
+	octx, cancel := h.oauthContext(r.Context())
+	tok, err := h.oauthConfig(meta).Exchange(octx, code, oauth2.VerifierOption(p.Verifier))
+	cancel()
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -261,6 +326,9 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, ev, err := h.verifyTokens(r.Context(), tok, p.Nonce, "")
+	if err == nil && h.cfg.FetchUserinfo {
+		ev.Userinfo, err = h.fetchUserinfo(r.Context(), meta, tok.AccessToken, ev.IDClaims.Subject())
+	}
 	if err != nil {
 		h.logger.Debug("login: tokens refused", "reason", err.Error())
 		if errors.Is(err, cloakroom.ErrUnavailable) {
@@ -355,6 +423,9 @@ func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wa
 		ic, err = h.idVerifier.Verify(ctx, rawID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("ID token: %w", err)
+		}
+		if nonce != "" && !ic.HasNonce() {
+			return nil, nil, errors.New("ID token: nonce missing, though the login sent one")
 		}
 		if nonce != "" && subtle.ConstantTimeCompare([]byte(ic.Nonce()), []byte(nonce)) != 1 {
 			return nil, nil, errors.New("ID token: nonce does not match the one sent")

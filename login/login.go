@@ -51,6 +51,11 @@ type LoginEvent struct {
 	// (roles live there in Keycloak).
 	IDClaims     *cloakroom.Claims
 	AccessClaims *cloakroom.Claims
+	// Userinfo are the claims the userinfo endpoint returned, when
+	// Config.FetchUserinfo is on (nil otherwise). Their sub equals the ID
+	// token's; nothing of them is stored in the session unless the hook
+	// copies it into Values.
+	Userinfo *cloakroom.Claims
 	// Values are stored in the session; the hook may add to them.
 	Values map[string]string
 	// Request is the callback request.
@@ -98,6 +103,14 @@ type Config struct {
 	ACRLevels []string
 	// FrontchannelLogout serves GET {Prefix}/frontchannel-logout?iss=…&sid=….
 	FrontchannelLogout bool
+	// FetchUserinfo calls the provider's userinfo endpoint with the new
+	// access token after every login (not on refresh) and refuses the
+	// login unless its sub equals the ID token's (OIDC Core 5.3.4). The
+	// claims reach AfterLogin as LoginEvent.Userinfo. The request uses the
+	// Realm's HTTP client and timeout; an unreachable endpoint fails the
+	// login with 503. Keycloak puts the same claims in the ID token, so
+	// this is for providers (or mappers) that do not.
+	FetchUserinfo bool
 	// Algorithms, Leeway and Profile are passed to the token verifiers.
 	Algorithms []string
 	Leeway     time.Duration
@@ -135,6 +148,7 @@ type Handler struct {
 	secure      bool
 	refreshes   flightGroup
 	idCache     *ttlcache.Cache[idClaimsEntry]
+	tokenClient *http.Client // the Realm's client, answers bounded
 	mux         *http.ServeMux
 	now         func() time.Time
 }
@@ -174,6 +188,7 @@ func New(cfg Config) (*Handler, error) {
 		now:      cfg.Realm.Now,
 		idCache:  ttlcache.New[idClaimsEntry](10_000, 16<<20),
 	}
+	h.tokenClient = newTokenClient(cfg.Realm.HTTPClient(), maxTokenResponseBytes)
 	if h.logger == nil {
 		h.logger = cfg.Realm.Logger()
 	}

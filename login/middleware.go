@@ -19,6 +19,11 @@ import (
 // expired): the user must log in again.
 var errSessionEnded = errors.New("login: session ended")
 
+// errRefreshRefused means the provider answered a refresh with tokens that
+// fail verification (bad signature, wrong issuer, token_type, ...): not an
+// outage, so the session cannot go on with them.
+var errRefreshRefused = errors.New("login: refreshed tokens refused")
+
 // Middleware loads the request's session, if any, refreshing its access
 // token when it is about to expire, and puts it in the context. It never
 // forces a login; RequireLogin does. A store or Keycloak failure that
@@ -63,6 +68,16 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 		switch {
 		case errors.Is(err, errSessionEnded):
 			h.sessions.ClearCookie(w)
+			return nil, nil
+		case errors.Is(err, errRefreshRefused):
+			// The provider's answer failed verification: not an outage.
+			// Before, the session went on with the old access token
+			// (logged as a failed refresh, retried on every request) and,
+			// once that expired, every request got a 503 blaming the
+			// session store. The session ends instead; the user logs in
+			// again, where the same failure shows as a login error.
+			h.logger.Warn("login: the provider's refreshed tokens did not pass verification; ending the session", "sub", s.Subject, "reason", err.Error())
+			_ = h.sessions.Destroy(r.Context(), w, s)
 			return nil, nil
 		case err != nil && h.now().Before(s.AccessExpiry):
 			// Keycloak is unreachable but the access token still works:
@@ -176,8 +191,10 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 		release()
 		return nil, err
 	}
-	ts := h.oauthConfig(meta).TokenSource(h.oauthContext(ctx), &oauth2.Token{RefreshToken: cur.RefreshToken, Expiry: time.Unix(1, 0)})
+	octx, cancel := h.oauthContext(ctx)
+	ts := h.oauthConfig(meta).TokenSource(octx, &oauth2.Token{RefreshToken: cur.RefreshToken, Expiry: time.Unix(1, 0)})
 	tok, err := ts.Token()
+	cancel()
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_token" || re.ErrorCode == "unauthorized_client") {
@@ -194,7 +211,7 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 		if isUnavailable(err) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("login: refreshed tokens refused: %w", err)
+		return nil, fmt.Errorf("%w: %w", errRefreshRefused, err)
 	}
 	cur.AccessToken, cur.AccessExpiry = fresh.AccessToken, fresh.AccessExpiry
 	if fresh.RefreshToken != "" {
