@@ -53,6 +53,7 @@ func commands() []command {
 		}},
 		{"serve", "run the gateway: Keycloak login and token checks in front of any HTTP app", runServe},
 		{"token", "verify or decode a token read on stdin", runToken},
+		{"users", "manage Keycloak users (list, show, create, disable, ...) and sync a local user table", runUsers},
 		{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "cloakroom", version())
 			return nil
