@@ -343,6 +343,19 @@ func describe(err error) error {
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // findUser resolves USER: an id or an exact username.
+// lookup connects to Keycloak and finds the user a subcommand acts on.
+func (e usersEnv) lookup(ctx context.Context, conn *connFlags, ref string) (*admin.Client, *admin.User, error) {
+	ac, err := conn.client(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := findUser(ctx, ac, ref)
+	if err != nil {
+		return nil, nil, fail(err)
+	}
+	return ac, u, nil
+}
+
 func findUser(ctx context.Context, ac *admin.Client, ref string) (*admin.User, error) {
 	byID := func() (*admin.User, error) { return ac.GetUser(ctx, ref) }
 	byName := func() (*admin.User, error) { return ac.FindUserByUsername(ctx, ref) }
@@ -456,13 +469,9 @@ func (e usersEnv) show(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ac, err := conn.client(e)
+	ac, u, err := e.lookup(ctx, conn, ref)
 	if err != nil {
 		return err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return fail(err)
 	}
 	roles, err := ac.UserRealmRoles(ctx, u.ID)
 	if err != nil {
@@ -582,13 +591,9 @@ func (e usersEnv) update(ctx context.Context, args []string) error {
 	if upd.Email == nil && upd.FirstName == nil && upd.LastName == nil && upd.Enabled == nil && upd.EmailVerified == nil {
 		return usageError("nothing to update: pass --email, --first-name, --last-name, --enabled or --email-verified")
 	}
-	ac, err := conn.client(e)
+	ac, u, err := e.lookup(ctx, conn, ref)
 	if err != nil {
 		return err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return fail(err)
 	}
 	if err := ac.UpdateUser(ctx, u.ID, upd); err != nil {
 		return fail(err)
@@ -616,13 +621,9 @@ func (e usersEnv) setEnabled(ctx context.Context, sub string, args []string) err
 	if err != nil {
 		return err
 	}
-	ac, err := conn.client(e)
+	ac, u, err := e.lookup(ctx, conn, ref)
 	if err != nil {
 		return err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return fail(err)
 	}
 	if sub == "enable" {
 		err = ac.EnableUser(ctx, u.ID)
@@ -656,13 +657,9 @@ func (e usersEnv) delete(ctx context.Context, args []string) error {
 	if !*yes && !e.stdinTTY {
 		return usageError("refusing to delete user %q without confirmation: stdin is not a terminal; pass --yes", ref)
 	}
-	ac, err := conn.client(e)
+	ac, u, err := e.lookup(ctx, conn, ref)
 	if err != nil {
 		return err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return fail(err)
 	}
 	if !*yes {
 		fmt.Fprintf(e.stderr, "Delete user %s (id %s, %s)? [y/N] ", tableCell(u.Username), u.ID, tableCell(u.Email))
@@ -708,13 +705,9 @@ func (e usersEnv) resetPassword(ctx context.Context, args []string) error {
 	if *temporary && *password == "" {
 		return usageError("--temporary goes with --password")
 	}
-	ac, err := conn.client(e)
+	ac, u, err := e.lookup(ctx, conn, ref)
 	if err != nil {
 		return err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return fail(err)
 	}
 	var done string
 	switch {
@@ -750,13 +743,9 @@ func (e usersEnv) logout(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ac, err := conn.client(e)
+	ac, u, err := e.lookup(ctx, conn, ref)
 	if err != nil {
 		return err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return fail(err)
 	}
 	if err := ac.LogoutUser(ctx, u.ID); err != nil {
 		return fail(err)
@@ -778,13 +767,9 @@ func (e usersEnv) sessions(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ac, err := conn.client(e)
+	ac, u, err := e.lookup(ctx, conn, ref)
 	if err != nil {
 		return err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return fail(err)
 	}
 	list, err := ac.UserSessions(ctx, u.ID)
 	if err != nil {
