@@ -128,7 +128,11 @@ func TestConformanceOpenCustomTable(t *testing.T) {
 	url := testURL(t)
 	sessiontest.Run(t, func(t *testing.T) session.Store {
 		schema := newSchema(t, url)
-		s, err := Open(context.Background(), url+"?pool_max_conns=4", WithSchema(schema), WithTable("web_sessions"))
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		s, err := Open(context.Background(), url+sep+"pool_max_conns=4", WithSchema(schema), WithTable("web_sessions"))
 		if err != nil {
 			t.Fatal(err)
 		}
