@@ -23,6 +23,8 @@ import (
 type Claims struct {
 	c   claimSet
 	raw []byte // the JSON payload
+	// rolesClaim is the path Roles reads ("" = DefaultRolesClaim).
+	rolesClaim string
 
 	rawOnce sync.Once
 	rawMap  map[string]any
@@ -46,7 +48,12 @@ type claimSet struct {
 	SessionID         string                    `json:"sid"`
 	ACR               json.RawMessage           `json:"acr"`
 	Nonce             *string                   `json:"nonce"`
+	AtHash            *string                   `json:"at_hash"`
+	CHash             *string                   `json:"c_hash"`
+	SHash             *string                   `json:"s_hash"`
+	TokenUse          string                    `json:"token_use"`
 	Scope             string                    `json:"scope"`
+	Scp               spaceList                 `json:"scp"`
 	ClientID          string                    `json:"client_id"`
 	PreferredUsername string                    `json:"preferred_username"`
 	Email             string                    `json:"email"`
@@ -227,11 +234,21 @@ func (c *Claims) GivenName() string { return c.c.GivenName }
 // FamilyName returns family_name.
 func (c *Claims) FamilyName() string { return c.c.FamilyName }
 
-// Scopes returns the granted scopes (the space-separated scope claim).
-func (c *Claims) Scopes() []string { return strings.Fields(c.c.Scope) }
+// Scopes returns the granted scopes: the space-separated scope claim, or,
+// when there is none, the scp claim (an array or a space-separated string,
+// as ORY Hydra, Okta and Azure AD send it).
+func (c *Claims) Scopes() []string {
+	if c.c.Scope == "" && len(c.c.Scp) > 0 {
+		return slices.Clone([]string(c.c.Scp))
+	}
+	return strings.Fields(c.c.Scope)
+}
 
-// HasScope reports whether scope s was granted.
+// HasScope reports whether scope s was granted (see Scopes).
 func (c *Claims) HasScope(s string) bool {
+	if c.c.Scope == "" && len(c.c.Scp) > 0 {
+		return slices.Contains(c.c.Scp, s)
+	}
 	for f := range strings.FieldsSeq(c.c.Scope) {
 		if f == s {
 			return true
@@ -240,8 +257,57 @@ func (c *Claims) HasScope(s string) bool {
 	return false
 }
 
-// RealmRoles returns realm_access.roles.
+// RealmRoles returns realm_access.roles (Keycloak's realm roles, whatever
+// the profile). Roles reads the configured roles claim.
 func (c *Claims) RealmRoles() []string { return slices.Clone(c.c.RealmAccess.Roles) }
+
+// RolesClaim returns the claim path Roles reads: the Verifier's
+// Config.RolesClaim, or DefaultRolesClaim.
+func (c *Claims) RolesClaim() string {
+	if c.rolesClaim == "" {
+		return DefaultRolesClaim
+	}
+	return c.rolesClaim
+}
+
+// Roles returns the user's roles from the configured roles claim (see
+// Config.RolesClaim; realm_access.roles by default): an array of strings,
+// one string, or an object whose member names are the roles (ZITADEL's
+// project roles claim has that shape).
+func (c *Claims) Roles() []string {
+	path := c.RolesClaim()
+	if path == DefaultRolesClaim {
+		return slices.Clone(c.c.RealmAccess.Roles)
+	}
+	v, ok := c.Lookup(path)
+	if !ok {
+		return nil
+	}
+	if m, ok := v.(map[string]any); ok {
+		out := make([]string, 0, len(m))
+		for k := range m {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	return c.Strings(path)
+}
+
+// HasRole reports whether Roles contains role.
+func (c *Claims) HasRole(role string) bool {
+	if c.RolesClaim() == DefaultRolesClaim {
+		return slices.Contains(c.c.RealmAccess.Roles, role)
+	}
+	return slices.Contains(c.Roles(), role)
+}
+
+// WithRolesClaim returns claims equal to c whose Roles read path (empty:
+// DefaultRolesClaim). It is for claims parsed with ParseClaims, e.g. the
+// stored ID-token claims of a session; a Verifier sets it itself.
+func (c *Claims) WithRolesClaim(path string) *Claims {
+	return &Claims{c: c.c, raw: c.raw, rolesClaim: path}
+}
 
 // HasRealmRole reports whether realm_access.roles contains role.
 func (c *Claims) HasRealmRole(role string) bool {
@@ -412,6 +478,34 @@ func (d *numericDate) time() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(d.sec, 0)
+}
+
+// spaceList is a list of strings sent as a JSON array or as one
+// space-separated string (scp).
+type spaceList []string
+
+func (l *spaceList) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	switch dec.PeekKind() {
+	case '"':
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		*l = strings.Fields(tok.String())
+		return nil
+	case '[':
+		var s []string
+		if err := jsonv2.UnmarshalDecode(dec, &s); err != nil {
+			return err
+		}
+		*l = s
+		return nil
+	case 'n':
+		_, err := dec.ReadToken()
+		*l = nil
+		return err
+	}
+	return errWrongType
 }
 
 // flexBool accepts true/false and, as some providers send, "true"/"false".

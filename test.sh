@@ -7,7 +7,10 @@
 #
 # Tests that need Redis, PostgreSQL or Chromium run when their variables are
 # set (CLOAKROOM_TEST_REDIS, CLOAKROOM_TEST_POSTGRES, CLOAKROOM_TEST_CHROMIUM)
-# and skip with a message otherwise; .ci/run sets them all.
+# and skip with a message otherwise; .ci/run sets them all. The interop
+# tests against dex, the zitadel/oidc example OP and ORY Hydra run with
+# CLOAKROOM_INTEROP_PEERS=1 (they build the peers once, see
+# interop/peers/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 

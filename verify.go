@@ -37,18 +37,6 @@ func (k TokenKind) String() string {
 	return fmt.Sprintf("TokenKind(%d)", int(k))
 }
 
-// Profile selects provider-specific rules.
-type Profile int
-
-const (
-	// Keycloak (the default) requires Keycloak's typ claim ("Bearer" for
-	// access tokens, "ID" for ID tokens).
-	Keycloak Profile = iota
-	// GenericOIDC relies on no Keycloak-only claim: typ is checked only
-	// when present.
-	GenericOIDC
-)
-
 // BackchannelLogoutEvent is the events member that marks a logout token.
 const BackchannelLogoutEvent = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -95,8 +83,16 @@ type Config struct {
 	// Kind is the kind of token accepted (default AccessToken).
 	Kind TokenKind
 
-	// Profile selects Keycloak rules (default) or generic OIDC rules.
+	// Profile selects Keycloak rules (default), generic OIDC rules, or
+	// detection from the provider's discovery document (AutoDetect).
 	Profile Profile
+
+	// RolesClaim is the dotted claim path Claims.Roles and Claims.HasRole
+	// read (default DefaultRolesClaim, Keycloak's realm_access.roles), e.g.
+	// "groups" or "roles" for other providers. The claim may be an array
+	// of strings, one string, or an object whose member names are the
+	// roles.
+	RolesClaim string
 
 	// CacheEntries bounds the verified-token cache (default 10,000 entries;
 	// negative disables it). Only access tokens are cached. An entry never
@@ -117,6 +113,7 @@ type Verifier struct {
 	realm      *Realm
 	kind       TokenKind
 	profile    Profile
+	rolesClaim string
 	clientID   string
 	audiences  []string
 	parties    []string
@@ -138,14 +135,15 @@ var knownAlgorithms = map[string]bool{
 // NewVerifier returns a Verifier for tokens of cfg.Kind issued by r.
 func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
 	v := &Verifier{
-		realm:     r,
-		kind:      cfg.Kind,
-		profile:   cfg.Profile,
-		clientID:  cfg.ClientID,
-		parties:   slices.Clone(cfg.AuthorizedParties),
-		skipAud:   cfg.SkipAudienceCheck,
-		leeway:    cfg.Leeway,
-		logoutAge: cfg.LogoutTokenMaxAge,
+		realm:      r,
+		kind:       cfg.Kind,
+		profile:    cfg.Profile,
+		rolesClaim: cfg.RolesClaim,
+		clientID:   cfg.ClientID,
+		parties:    slices.Clone(cfg.AuthorizedParties),
+		skipAud:    cfg.SkipAudienceCheck,
+		leeway:     cfg.Leeway,
+		logoutAge:  cfg.LogoutTokenMaxAge,
 	}
 	switch cfg.Kind {
 	case AccessToken, IDToken, LogoutToken:
@@ -153,9 +151,14 @@ func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("cloakroom: Config.Kind: unknown token kind %d", int(cfg.Kind))
 	}
 	switch cfg.Profile {
-	case Keycloak, GenericOIDC:
+	case Keycloak, GenericOIDC, AutoDetect:
 	default:
 		return nil, fmt.Errorf("cloakroom: Config.Profile: unknown profile %d", int(cfg.Profile))
+	}
+	if v.rolesClaim == "" {
+		v.rolesClaim = DefaultRolesClaim
+	} else if strings.HasPrefix(v.rolesClaim, ".") || strings.HasSuffix(v.rolesClaim, ".") || strings.TrimSpace(v.rolesClaim) != v.rolesClaim {
+		return nil, fmt.Errorf("cloakroom: Config.RolesClaim %q is not a dotted claim path such as realm_access.roles or groups", cfg.RolesClaim)
 	}
 	if cfg.Leeway < 0 {
 		return nil, errors.New("cloakroom: Config.Leeway must not be negative")
@@ -214,6 +217,13 @@ func (v *Verifier) Realm() *Realm { return v.realm }
 
 // Kind returns the kind of token the Verifier accepts.
 func (v *Verifier) Kind() TokenKind { return v.kind }
+
+// Profile returns the profile the Verifier was configured with (possibly
+// AutoDetect; Realm.ResolveProfile tells which rules apply).
+func (v *Verifier) Profile() Profile { return v.profile }
+
+// RolesClaim returns the claim path the Claims it returns read roles from.
+func (v *Verifier) RolesClaim() string { return v.rolesClaim }
 
 // Verify checks the token's signature and claims and returns its claims.
 // Errors wrap one of the package's sentinel errors (ErrExpired, ErrAudience,
@@ -287,7 +297,12 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkClaims(c); err != nil {
+	c.rolesClaim = v.rolesClaim
+	profile, err := v.realm.ResolveProfile(ctx, v.profile)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkClaims(c, profile); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -345,10 +360,10 @@ func typClaimKind(typ string) string {
 	return fmt.Sprintf("token of typ %q", typ)
 }
 
-func (v *Verifier) checkClaims(c *Claims) error {
+func (v *Verifier) checkClaims(c *Claims, profile Profile) error {
 	cs := &c.c
 	// Type first: a token of another kind is refused whatever else it says.
-	if err := v.checkType(c); err != nil {
+	if err := v.checkType(c, profile); err != nil {
 		return err
 	}
 	if cs.Issuer != v.realm.Issuer() {
@@ -379,7 +394,7 @@ func (v *Verifier) checkClaims(c *Claims) error {
 	return nil
 }
 
-func (v *Verifier) checkType(c *Claims) error {
+func (v *Verifier) checkType(c *Claims, profile Profile) error {
 	cs := &c.c
 	typ := cs.Type
 	switch v.kind {
@@ -390,7 +405,20 @@ func (v *Verifier) checkType(c *Claims) error {
 		if strings.EqualFold(typ, "dpop") {
 			return fmt.Errorf("%w: DPoP-bound access tokens are not supported (they need a proof of possession)", ErrTokenType)
 		}
-		if strings.EqualFold(typ, "bearer") || (typ == "" && v.profile == GenericOIDC) {
+		if profile == GenericOIDC {
+			// Without Keycloak's typ claim, an ID token is told apart by
+			// the claims only ID tokens carry (OIDC Core 2, 3.1.3.6,
+			// 3.3.2.11; FAPI's s_hash; Cognito's token_use).
+			switch {
+			case cs.Nonce != nil:
+				return fmt.Errorf("%w: the token carries a nonce, so it is an ID token, not an access token", ErrTokenType)
+			case cs.AtHash != nil || cs.CHash != nil || cs.SHash != nil:
+				return fmt.Errorf("%w: the token carries at_hash, c_hash or s_hash, so it is an ID token, not an access token", ErrTokenType)
+			case cs.TokenUse != "" && cs.TokenUse != "access":
+				return fmt.Errorf("%w: token_use %q is not an access token", ErrTokenType, cs.TokenUse)
+			}
+		}
+		if strings.EqualFold(typ, "bearer") || (typ == "" && profile == GenericOIDC) {
 			return nil
 		}
 		if typ == "" {
@@ -400,7 +428,10 @@ func (v *Verifier) checkType(c *Claims) error {
 		if cs.Events != nil {
 			return fmt.Errorf("%w: a logout token cannot be used as an ID token", ErrTokenType)
 		}
-		if strings.EqualFold(typ, "id") || (typ == "" && v.profile == GenericOIDC) {
+		if profile == GenericOIDC && cs.TokenUse != "" && cs.TokenUse != "id" {
+			return fmt.Errorf("%w: token_use %q is not an ID token", ErrTokenType, cs.TokenUse)
+		}
+		if strings.EqualFold(typ, "id") || (typ == "" && profile == GenericOIDC) {
 			return nil
 		}
 		if typ == "" {
@@ -438,7 +469,13 @@ func (v *Verifier) checkAudience(c *Claims) error {
 				return nil
 			}
 		}
-		if cs.AuthorizedParty != "" && slices.Contains(v.parties, cs.AuthorizedParty) {
+		// azp names the client the token was issued to; RFC 9068 access
+		// tokens name it in client_id instead.
+		party := cs.AuthorizedParty
+		if party == "" {
+			party = cs.ClientID
+		}
+		if party != "" && slices.Contains(v.parties, party) {
 			return nil
 		}
 		want := strings.Join(v.audiences, `" or "`)

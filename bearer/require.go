@@ -49,18 +49,20 @@ func RequireAuthenticated() Middleware { return require("", nil, nil) }
 func list(roles []string) string { return strings.Join(roles, ", ") }
 
 // RequireAnyRealmRole lets through callers holding at least one of the
-// realm roles (realm_access.roles).
+// roles: realm_access.roles (Keycloak's realm roles), or the Verifier's
+// Config.RolesClaim, e.g. "groups" for another provider (Claims.HasRole).
 func RequireAnyRealmRole(roles ...string) Middleware {
 	return require(fmt.Sprintf("one of the realm roles: %s", list(roles)), nil, func(p *Principal) bool {
-		return slices.ContainsFunc(roles, p.Claims.HasRealmRole)
+		return slices.ContainsFunc(roles, p.Claims.HasRole)
 	})
 }
 
-// RequireAllRealmRoles lets through callers holding every one of the realm roles.
+// RequireAllRealmRoles lets through callers holding every one of the roles
+// (read as RequireAnyRealmRole reads them).
 func RequireAllRealmRoles(roles ...string) Middleware {
 	return require(fmt.Sprintf("all of the realm roles: %s", list(roles)), nil, func(p *Principal) bool {
 		for _, r := range roles {
-			if !p.Claims.HasRealmRole(r) {
+			if !p.Claims.HasRole(r) {
 				return false
 			}
 		}

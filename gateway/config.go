@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloakroom/cloakroom"
 	"gopkg.in/yaml.v3"
 )
 
@@ -52,6 +53,14 @@ type Config struct {
 	Algorithms        []string      `yaml:"algorithms"`
 	Leeway            time.Duration `yaml:"leeway"`
 	ACRLevels         []string      `yaml:"acr_levels"`
+
+	// Profile is "keycloak" (default), "generic" (any OpenID Provider) or
+	// "auto" (from the provider's discovery document); see
+	// cloakroom.Profile.
+	Profile string `yaml:"profile"`
+	// RolesClaim is the claim realm_roles rules and the roles header read
+	// (default realm_access.roles), e.g. "groups" or "roles".
+	RolesClaim string `yaml:"roles_claim"`
 
 	Routes []Route `yaml:"routes"`
 
@@ -171,6 +180,7 @@ func LoadFile(path string) (Config, error) {
 			return cfg, nil // an empty file
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = hideSecretValues(msg, data)
 		msg = lineRef.ReplaceAllStringFunc(msg, func(m string) string {
 			n, _ := strconv.Atoi(lineRef.FindStringSubmatch(m)[1])
 			if field := fieldAtLine(data, n); field != "" {
@@ -183,7 +193,54 @@ func LoadFile(path string) (Config, error) {
 	return cfg, nil
 }
 
-var lineRef = regexp.MustCompile(`line (\d+)`)
+var (
+	lineRef     = regexp.MustCompile(`line (\d+)`)
+	quotedValue = regexp.MustCompile(" `[^`]*`")
+)
+
+// hideSecretValues removes from a yaml error message the values it quotes
+// ("cannot unmarshal !!str `MDEyMzQ...` into []string") when they are (the
+// start of) a client_secret or encryption_keys value of the document, e.g.
+// an encryption key written as a string instead of a list. The line, the
+// field and the expected type still say what is wrong.
+func hideSecretValues(msg string, data []byte) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return quotedValue.ReplaceAllString(msg, "") // cannot tell: hide them all
+	}
+	var secrets []string
+	var collect func(n *yaml.Node, secret bool)
+	collect = func(n *yaml.Node, secret bool) {
+		switch {
+		case n.Kind == yaml.ScalarNode && secret:
+			secrets = append(secrets, n.Value)
+		case n.Kind == yaml.AliasNode && secret && n.Alias != nil && n.Alias.Kind == yaml.ScalarNode:
+			secrets = append(secrets, n.Alias.Value)
+		case n.Kind == yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if secret {
+					secrets = append(secrets, k)
+				}
+				collect(n.Content[i+1], secret || k == "client_secret" || k == "encryption_keys")
+			}
+		default:
+			for _, c := range n.Content {
+				collect(c, secret)
+			}
+		}
+	}
+	collect(&root, false)
+	return quotedValue.ReplaceAllStringFunc(msg, func(q string) string {
+		v := strings.TrimSuffix(strings.Trim(q, " `"), "...")
+		for _, s := range secrets {
+			if strings.HasPrefix(s, v) {
+				return ""
+			}
+		}
+		return q
+	})
+}
 
 // fieldAtLine names the configuration field (e.g. routes[1].upstream)
 // written on a line of the YAML document, for error messages.
@@ -206,6 +263,9 @@ func fieldAtLine(data []byte, line int) string {
 					return p
 				}
 				if f := walk(v, p); f != "" {
+					if p == "client_secret" || p == "session.encryption_keys" {
+						return p // what is inside may be the secret, also as a key
+					}
 					return f
 				}
 			}
@@ -253,6 +313,8 @@ var envVars = []struct {
 		c.ForwardAccessToken = b
 		return err
 	}},
+	{"CLOAKROOM_PROFILE", "profile", func(c *Config, v string) error { c.Profile = v; return nil }},
+	{"CLOAKROOM_ROLES_CLAIM", "roles_claim", func(c *Config, v string) error { c.RolesClaim = v; return nil }},
 	{"CLOAKROOM_LOG_LEVEL", "log.level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
 	{"CLOAKROOM_LOG_FORMAT", "log.format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
 }
@@ -445,6 +507,12 @@ func (c *Config) Validate() error {
 		default:
 			bad(fmt.Sprintf("algorithms[%d]", i), "%q is not allowed: use RS256 (Keycloak's default), PS*, ES* or EdDSA; none and HS* are never accepted", a)
 		}
+	}
+	if _, err := cloakroom.ParseProfile(c.Profile); err != nil {
+		bad("profile", "%q: want keycloak, generic or auto", c.Profile)
+	}
+	if rc := c.RolesClaim; rc != "" && (strings.HasPrefix(rc, ".") || strings.HasSuffix(rc, ".") || strings.TrimSpace(rc) != rc) {
+		bad("roles_claim", "%q is not a dotted claim path such as realm_access.roles or groups", rc)
 	}
 	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
 		bad("leeway", "must be between 0 and 5m")

@@ -136,6 +136,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, &FieldError{Field: "issuer", Msg: err.Error()}
 	}
 	g.realm = realm
+	profile, _ := cloakroom.ParseProfile(cfg.Profile) // checked by Validate
 
 	// Sessions.
 	keys := make([][]byte, 0, len(cfg.Session.EncryptionKeys))
@@ -190,7 +191,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		BaseURL: cfg.PublicURL, Prefix: DefaultPrefix, Sessions: g.sessions,
 		AllowedRedirectOrigins: cfg.AllowedRedirectOrigins,
 		Algorithms:             cfg.Algorithms, Leeway: cfg.Leeway, ACRLevels: cfg.ACRLevels,
-		Logger: logger,
+		Profile: profile, RolesClaim: cfg.RolesClaim,
+		// Other providers may return the profile (email, username) only at
+		// userinfo when they issue an access token (OIDC Core 5.4).
+		FetchUserinfo: profile != cloakroom.Keycloak,
+		Logger:        logger,
 		AfterLogin: func(ctx context.Context, e *login.LoginEvent) error {
 			g.metrics.logins.Inc()
 			return nil
@@ -214,6 +219,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	verifier, err := realm.NewVerifier(cloakroom.Config{
 		ClientID: cfg.ClientID, Audiences: append([]string{cfg.ClientID}, cfg.Audiences...),
 		AuthorizedParties: cfg.AuthorizedParties, Algorithms: cfg.Algorithms, Leeway: cfg.Leeway,
+		Profile: profile, RolesClaim: cfg.RolesClaim,
 	})
 	if err != nil {
 		st.Close()

@@ -89,7 +89,17 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	idp := keycloaktest.NewServer(t, keycloaktest.WithDemoRealm())
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the demo realm adjusted by edit.
+func newEnvWith(t *testing.T, edit func(*keycloaktest.RealmConfig)) *env {
+	t.Helper()
+	cfg := keycloaktest.DemoRealm(keycloaktest.DemoClientSecret)
+	if edit != nil {
+		edit(&cfg)
+	}
+	idp := keycloaktest.NewServer(t, keycloaktest.WithRealm(cfg))
 	kc := idp.Realm("demo")
 	return &env{t: t, idp: idp, kc: kc, upstream: newUpstream(t)}
 }
@@ -118,9 +128,10 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-// start runs a gateway for the environment; edit adjusts its config. The
-// Keycloak client "gateway" is registered on the first call.
-func (e *env) start(edit func(*gateway.Config)) *gw {
+// start runs a gateway for the environment; edit adjusts its config and
+// opts are passed to gateway.New after the test's logger. The Keycloak
+// client "gateway" is registered on the first call.
+func (e *env) start(edit func(*gateway.Config), opts ...gateway.Option) *gw {
 	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -145,7 +156,8 @@ func (e *env) start(edit func(*gateway.Config)) *gw {
 		edit(&cfg)
 	}
 	logs := &syncBuf{}
-	g, err := gateway.New(context.Background(), cfg, gateway.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	opts = append([]gateway.Option{gateway.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
+	g, err := gateway.New(context.Background(), cfg, opts...)
 	if err != nil {
 		ln.Close()
 		e.t.Fatal(err)

@@ -197,6 +197,10 @@ type identity struct {
 
 func identityFromClaims(c *cloakroom.Claims, id *cloakroom.Claims, token string) *identity {
 	if c == nil {
+		// An opaque access token (generic profile): the ID token speaks.
+		c, id = id, nil
+	}
+	if c == nil {
 		return nil
 	}
 	who := &identity{sub: c.Subject(), email: c.Email(), username: c.Username(), token: token}
@@ -208,7 +212,7 @@ func identityFromClaims(c *cloakroom.Claims, id *cloakroom.Claims, token string)
 			who.username = id.Username()
 		}
 	}
-	who.roles = c.RealmRoles()
+	who.roles = c.Roles()
 	for client, roles := range c.ResourceAccess() {
 		for _, role := range roles {
 			who.roles = append(who.roles, client+":"+role)

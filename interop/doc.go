@@ -17,9 +17,19 @@
 // directive pointing at the repository root) so that these third-party
 // clients never become dependencies of the cloakroom library itself.
 //
+// The other direction is tested too: with CLOAKROOM_INTEROP_PEERS=1, real
+// OpenID Providers that are not Keycloak (dex v2.45.1, the zitadel/oidc
+// v3.49.2 example OP and ORY Hydra v2.3.0), built from the Go module proxy
+// by peers/build.sh into ~/.cache/cloakroom-peers and started on
+// 127.0.0.1, face cloakroom's login package, gateway and bearer
+// verification with the generic profile (peers_test.go, dex_test.go,
+// zitadel_test.go, hydra_test.go). Without the variable those tests skip.
+//
 // Run it from this directory:
 //
 //	cd interop && go test -race ./...
+//	cd interop && CLOAKROOM_INTEROP_PEERS=1 go test -race ./...
 //
-// The tests need no network: keycloaktest listens on 127.0.0.1.
+// The tests need no network beyond the Go module proxy for the first peer
+// build: every server listens on 127.0.0.1.
 package interop

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -98,10 +99,25 @@ func scopeClaim(scopes []string) string {
 
 func (r *Realm) accessLifespan() time.Duration { return r.cfg.AccessTokenLifespan }
 
+// clientAccessTokenLifespan is the client attribute Keycloak's admin
+// console calls "Access Token Lifespan" (advanced settings): seconds,
+// overriding the realm's lifespan when positive.
+const clientAccessTokenLifespan = "access.token.lifespan"
+
+// accessLifespanFor is the access (and ID) token lifespan for a client.
+func (r *Realm) accessLifespanFor(c *client) time.Duration {
+	if c != nil {
+		if n, err := strconv.Atoi(c.cfg.Attributes[clientAccessTokenLifespan]); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return r.accessLifespan()
+}
+
 // accessClaims builds an access token's claims (protocol doc 4.2).
 func (r *Realm) accessClaims(g grant) map[string]any {
 	c := map[string]any{
-		"exp": g.now.Add(r.accessLifespan()).Unix(),
+		"exp": g.now.Add(r.accessLifespanFor(g.client)).Unix(),
 		"iat": g.now.Unix(),
 		"jti": newUUID(),
 		"iss": g.issuer,
@@ -186,7 +202,7 @@ func (r *Realm) userClaims(c map[string]any, g grant) {
 // not empty, is hashed into at_hash.
 func (r *Realm) idClaims(g grant, accessToken string) map[string]any {
 	c := map[string]any{
-		"exp": g.now.Add(r.accessLifespan()).Unix(),
+		"exp": g.now.Add(r.accessLifespanFor(g.client)).Unix(),
 		"iat": g.now.Unix(),
 		"jti": newUUID(),
 		"iss": g.issuer,

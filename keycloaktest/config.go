@@ -192,6 +192,9 @@ type ClientConfig struct {
 	// BackchannelLogoutSessionRequired puts sid in logout tokens.
 	BackchannelLogoutSessionRequired bool
 	// Attributes are further Keycloak client attributes, kept for export.
+	// Two take effect: "pkce.code.challenge.method" (PKCE required with
+	// that method) and "access.token.lifespan" (seconds; the lifespan of
+	// the client's access and ID tokens instead of the realm's).
 	Attributes map[string]string
 }
 

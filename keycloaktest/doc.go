@@ -38,6 +38,15 @@
 // session-management iframe are there too. See ExampleServer_browserLogin
 // for driving a login with net/http.
 //
+// Browser clients calling from another origin, such as Keycloak's own
+// keycloak-js adapter, get Keycloak's CORS answers (cors.go): the token,
+// revocation and userinfo endpoints let the client's web origins
+// (ClientConfig.WebOrigins, "+" meaning the origins of its redirect URIs)
+// read their answers with credentials, discovery and JWKS any origin, and
+// pre-flight requests are answered. The Account REST API's profile
+// (GET /realms/{realm}/account with Accept: application/json) serves
+// keycloak-js loadUserProfile().
+//
 // # Admin REST API
 //
 // {base}/admin/realms/{realm}/... serves the user-management part of

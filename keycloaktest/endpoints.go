@@ -23,6 +23,7 @@ var advertisedSigningAlgs = []string{"PS384", "RS384", "EdDSA", "ES384", "HS256"
 // follow the request's scheme and host, as Keycloak without a configured
 // hostname does; the issuer stays the configured one.
 func handleDiscovery(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	newCORS(w, req, false).allowAll()
 	base := requestBase(req) + s.basePath + "/realms/" + r.name
 	oidc := base + "/protocol/openid-connect"
 	withNone := append(slices.Clone(advertisedSigningAlgs), "none")
@@ -88,7 +89,8 @@ func handleDiscovery(s *Server, r *Realm, w http.ResponseWriter, req *http.Reque
 }
 
 // handleCerts serves the realm's JWKS.
-func handleCerts(s *Server, r *Realm, w http.ResponseWriter, _ *http.Request) {
+func handleCerts(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	newCORS(w, req, false).allowAll()
 	set, err := r.jwks()
 	if err != nil {
 		s.logger.Error("keycloaktest: JWKS", "realm", r.name, "error", err)
@@ -246,6 +248,10 @@ func bearerToken(req *http.Request) string {
 
 // handleUserinfo serves the userinfo endpoint (protocol doc 5.1).
 func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	cors := newCORS(w, req, true)
+	if r.disabled() {
+		cors.allowAll()
+	}
 	if realmDisabled(r, w) {
 		return
 	}
@@ -257,6 +263,7 @@ func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Reques
 		tok = req.PostForm.Get("access_token")
 	}
 	if tok == "" {
+		cors.allowAll()
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Token not provided")
 		return
 	}
@@ -265,6 +272,17 @@ func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Reques
 		writeOAuthError(w, http.StatusUnauthorized, code, desc)
 	}
 	c, hmacSigned, err := r.verifySigned(tok)
+	// Errors before the token's client is known may be read by any origin;
+	// after that, only by the client's web origins.
+	var cl *client
+	if err == nil {
+		cl = r.client(c.str("azp"))
+	}
+	if cl != nil {
+		cors.allowClient(cl.cfg)
+	} else {
+		cors.allowAll()
+	}
 	if err != nil || hmacSigned || c.str("typ") != typBearer {
 		challenge("invalid_token", "Token verification failed")
 		return
@@ -339,6 +357,10 @@ func handleIntrospect(s *Server, r *Realm, w http.ResponseWriter, req *http.Requ
 
 // handleRevoke serves token revocation (protocol doc 5.3).
 func handleRevoke(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
+	cors := newCORS(w, req, true)
+	if r.disabled() {
+		cors.allowAll()
+	}
 	if realmDisabled(r, w) || !parseForm(w, req) {
 		return
 	}
@@ -347,6 +369,7 @@ func handleRevoke(s *Server, r *Realm, w http.ResponseWriter, req *http.Request)
 		aerr.write(w)
 		return
 	}
+	cors.allowClient(cl.cfg)
 	tok := req.PostForm.Get("token")
 	if tok == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Token not provided")

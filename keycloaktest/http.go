@@ -46,6 +46,21 @@ var routes = map[string]route{
 	"login-actions/required-action":                         {getPost, handleLoginActions("required-action")},
 	"login-actions/registration":                            {getPost, handleLoginActions("registration")},
 	"login-actions/action-token":                            {[]string{http.MethodGet}, handleActionToken},
+
+	// Account REST API (what keycloak-js loadUserProfile calls).
+	"account": {[]string{http.MethodGet}, handleAccount},
+}
+
+// preflights are the endpoints that take cross-origin calls from browser
+// clients, with the methods their CORS pre-flight answer allows (see
+// cors.go).
+var preflights = map[string]string{
+	".well-known/openid-configuration": corsGetMethods,
+	"protocol/openid-connect/certs":    corsGetMethods,
+	"protocol/openid-connect/token":    corsPostMethods,
+	"protocol/openid-connect/revoke":   corsPostMethods,
+	"protocol/openid-connect/userinfo": corsDefaultMethods,
+	"account":                          corsAccountMethods,
 }
 
 const certsPath = "protocol/openid-connect/certs"
@@ -181,8 +196,11 @@ func (s *Server) route(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if req.Method == http.MethodOptions {
-		// CORS pre-flight: Keycloak answers for its protocol endpoints.
 		w.Header().Set("Allow", strings.Join(rt.methods, ", ")+", OPTIONS")
+		if methods, ok := preflights[rest]; ok {
+			writePreflight(w, req, methods)
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -231,11 +249,23 @@ func parseForm(w http.ResponseWriter, req *http.Request) bool {
 	return true
 }
 
+// disabled reports whether the realm is disabled.
+func (r *Realm) disabled() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cfg.Disabled
+}
+
+// client returns the client with that client_id, or nil.
+func (r *Realm) client(clientID string) *client {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.clients[clientID]
+}
+
 // realmDisabled answers 403 for a disabled realm.
 func realmDisabled(r *Realm, w http.ResponseWriter) bool {
-	r.mu.RLock()
-	disabled := r.cfg.Disabled
-	r.mu.RUnlock()
+	disabled := r.disabled()
 	if disabled {
 		writeOAuthError(w, http.StatusForbidden, "access_denied", "Realm not enabled")
 	}

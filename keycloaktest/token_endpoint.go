@@ -87,6 +87,13 @@ var grantHandlers = map[string]grantHandler{
 // handleToken serves the token endpoint (protocol doc section 3).
 func handleToken(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
 	noStore(w)
+	// CORS as Keycloak: errors before client authentication carry no CORS
+	// headers (only "Realm not enabled" may be read by any origin); after
+	// it, the client's web origins may read the answer.
+	cors := newCORS(w, req, true)
+	if r.disabled() {
+		cors.allowAll()
+	}
 	if realmDisabled(r, w) || !parseForm(w, req) {
 		return
 	}
@@ -105,6 +112,7 @@ func handleToken(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) 
 		aerr.write(w)
 		return
 	}
+	cors.allowClient(c.cfg)
 	h(s, r, c, w, req)
 }
 
@@ -334,7 +342,7 @@ func (r *Realm) writeTokenSet(s *Server, w http.ResponseWriter, set tokenSet) {
 	}
 	resp := map[string]any{
 		"access_token":       access,
-		"expires_in":         int64(r.accessLifespan() / time.Second),
+		"expires_in":         int64(r.accessLifespanFor(set.g.client) / time.Second),
 		"refresh_expires_in": 0,
 		"token_type":         "Bearer",
 		"not-before-policy":  0,

@@ -516,3 +516,36 @@ func TestOfflineAccess(t *testing.T) {
 		t.Errorf("offline refresh: %d %s", resp.status, resp.body)
 	}
 }
+
+// TestClientAccessTokenLifespan: the client attribute access.token.lifespan
+// overrides the realm's lifespan for that client's access and ID tokens
+// (and expires_in); unset, zero or malformed, the realm's applies.
+func TestClientAccessTokenLifespan(t *testing.T) {
+	t.Parallel()
+	s := browserServer(t, nil, func(c *RealmConfig) {
+		for _, lc := range []struct{ id, lifespan string }{{"short", "60"}, {"zero", "0"}, {"bad", "soon"}} {
+			c.Clients = append(c.Clients, ClientConfig{ClientID: lc.id, Public: true, DirectAccessGrants: true,
+				Attributes: map[string]string{clientAccessTokenLifespan: lc.lifespan}})
+		}
+	})
+	for _, tc := range []struct {
+		client string
+		want   float64
+	}{{"short", 60}, {"zero", 300}, {"bad", 300}, {DemoPublicClientID, 300}} {
+		resp := postForm(t, tokenURL(s, "demo"), url.Values{"grant_type": {"password"}, "client_id": {tc.client},
+			"username": {"alice"}, "password": {"alice"}, "scope": {"openid"}})
+		if resp.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.client, resp.status, resp.body)
+		}
+		body := resp.json(t)
+		if body["expires_in"] != tc.want {
+			t.Errorf("%s: expires_in %v, want %v", tc.client, body["expires_in"], tc.want)
+		}
+		for _, kind := range []string{"access_token", "id_token"} {
+			c := decode(t, body[kind].(string)).claims
+			if life := c["exp"].(float64) - c["iat"].(float64); life != tc.want {
+				t.Errorf("%s: %s lives %vs, want %vs", tc.client, kind, life, tc.want)
+			}
+		}
+	}
+}

@@ -350,7 +350,16 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	for k, v := range s.Values { // markers of verifyTokens win over the hook's
+		ev.Values[k] = v
+	}
 	s.Values = ev.Values
+	if ev.Userinfo != nil {
+		var extra string
+		if s.IDClaims, extra = addProfileMembers(s.IDClaims, ev.Userinfo.RawJSON()); extra != "" {
+			s.Values[userinfoKey] = extra
+		}
+	}
 	if p.ACR != "" {
 		// Remember the step-up, so RequireACR does not loop when the
 		// provider cannot reach the level.
@@ -385,6 +394,11 @@ func (h *Handler) callbackError(w http.ResponseWriter, r *http.Request, p *pendi
 	}
 }
 
+// opaqueAccessKey marks a session whose access token is opaque to this
+// client (GenericOIDC): it is not verified on each request, and roles come
+// from the ID token.
+const opaqueAccessKey = "cloakroom.opaque_at"
+
 // verifyTokens checks a token response and builds the session from it:
 // token_type Bearer, the ID token (signature, audience, nonce when given,
 // at_hash), the access token, and one subject across both. wantSub is set
@@ -400,20 +414,38 @@ func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wa
 	if rawID == "" && wantSub == "" {
 		return nil, nil, errors.New("no ID token in the answer (is openid among the scopes?)")
 	}
-	ac, err := h.atVerifier.Verify(ctx, tok.AccessToken)
+	profile, err := h.realm.ResolveProfile(ctx, h.cfg.Profile)
 	if err != nil {
+		return nil, nil, err
+	}
+	ac, err := h.atVerifier.Verify(ctx, tok.AccessToken)
+	opaque := false
+	switch {
+	case err == nil:
+	case profile == cloakroom.GenericOIDC && opaqueToUs(err):
+		// OIDC does not make the access token the client's business: it
+		// may be opaque (Hydra, ZITADEL), encrypted, shaped like an ID
+		// token (dex) or meant for another audience. It is then only
+		// carried, never read; the ID token speaks. A JWT of this issuer
+		// whose signature, key, issuer or times fail is refused instead.
+		h.logger.Debug("login: the access token is opaque to this client; the session uses the ID token's claims", "reason", err.Error())
+		ac, opaque = nil, true
+	default:
 		return nil, nil, fmt.Errorf("access token: %w", err)
 	}
 	s := &session.Session{
-		Subject:      ac.Subject(),
-		SID:          ac.SessionID(),
-		Issuer:       ac.Issuer(),
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
-		AccessExpiry: ac.Expiry(),
+		AccessExpiry: tok.Expiry,
+		Subject:      wantSub,
 	}
-	if s.AccessExpiry.IsZero() {
-		s.AccessExpiry = tok.Expiry
+	if ac != nil {
+		s.Subject, s.SID, s.Issuer = ac.Subject(), ac.SessionID(), ac.Issuer()
+		if !ac.Expiry().IsZero() {
+			s.AccessExpiry = ac.Expiry()
+		}
+	} else {
+		s.Values = map[string]string{opaqueAccessKey: "1"}
 	}
 	if rex, ok := tok.Extra("refresh_expires_in").(float64); ok && rex > 0 {
 		s.RefreshExpiry = h.now().Add(time.Duration(rex) * time.Second)
@@ -433,19 +465,44 @@ func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wa
 		if err := checkAtHash(rawID, ic, tok.AccessToken); err != nil {
 			return nil, nil, err
 		}
-		if ic.Subject() != ac.Subject() {
+		if ac != nil && ic.Subject() != ac.Subject() {
 			return nil, nil, errors.New("the ID token and the access token name different subjects")
+		}
+		if ac == nil {
+			s.Subject, s.Issuer = ic.Subject(), ic.Issuer()
 		}
 		s.IDToken = rawID
 		s.IDClaims = ic.RawJSON()
 		if s.SID == "" {
 			s.SID = ic.SessionID()
 		}
+		if s.AccessExpiry.IsZero() {
+			// No expires_in and an opaque token: the ID token's lifetime
+			// bounds how long it is used before a refresh.
+			s.AccessExpiry = ic.Expiry()
+		}
+	}
+	if opaque && s.AccessExpiry.IsZero() {
+		s.AccessExpiry = h.now().Add(time.Minute)
 	}
 	if wantSub != "" && s.Subject != wantSub {
 		return nil, nil, errors.New("refreshed tokens name another subject")
 	}
 	return s, &LoginEvent{IDClaims: ic, AccessClaims: ac, Values: map[string]string{}}, nil
+}
+
+// opaqueToUs tells the verification errors that mean "this access token
+// is not one this client can read" (not a JWS, another kind or audience, an
+// algorithm or claims it does not expect) from those that mean something is
+// wrong with it (signature, unknown key, issuer, times) or with the
+// provider (unavailable).
+func opaqueToUs(err error) bool {
+	for _, e := range []error{cloakroom.ErrMalformed, cloakroom.ErrTokenType, cloakroom.ErrAudience, cloakroom.ErrAlgorithm, cloakroom.ErrMissingClaim, cloakroom.ErrInvalidClaim} {
+		if errors.Is(err, e) {
+			return !isUnavailable(err)
+		}
+	}
+	return false
 }
 
 // checkAtHash verifies the ID token's at_hash (OIDC Core 3.1.3.8) when present.

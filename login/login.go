@@ -48,13 +48,15 @@ var ErrLoginRejected = errors.New("login rejected")
 // the user and every token was verified, before the session is created.
 type LoginEvent struct {
 	// IDClaims are the ID token's claims; AccessClaims the access token's
-	// (roles live there in Keycloak).
+	// (roles live there in Keycloak). AccessClaims is nil when the
+	// provider's access token is opaque to this client (GenericOIDC only,
+	// see Config.Profile).
 	IDClaims     *cloakroom.Claims
 	AccessClaims *cloakroom.Claims
 	// Userinfo are the claims the userinfo endpoint returned, when
 	// Config.FetchUserinfo is on (nil otherwise). Their sub equals the ID
-	// token's; nothing of them is stored in the session unless the hook
-	// copies it into Values.
+	// token's; the profile members the ID token lacks are added to the
+	// session's IDClaims (see Config.FetchUserinfo).
 	Userinfo *cloakroom.Claims
 	// Values are stored in the session; the hook may add to them.
 	Values map[string]string
@@ -109,12 +111,28 @@ type Config struct {
 	// claims reach AfterLogin as LoginEvent.Userinfo. The request uses the
 	// Realm's HTTP client and timeout; an unreachable endpoint fails the
 	// login with 503. Keycloak puts the same claims in the ID token, so
-	// this is for providers (or mappers) that do not.
+	// this is for providers (or mappers) that do not: the profile members
+	// the ID token lacks (email, preferred_username, name, ...; never
+	// token or authentication members such as iss, aud, exp, acr) are
+	// added to the session's IDClaims, and kept across refreshes.
 	FetchUserinfo bool
-	// Algorithms, Leeway and Profile are passed to the token verifiers.
+	// Algorithms, Leeway, Profile and RolesClaim are passed to the token
+	// verifiers.
+	//
+	// With the Keycloak profile (the default) the access token must be a
+	// Keycloak access token that verifies. With GenericOIDC (or AutoDetect
+	// finding a provider that is not Keycloak) an access token that is not
+	// a JWT access token for this client (an opaque or encrypted token,
+	// dex's ID-token-shaped one, one for another audience) is kept as an
+	// opaque credential: the session then takes its subject and roles
+	// from the verified ID token, and Session.AccessClaims is nil. A JWT
+	// whose signature, key, issuer or times fail is refused.
 	Algorithms []string
 	Leeway     time.Duration
 	Profile    cloakroom.Profile
+	// RolesClaim is where RequireAnyRealmRole and RequireAllRealmRoles
+	// read roles (default realm_access.roles), e.g. "groups" for dex.
+	RolesClaim string
 	// AfterLogin runs after every successful login: update the local user
 	// here, store extra values, or refuse the login with an error.
 	AfterLogin func(ctx context.Context, e *LoginEvent) error
@@ -215,7 +233,7 @@ func New(cfg Config) (*Handler, error) {
 			return nil, fmt.Errorf("login: Config.PostLogoutRedirect %q is neither a local path nor an allowed origin", cfg.PostLogoutRedirect)
 		}
 	}
-	vc := cloakroom.Config{ClientID: cfg.ClientID, Algorithms: cfg.Algorithms, Leeway: cfg.Leeway, Profile: cfg.Profile}
+	vc := cloakroom.Config{ClientID: cfg.ClientID, Algorithms: cfg.Algorithms, Leeway: cfg.Leeway, Profile: cfg.Profile, RolesClaim: cfg.RolesClaim}
 	vc.Kind = cloakroom.IDToken
 	if h.idVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
@@ -281,7 +299,9 @@ type Session struct {
 	Username string
 	// IDClaims are the claims of the ID token received at login (or the
 	// last refresh); AccessClaims those of the current access token, where
-	// Keycloak puts roles.
+	// Keycloak puts roles. AccessClaims is nil when the provider's access
+	// token is opaque (GenericOIDC, see Config.Profile); roles are then
+	// read from IDClaims.
 	IDClaims     *cloakroom.Claims
 	AccessClaims *cloakroom.Claims
 	// AccessToken is a valid access token for calling APIs on the user's

@@ -95,6 +95,11 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 	if err := h.sessions.Touch(r.Context(), s); err != nil {
 		h.logger.Warn("login: could not extend the session", "error", err)
 	}
+	if s.Values[opaqueAccessKey] != "" {
+		// Opaque to us (GenericOIDC): nothing to verify; the provider
+		// answers for it, and refresh renews it before AccessExpiry.
+		return h.view(s, h.idClaims(s), nil), nil
+	}
 	ac, err := h.atVerifier.Verify(r.Context(), s.AccessToken)
 	if err != nil {
 		if isUnavailable(err) {
@@ -214,6 +219,14 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 		return nil, fmt.Errorf("%w: %w", errRefreshRefused, err)
 	}
 	cur.AccessToken, cur.AccessExpiry = fresh.AccessToken, fresh.AccessExpiry
+	if cur.Values == nil {
+		cur.Values = map[string]string{}
+	}
+	if fresh.Values[opaqueAccessKey] != "" {
+		cur.Values[opaqueAccessKey] = "1"
+	} else {
+		delete(cur.Values, opaqueAccessKey)
+	}
 	if fresh.RefreshToken != "" {
 		cur.RefreshToken = fresh.RefreshToken
 	}
@@ -222,13 +235,16 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 	}
 	if fresh.IDToken != "" {
 		cur.IDToken, cur.IDClaims = fresh.IDToken, fresh.IDClaims
+		if extra := cur.Values[userinfoKey]; extra != "" {
+			cur.IDClaims, _ = addProfileMembers(cur.IDClaims, []byte(extra))
+		}
 	}
 	cur.RefreshLease = time.Time{}
 	if err := h.sessions.Save(context.WithoutCancel(ctx), cur); err != nil {
 		// We hold the lease, so a conflict comes from a Touch: merge.
 		if errors.Is(err, session.ErrConflict) {
 			if again, rerr := h.sessions.Reload(ctx, cur); rerr == nil {
-				again.AccessToken, again.AccessExpiry = cur.AccessToken, cur.AccessExpiry
+				again.AccessToken, again.AccessExpiry, again.Values = cur.AccessToken, cur.AccessExpiry, cur.Values
 				again.RefreshToken, again.RefreshExpiry = cur.RefreshToken, cur.RefreshExpiry
 				again.IDToken, again.IDClaims, again.RefreshLease = cur.IDToken, cur.IDClaims, time.Time{}
 				if err = h.sessions.Save(ctx, again); err == nil {
@@ -285,18 +301,43 @@ func (h *Handler) Require(what string, allow func(*Session) bool) func(http.Hand
 	}
 }
 
-// RequireAnyRealmRole lets through users holding at least one of the realm roles.
+// RoleClaims returns the claims roles are read from: the access token's
+// when it was verified, else the ID token's (an opaque access token,
+// GenericOIDC). It may be nil.
+func (s *Session) RoleClaims() *cloakroom.Claims {
+	if s.AccessClaims != nil {
+		return s.AccessClaims
+	}
+	return s.IDClaims
+}
+
+// hasRole reports whether the session's roles claim (Config.RolesClaim,
+// default realm_access.roles) holds role.
+func (s *Session) hasRole(role string) bool {
+	c := s.RoleClaims()
+	return c != nil && c.HasRole(role)
+}
+
+func (s *Session) hasClientRole(clientID, role string) bool {
+	c := s.RoleClaims()
+	return c != nil && c.HasClientRole(clientID, role)
+}
+
+// RequireAnyRealmRole lets through users holding at least one of the
+// roles: Keycloak's realm roles, or the Config.RolesClaim of another
+// provider (Claims.HasRole).
 func (h *Handler) RequireAnyRealmRole(roles ...string) func(http.Handler) http.Handler {
 	return h.Require("one of the roles "+fmt.Sprint(roles), func(s *Session) bool {
-		return slices.ContainsFunc(roles, s.AccessClaims.HasRealmRole)
+		return slices.ContainsFunc(roles, s.hasRole)
 	})
 }
 
-// RequireAllRealmRoles lets through users holding every one of the realm roles.
+// RequireAllRealmRoles lets through users holding every one of the roles
+// (read as RequireAnyRealmRole reads them).
 func (h *Handler) RequireAllRealmRoles(roles ...string) func(http.Handler) http.Handler {
 	return h.Require("all of the roles "+fmt.Sprint(roles), func(s *Session) bool {
 		for _, r := range roles {
-			if !s.AccessClaims.HasRealmRole(r) {
+			if !s.hasRole(r) {
 				return false
 			}
 		}
@@ -309,7 +350,7 @@ func (h *Handler) RequireAllRealmRoles(roles ...string) func(http.Handler) http.
 func (h *Handler) RequireAnyClientRole(clientID string, roles ...string) func(http.Handler) http.Handler {
 	return h.Require("one of the "+clientID+" roles "+fmt.Sprint(roles), func(s *Session) bool {
 		for _, r := range roles {
-			if s.AccessClaims.HasClientRole(clientID, r) {
+			if s.hasClientRole(clientID, r) {
 				return true
 			}
 		}
@@ -322,7 +363,7 @@ func (h *Handler) RequireAnyClientRole(clientID string, roles ...string) func(ht
 func (h *Handler) RequireAllClientRoles(clientID string, roles ...string) func(http.Handler) http.Handler {
 	return h.Require("all of the "+clientID+" roles "+fmt.Sprint(roles), func(s *Session) bool {
 		for _, r := range roles {
-			if !s.AccessClaims.HasClientRole(clientID, r) {
+			if !s.hasClientRole(clientID, r) {
 				return false
 			}
 		}
@@ -409,6 +450,7 @@ func (h *Handler) idClaims(s *session.Session) *cloakroom.Claims {
 	if err != nil {
 		return nil
 	}
+	c = c.WithRolesClaim(h.idVerifier.RolesClaim())
 	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+600, len(s.IDClaims)*2+len(s.IDToken)+256, now)
 	return c
 }

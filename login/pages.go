@@ -95,10 +95,17 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // storeFailure answers 503 when the session store fails: never an anonymous pass.
+// Scripts get the code session_store_unavailable (not idp_unavailable: it
+// is not Keycloak that failed).
 func (h *Handler) storeFailure(w http.ResponseWriter, r *http.Request, err error) {
 	h.logger.Warn("login: session store failed", "error", err)
 	w.Header().Set("Retry-After", "5")
-	h.errorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Sessions cannot be read or written right now. Please try again in a moment.", "")
+	const msg = "Sessions cannot be read or written right now. Please try again in a moment."
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"code": "session_store_unavailable", "detail": msg})
+		return
+	}
+	h.errorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", msg, "")
 }
 
 func isUnavailable(err error) bool { return errors.Is(err, cloakroom.ErrUnavailable) }

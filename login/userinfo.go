@@ -2,6 +2,7 @@ package login
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,4 +72,44 @@ func (h *Handler) fetchUserinfo(ctx context.Context, meta *cloakroom.Metadata, a
 		return nil, fmt.Errorf("userinfo: sub %q is not the ID token's sub %q (OIDC Core 5.3.4); the answer is about another user", sub, wantSub)
 	}
 	return info, nil
+}
+
+// userinfoKey keeps the profile members userinfo added to a session's ID
+// claims, so that they survive a refresh whose ID token lacks them too.
+const userinfoKey = "cloakroom.userinfo"
+
+// tokenMembers are never taken from userinfo: they describe a token or an
+// authentication, which only a verified ID token may state.
+var tokenMembers = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true, "jti": true,
+	"auth_time": true, "nonce": true, "acr": true, "amr": true, "azp": true, "sid": true,
+	"at_hash": true, "c_hash": true, "s_hash": true, "typ": true, "events": true, "cnf": true,
+}
+
+// addProfileMembers returns the ID claims (JSON) with the userinfo
+// members they lack added (profile attributes such as email or
+// preferred_username, which OIDC Core 5.4 lets a provider return only at
+// userinfo when it issues an access token), and the members added (JSON,
+// "" if none). Members describing the token or the authentication are
+// never taken from userinfo.
+func addProfileMembers(idClaims, userinfo []byte) ([]byte, string) {
+	var id, info map[string]json.RawMessage
+	if json.Unmarshal(idClaims, &id) != nil || json.Unmarshal(userinfo, &info) != nil {
+		return idClaims, ""
+	}
+	added := map[string]json.RawMessage{}
+	for k, v := range info {
+		if _, ok := id[k]; !ok && !tokenMembers[k] {
+			id[k], added[k] = v, v
+		}
+	}
+	if len(added) == 0 {
+		return idClaims, ""
+	}
+	merged, err1 := json.Marshal(id)
+	extra, err2 := json.Marshal(added)
+	if err1 != nil || err2 != nil {
+		return idClaims, ""
+	}
+	return merged, string(extra)
 }

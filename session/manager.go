@@ -303,13 +303,17 @@ func (m *Manager) Touch(ctx context.Context, s *Session) error {
 	return nil
 }
 
-// Destroy deletes s and clears the cookie.
+// Destroy deletes s and clears the cookie. When the store fails the
+// cookie is kept: the session still exists, and the user must be able to
+// log out again once the store is back.
 func (m *Manager) Destroy(ctx context.Context, w http.ResponseWriter, s *Session) error {
-	m.ClearCookie(w)
-	if s == nil || s.key == "" {
-		return nil
+	if s != nil && s.key != "" {
+		if err := m.store.Delete(ctx, s.key); err != nil {
+			return err
+		}
 	}
-	return m.store.Delete(ctx, s.key)
+	m.ClearCookie(w)
+	return nil
 }
 
 // SetCookie sets the session cookie to id: HttpOnly, SameSite=Lax, Path=/,

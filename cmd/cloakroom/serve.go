@@ -53,6 +53,8 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 	str("trusted-proxies", "comma-separated IPs/CIDRs of proxies whose X-Forwarded-* headers are honoured", func(c *gateway.Config, v string) {
 		c.TrustedProxies = splitComma(v)
 	})
+	str("profile", "keycloak (default), generic (any OpenID Provider) or auto (CLOAKROOM_PROFILE)", func(c *gateway.Config, v string) { c.Profile = v })
+	str("roles-claim", "claim holding the roles realm_roles checks, e.g. groups (default realm_access.roles)", func(c *gateway.Config, v string) { c.RolesClaim = v })
 	str("log-level", "debug, info, warn or error", func(c *gateway.Config, v string) { c.Log.Level = v })
 	str("log-format", "json or text", func(c *gateway.Config, v string) { c.Log.Format = v })
 	fs.String("forward-access-token", "", "true to pass the user's access token to upstreams")

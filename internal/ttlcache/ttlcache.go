@@ -11,7 +11,10 @@ const shards = 16
 
 // Cache maps strings to values of type V until each entry's expiry. It is
 // bounded in entries and in (caller-estimated) bytes; when full it drops
-// expired entries first, then arbitrary ones.
+// expired entries first, then arbitrary ones. Expired entries are also
+// dropped by the first Put to a shard at least sweepEvery after its last
+// sweep, so that under steady traffic memory follows the live entries
+// rather than climbing to the bounds.
 type Cache[V any] struct {
 	seed       maphash.Seed
 	maxEntries int // per shard
@@ -23,8 +26,13 @@ type shard[V any] struct {
 	mu    sync.RWMutex
 	m     map[string]entry[V]
 	bytes int
-	_     [40]byte // keep shards on separate cache lines
+	swept int64    // unix seconds of the last sweep of expired entries
+	_     [32]byte // keep shards on separate cache lines
 }
+
+// sweepEvery is the minimum time, in seconds, between two sweeps of a
+// shard's expired entries.
+const sweepEvery = 30
 
 type entry[V any] struct {
 	val  V
@@ -90,6 +98,8 @@ func (c *Cache[V]) Put(key string, val V, exp int64, size int, now int64) {
 	}
 	if len(s.m) >= c.maxEntries || s.bytes+size > c.maxBytes {
 		s.evict(now, c.maxEntries, c.maxBytes-size)
+	} else if now-s.swept >= sweepEvery {
+		s.dropExpired(now)
 	}
 	s.m[key] = entry[V]{val: val, exp: exp, size: size}
 	s.bytes += size
@@ -99,12 +109,7 @@ func (c *Cache[V]) Put(key string, val V, exp int64, size int, now int64) {
 // randomised) until an eighth of the shard is free, so that a full shard is
 // not scanned on every insert; s.mu must be held.
 func (s *shard[V]) evict(now int64, maxEntries, maxBytes int) {
-	for k, e := range s.m {
-		if e.exp <= now {
-			delete(s.m, k)
-			s.bytes -= e.size
-		}
-	}
+	s.dropExpired(now)
 	targetEntries := maxEntries - max(1, maxEntries/8)
 	targetBytes := maxBytes - maxBytes/8
 	for k, e := range s.m {
@@ -114,6 +119,17 @@ func (s *shard[V]) evict(now int64, maxEntries, maxBytes int) {
 		delete(s.m, k)
 		s.bytes -= e.size
 	}
+}
+
+// dropExpired removes the entries expired at now; s.mu must be held.
+func (s *shard[V]) dropExpired(now int64) {
+	for k, e := range s.m {
+		if e.exp <= now {
+			delete(s.m, k)
+			s.bytes -= e.size
+		}
+	}
+	s.swept = now
 }
 
 // Len returns the number of entries, expired or not.

@@ -122,3 +122,25 @@ func TestGetDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Get allocates %v times", allocs)
 	}
 }
+
+// TestExpiredEntriesAreSwept: expired entries leave the cache within the
+// sweep interval under steady traffic, long before the cache is full (the
+// soak saw memory climb towards the bounds with entries of expired tokens).
+func TestExpiredEntriesAreSwept(t *testing.T) {
+	t.Parallel()
+	c := New[int](1_000_000, 1<<30)
+	for i := range 1000 {
+		c.Put(fmt.Sprint("old", i), i, 100, 10, 90) // expire at 100
+	}
+	if c.Len() != 1000 {
+		t.Fatalf("Len = %d", c.Len())
+	}
+	// Traffic goes on after they expired: within one sweep interval every
+	// shard has swept them.
+	for i := range 1000 {
+		c.Put(fmt.Sprint("new", i), i, 1000, 10, 100+sweepEvery+int64(i%sweepEvery))
+	}
+	if n, b := c.Len(), c.Bytes(); n != 1000 || b != 1000*10 {
+		t.Fatalf("Len = %d, Bytes = %d; want only the 1000 live entries", n, b)
+	}
+}
