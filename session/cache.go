@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -83,6 +84,7 @@ func (c *CachedStore) remember(r *Record) {
 		exp = r.ExpiresAt
 	}
 	cp := *r
+	cp.Payload = bytes.Clone(r.Payload) // the caller keeps r
 	c.cache.Put(r.Key, cp, exp.Unix(), len(r.Payload)+len(r.Key)+len(r.SID)+len(r.Subject)+128, now.Unix())
 }
 
@@ -91,6 +93,7 @@ func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 	if ctx.Value(bypassKey{}) == nil {
 		if r, ok := c.cache.Get(key, c.now().Unix()); ok && c.now().Before(r.ExpiresAt) {
 			cp := r
+			cp.Payload = bytes.Clone(r.Payload) // callers may modify what they get
 			return &cp, nil
 		}
 	}

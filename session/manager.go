@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/ttlcache"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -87,13 +89,16 @@ type Config struct {
 // Manager ties sessions to cookies: it creates, loads, saves and destroys
 // them, sealing their payload with the Keyring.
 type Manager struct {
-	store  Store
-	ring   *Keyring
-	cookie string
-	secure bool
-	idle   time.Duration
-	max    time.Duration
-	now    func() time.Time
+	// decoded keeps recently used sessions decrypted, by store key; an
+	// entry serves only the record version it was made from.
+	decoded *ttlcache.Cache[decodedSession]
+	store   Store
+	ring    *Keyring
+	cookie  string
+	secure  bool
+	idle    time.Duration
+	max     time.Duration
+	now     func() time.Time
 }
 
 // NewManager returns a Manager.
@@ -105,13 +110,14 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, errors.New("session: Config.Keyring is required (tokens are never stored unencrypted)")
 	}
 	m := &Manager{
-		store:  cfg.Store,
-		ring:   cfg.Keyring,
-		cookie: cfg.CookieName,
-		secure: cfg.Secure,
-		idle:   cfg.IdleTimeout,
-		max:    cfg.MaxLifetime,
-		now:    cfg.Now,
+		decoded: ttlcache.New[decodedSession](10_000, 64<<20),
+		store:   cfg.Store,
+		ring:    cfg.Keyring,
+		cookie:  cfg.CookieName,
+		secure:  cfg.Secure,
+		idle:    cfg.IdleTimeout,
+		max:     cfg.MaxLifetime,
+		now:     cfg.Now,
 	}
 	if m.cookie == "" {
 		m.cookie = "cloakroom"
@@ -216,6 +222,13 @@ func (m *Manager) Reload(ctx context.Context, s *Session) (*Session, error) {
 }
 
 func (m *Manager) open(rec *Record) (*Session, error) {
+	// A record version is written once (Save's compare-and-swap), so a
+	// session decoded at this key and version is this record: skip the
+	// decryption and decoding that a lookup per request would repeat.
+	now := m.now().Unix()
+	if d, ok := m.decoded.Get(rec.Key, now); ok && d.version == rec.Version {
+		return d.session.copy(), nil
+	}
 	pt, err := m.ring.Open(rec.Payload, []byte(rec.Key))
 	if err != nil {
 		return nil, err
@@ -225,7 +238,26 @@ func (m *Manager) open(rec *Record) (*Session, error) {
 		return nil, fmt.Errorf("session: corrupt payload: %w", err)
 	}
 	s.key, s.version = rec.Key, rec.Version
+	m.remember(&s, now)
 	return &s, nil
+}
+
+// decodedSession is a session as last decoded or saved at a version.
+type decodedSession struct {
+	version int64
+	session *Session
+}
+
+func (m *Manager) remember(s *Session, now int64) {
+	size := len(s.AccessToken) + len(s.RefreshToken) + len(s.IDToken) + len(s.IDClaims) + 512
+	m.decoded.Put(s.key, decodedSession{version: s.version, session: s.copy()}, now+60, size, now)
+}
+
+// copy returns a copy that shares nothing mutable with s.
+func (s *Session) copy() *Session {
+	c := *s
+	c.Values = maps.Clone(s.Values)
+	return &c
 }
 
 func (m *Manager) expiry(s *Session) time.Time {
@@ -281,9 +313,11 @@ func (m *Manager) Save(ctx context.Context, s *Session) error {
 		Payload:   m.ring.Seal(pt, []byte(s.key)),
 	}
 	if err := m.store.Save(ctx, rec); err != nil {
+		m.decoded.Delete(s.key)
 		return err
 	}
 	s.version = rec.Version
+	m.remember(s, m.now().Unix())
 	return nil
 }
 
@@ -308,6 +342,7 @@ func (m *Manager) Touch(ctx context.Context, s *Session) error {
 // log out again once the store is back.
 func (m *Manager) Destroy(ctx context.Context, w http.ResponseWriter, s *Session) error {
 	if s != nil && s.key != "" {
+		m.decoded.Delete(s.key)
 		if err := m.store.Delete(ctx, s.key); err != nil {
 			return err
 		}

@@ -267,3 +267,33 @@ func TestKeyringErrors(t *testing.T) {
 		t.Fatal("truncated payload opened")
 	}
 }
+
+// TestDecodedSessionsFollowVersions: a Manager keeps decoded sessions, but
+// a record written elsewhere (another instance) is decoded again, and what
+// a caller changes in a returned session does not leak into the next one.
+func TestDecodedSessionsFollowVersions(t *testing.T) {
+	t.Parallel()
+	store := session.NewMemoryStore()
+	clk := &clock{now: time.Now()}
+	kr := keyring(t, session.GenerateKey())
+	a := newManager(t, store, kr, clk, false)
+	b := newManager(t, store, kr, clk, false) // another instance
+	w := httptest.NewRecorder()
+	if err := a.Create(context.Background(), w, &session.Session{Subject: "u", AccessToken: "t1", Values: map[string]string{"k": "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := a.Get(requestWith(w))
+	got.Values["k"] = "mutated"
+	got.AccessToken = "mutated"
+	if again, _ := a.Get(requestWith(w)); again.Values["k"] != "v" || again.AccessToken != "t1" {
+		t.Fatalf("a change to a returned session leaked: %+v", again)
+	}
+	other, _ := b.Get(requestWith(w))
+	other.AccessToken = "t2"
+	if err := b.Save(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, _ := a.Get(requestWith(w)); fresh.AccessToken != "t2" {
+		t.Fatalf("instance a served a stale decoded session: %q", fresh.AccessToken)
+	}
+}
