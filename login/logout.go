@@ -58,6 +58,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		h.storeFailure(w, r, err)
 		return
 	}
+	h.idCache.Delete(s.Key())
 	if h.cfg.AfterLogout != nil {
 		h.cfg.AfterLogout(r.Context(), h.view(s, nil, nil))
 	}
@@ -208,6 +209,9 @@ func (h *Handler) handleBackchannelLogout(w http.ResponseWriter, r *http.Request
 		return
 	}
 	keys, err := h.endSessions(r, claims.SessionID(), claims.Subject())
+	for _, k := range keys {
+		h.idCache.Delete(k)
+	}
 	if err != nil {
 		h.logger.Warn("login: session store failed during back-channel logout", "error", err)
 		fail(http.StatusServiceUnavailable, "the session store is unavailable")

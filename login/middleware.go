@@ -451,7 +451,9 @@ func (h *Handler) idClaims(s *session.Session) *cloakroom.Claims {
 		return nil
 	}
 	c = c.WithRolesClaim(h.idVerifier.RolesClaim())
-	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+600, len(s.IDClaims)*2+len(s.IDToken)+256, now)
+	// Two minutes: long enough to spare the parsing on a busy session, short
+	// enough that ended sessions do not linger in memory.
+	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+120, len(s.IDClaims)*2+len(s.IDToken)+256, now)
 	return c
 }
 
