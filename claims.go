@@ -426,27 +426,30 @@ var errWrongType = errors.New("wrong JSON type")
 type audience []string
 
 func (a *audience) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	l, err := decodeStringOrList(dec, func(s string) []string { return []string{s} })
+	*a = l
+	return err
+}
+
+// decodeStringOrList reads a JSON string (turned into a list by split), an
+// array of strings, or null.
+func decodeStringOrList(dec *jsontext.Decoder, split func(string) []string) ([]string, error) {
 	switch dec.PeekKind() {
 	case '"':
 		tok, err := dec.ReadToken()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		*a = audience{tok.String()}
-		return nil
+		return split(tok.String()), nil
 	case '[':
 		var l []string
-		if err := jsonv2.UnmarshalDecode(dec, &l); err != nil {
-			return err
-		}
-		*a = l
-		return nil
+		err := jsonv2.UnmarshalDecode(dec, &l)
+		return l, err
 	case 'n':
 		_, err := dec.ReadToken()
-		*a = nil
-		return err
+		return nil, err
 	}
-	return errWrongType
+	return nil, errWrongType
 }
 
 // numericDate is a JWT NumericDate: seconds since the epoch, possibly
@@ -485,27 +488,9 @@ func (d *numericDate) time() time.Time {
 type spaceList []string
 
 func (l *spaceList) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	switch dec.PeekKind() {
-	case '"':
-		tok, err := dec.ReadToken()
-		if err != nil {
-			return err
-		}
-		*l = strings.Fields(tok.String())
-		return nil
-	case '[':
-		var s []string
-		if err := jsonv2.UnmarshalDecode(dec, &s); err != nil {
-			return err
-		}
-		*l = s
-		return nil
-	case 'n':
-		_, err := dec.ReadToken()
-		*l = nil
-		return err
-	}
-	return errWrongType
+	v, err := decodeStringOrList(dec, strings.Fields)
+	*l = v
+	return err
 }
 
 // flexBool accepts true/false and, as some providers send, "true"/"false".
