@@ -422,13 +422,20 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, e *Error)
 	a.writeError(w, r, e)
 }
 
+// Challenge is the WWW-Authenticate value of a 401 without a token:
+// "Bearer" with the realm attribute (RFC 6750 §3). Handlers that answer
+// 401 themselves on a route that takes bearer tokens can send it.
+func (a *Authenticator) Challenge() string {
+	if a.realmName == "" {
+		return "Bearer"
+	}
+	return fmt.Sprintf(`Bearer realm="%s"`, headerSafe(a.realmName))
+}
+
 // defaultErrorWriter answers per RFC 6750 with a drf-style JSON body.
 func (a *Authenticator) defaultErrorWriter(w http.ResponseWriter, r *http.Request, e *Error) {
 	h := w.Header()
-	challenge := "Bearer"
-	if a.realmName != "" {
-		challenge += fmt.Sprintf(` realm="%s"`, headerSafe(a.realmName))
-	}
+	challenge := a.Challenge()
 	attr := func(k, v string) {
 		if strings.HasSuffix(challenge, "Bearer") {
 			challenge += " "

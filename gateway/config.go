@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/canonical"
 	"gopkg.in/yaml.v3"
 )
 
@@ -68,6 +69,14 @@ type Config struct {
 
 	// ShutdownTimeout bounds a graceful shutdown (default 15 s).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// BodyReadTimeout and BodyMinRate bound how long a client may take to
+	// send a request body on a proxied route: BodyReadTimeout (default
+	// 30 s) plus one second for every BodyMinRate bytes received (default
+	// 1024 bytes per second; a large upload is fine as long as it moves).
+	// A body that is too slow is cut and answered 408.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	BodyMinRate     int64         `yaml:"body_min_rate"`
 }
 
 // SessionConfig configures browser sessions.
@@ -153,6 +162,11 @@ const (
 	DefaultStore    = "sqlite:cloakroom-sessions.db"
 	DefaultPrefix   = "/_cloakroom"
 	defaultShutdown = 15 * time.Second
+
+	// DefaultBodyReadTimeout and DefaultBodyMinRate are the defaults of
+	// Config.BodyReadTimeout and Config.BodyMinRate.
+	DefaultBodyReadTimeout = 30 * time.Second
+	DefaultBodyMinRate     = 1024
 )
 
 // DefaultHeaders are the identity header names oauth2-proxy users know.
@@ -389,6 +403,12 @@ func (c *Config) normalize() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = defaultShutdown
 	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if c.BodyMinRate == 0 {
+		c.BodyMinRate = DefaultBodyMinRate
+	}
 	h := &c.Headers
 	def := DefaultHeaders
 	for _, p := range []struct {
@@ -413,6 +433,8 @@ func (c *Config) normalize() {
 		if r.Name == "" {
 			r.Name = fmt.Sprintf("route%d", i+1)
 		}
+		// Hosts are matched in canonical form: lower case, no trailing dot.
+		r.Host = strings.TrimSuffix(strings.ToLower(r.Host), ".")
 		for j, m := range r.Methods {
 			r.Methods[j] = strings.ToUpper(m)
 		}
@@ -514,6 +536,12 @@ func (c *Config) Validate() error {
 	if rc := c.RolesClaim; rc != "" && (strings.HasPrefix(rc, ".") || strings.HasSuffix(rc, ".") || strings.TrimSpace(rc) != rc) {
 		bad("roles_claim", "%q is not a dotted claim path such as realm_access.roles or groups", rc)
 	}
+	if c.BodyReadTimeout < 0 {
+		bad("body_read_timeout", "must be a positive duration such as 30s")
+	}
+	if c.BodyMinRate < 0 {
+		bad("body_min_rate", "must be a number of bytes per second, e.g. 1024")
+	}
 	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
 		bad("leeway", "must be between 0 and 5m")
 	}
@@ -539,12 +567,22 @@ func (c *Config) Validate() error {
 		seen[r.Host+" "+r.Path] = true
 		if !strings.HasPrefix(r.Path, "/") {
 			bad(f("path"), "%q must start with /", r.Path)
+		} else if p, cleaned, err := canonical.Path(r.Path); err != nil || cleaned || p != r.Path {
+			// Requests are matched in canonical form; a prefix in any
+			// other form would never match, or match what it should not.
+			why := "it is not in canonical form"
+			if err != nil {
+				why = err.Error()
+			}
+			bad(f("path"), "%q: %s; write the decoded path without dot segments, empty segments, ';' or '\\' (e.g. /admin)", r.Path, why)
 		}
 		if strings.HasPrefix(r.Path, DefaultPrefix) {
 			bad(f("path"), "%q is inside the gateway's reserved prefix %s/", r.Path, DefaultPrefix)
 		}
 		if u, err := url.Parse(r.Upstream); r.Upstream == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad(f("upstream"), "%q must be an http(s) URL, e.g. http://127.0.0.1:9000", r.Upstream)
+		} else if p, cleaned, err := canonical.Path(u.EscapedPath()); err != nil || cleaned || (u.Path != "" && p != u.Path) || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad(f("upstream"), "%q: the upstream's base path must be a plain path (no dot or empty segments, encoded separators, query, fragment or credentials), e.g. http://127.0.0.1:9000/app", r.Upstream)
 		}
 		switch r.Mode {
 		case "browser", "api", "both":
@@ -566,8 +604,11 @@ func (c *Config) Validate() error {
 		if r.ACR != "" && r.Mode == "api" {
 			bad(f("acr"), "step-up (acr) needs a browser; use mode browser or both")
 		}
-		if r.Host != "" && strings.ContainsAny(r.Host, "/:") {
-			bad(f("host"), "%q must be a host name without scheme or port", r.Host)
+		if r.Host != "" {
+			name := strings.TrimPrefix(r.Host, "*.")
+			if h, p, err := canonical.Host(name); err != nil || p != "" || h != name || strings.Contains(name, "*") {
+				bad(f("host"), "%q must be a host name without scheme or port, or *.domain for its subdomains", r.Host)
+			}
 		}
 	}
 	if len(ps) > 0 {

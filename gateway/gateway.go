@@ -31,6 +31,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/bearer"
+	"github.com/cloakroom/cloakroom/internal/bodylimit"
 	"github.com/cloakroom/cloakroom/login"
 	"github.com/cloakroom/cloakroom/session"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,10 @@ type Gateway struct {
 	metrics  *metrics
 	internal http.Handler
 	strip    map[string]bool // normalized identity header names
+	// bearerChallenge is the WWW-Authenticate of a 401 on routes that
+	// accept bearer tokens.
+	bearerChallenge string
+	bodyLimits      bodylimit.Limits
 	access   bool
 	// transport is shared by every route: http.DefaultTransport keeps only
 	// two idle connections per upstream, which turns each request of a
@@ -235,6 +240,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		st.Close()
 		return nil, err
 	}
+	g.bearerChallenge = g.bearer.Challenge()
+	g.bodyLimits = bodylimit.Limits{Timeout: cfg.BodyReadTimeout, MinRate: cfg.BodyMinRate}
 	g.strip = map[string]bool{}
 	for _, h := range []string{cfg.Headers.User, cfg.Headers.Email, cfg.Headers.Username, cfg.Headers.Roles, cfg.Headers.Groups, cfg.Headers.AccessToken} {
 		g.strip[normalizeHeader(h)] = true

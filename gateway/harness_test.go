@@ -28,6 +28,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // echoed is what the test upstream saw.
 type echoed struct {
 	Method  string              `json:"method"`
+	URI     string              `json:"uri"` // the request target as received
 	Path    string              `json:"path"`
 	Query   string              `json:"query"`
 	Host    string              `json:"host"`
@@ -73,7 +74,7 @@ func newUpstream(t *testing.T) *httptest.Server {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(echoed{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header})
+		_ = json.NewEncoder(w).Encode(echoed{Method: r.Method, URI: r.RequestURI, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Headers: r.Header})
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/bearer"
+	"github.com/cloakroom/cloakroom/internal/bodylimit"
 	"github.com/cloakroom/cloakroom/login"
 )
 
@@ -33,7 +35,8 @@ type reqState struct {
 	sub       string
 	client    netip.Addr
 	proto     string
-	host      string
+	host      string    // for X-Forwarded-Host: canonical host[:port]
+	canonHost string    // for route matching: canonical host without port
 	authStart time.Time // set on API routes
 }
 
@@ -68,6 +71,12 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				return // the client went away
+			}
+			if te := (*bodylimit.TimeoutError)(nil); errors.As(err, &te) {
+				g.logger.Info("request body too slow", "route", rc.Name, "error", err)
+				w.Header().Set("Connection", "close")
+				writeJSON(w, http.StatusRequestTimeout, map[string]string{"code": "body_timeout", "detail": "the request body was sent too slowly"})
+				return
 			}
 			g.logger.Warn("upstream unreachable", "route", rc.Name, "upstream", rc.Upstream, "error", err)
 			writeJSON(w, http.StatusBadGateway, map[string]string{"code": "upstream_unavailable", "detail": "the application behind the gateway does not answer"})
@@ -141,7 +150,10 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 	return rt, nil
 }
 
-// matches reports whether the route serves the request's host and path.
+// matches reports whether the route serves the canonical host (lower
+// case, no port, no trailing dot) and path. Route hosts are stored in the
+// same form, so the comparison is case-insensitive everywhere, wildcards
+// included.
 func (rt *route) matches(host, path string) bool {
 	switch {
 	case rt.cfg.Host == "":
@@ -149,7 +161,7 @@ func (rt *route) matches(host, path string) bool {
 		if !strings.HasSuffix(host, rt.wildHost) || len(host) == len(rt.wildHost) {
 			return false
 		}
-	case !strings.EqualFold(host, rt.cfg.Host):
+	case host != rt.cfg.Host:
 		return false
 	}
 	p := rt.cfg.Path
@@ -175,13 +187,9 @@ func sortRoutes(rs []*route) {
 	})
 }
 
-func (g *Gateway) match(r *http.Request) *route {
-	host := r.Host
-	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
-		host = h
-	}
+func (g *Gateway) match(host, path string) *route {
 	for _, rt := range g.routes {
-		if rt.matches(host, r.URL.Path) {
+		if rt.matches(host, path) {
 			return rt
 		}
 	}
@@ -240,6 +248,10 @@ func callerOf(r *http.Request) *identity {
 func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme, out.URL.Host = rt.target.Scheme, rt.target.Host
+	// in.URL.Path is canonical (ServeHTTP): no dot or empty segment and no
+	// '/' inside a segment, so removing the route's prefix (which ends at
+	// a segment boundary) cannot climb above the upstream's base path, and
+	// the encoding Go gives it (RawPath empty) is the only one possible.
 	path := in.URL.Path
 	if rt.cfg.StripPrefix && rt.cfg.Path != "/" {
 		path = strings.TrimPrefix(path, strings.TrimSuffix(rt.cfg.Path, "/"))
@@ -258,6 +270,11 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	prior := ""
 	if g.isTrusted(peer) {
 		prior = strings.Join(in.Header.Values("X-Forwarded-For"), ", ")
+	}
+	if st != nil && st.client.IsValid() {
+		out.Header.Set("X-Real-IP", st.client.String())
+	} else {
+		out.Header.Del("X-Real-IP")
 	}
 	switch {
 	case prior != "" && peer.IsValid():

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/bearer"
+	"github.com/cloakroom/cloakroom/internal/bodylimit"
+	"github.com/cloakroom/cloakroom/internal/canonical"
 	"github.com/cloakroom/cloakroom/login"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -49,21 +51,23 @@ func (g *Gateway) isTrusted(a netip.Addr) bool {
 
 // clientOf works out the original client's address, scheme and host:
 // forwarded headers count only when the peer is a trusted proxy, and then
-// the client is the rightmost untrusted address of X-Forwarded-For.
-func (g *Gateway) clientOf(r *http.Request) (netip.Addr, string, string) {
+// the client is the rightmost untrusted address of X-Forwarded-For. host
+// is r.Host, which ServeHTTP has made canonical, or a trusted proxy's
+// X-Forwarded-Host in canonical form.
+func (g *Gateway) clientOf(r *http.Request, trusted bool) (netip.Addr, string, string) {
 	peer := remoteAddr(r)
 	proto, host := "http", r.Host
 	if r.TLS != nil {
 		proto = "https"
 	}
-	if !g.isTrusted(peer) {
+	if !trusted {
 		return peer, proto, host
 	}
 	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 		proto = p
 	}
-	if h := r.Header.Get("X-Forwarded-Host"); h != "" && !strings.ContainsAny(h, " /\\,") {
-		host = h
+	if h, p, err := canonical.Host(r.Header.Get("X-Forwarded-Host")); err == nil && h != "" {
+		host = canonical.Target{Host: h, Port: p}.HostPort()
 	}
 	client := peer
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -80,31 +84,83 @@ func (g *Gateway) clientOf(r *http.Request) (netip.Addr, string, string) {
 	return client, proto, host
 }
 
-// ServeHTTP is the gateway.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-	client, proto, host := g.clientOf(r)
-	st := &reqState{client: client, proto: proto, host: host}
-	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+// forwardingHeaders are request headers that upstreams commonly read for
+// the client's address, the original URL, the scheme or the method. Only a
+// trusted proxy may set them; from anyone else they are dropped, and in
+// their underscore spellings (which CGI-style servers read as the same
+// header) they are dropped whoever sent them. X-Forwarded-For, -Proto and
+// -Host and X-Real-IP are then set by the gateway itself.
+var forwardingHeaders = map[string]bool{}
 
-	// Identity headers come from the gateway only, on every route.
+func init() {
+	for _, h := range []string{
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+		"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server", "X-Forwarded-Scheme",
+		"X-Forwarded-Ssl", "X-Forwarded-Uri", "X-Forwarded-Method", "X-Url-Scheme", "Front-End-Https",
+		"X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP", "Client-IP", "CF-Connecting-IP",
+		"X-Original-URL", "X-Original-URI", "X-Original-Method", "X-Rewrite-URL", "X-Host",
+		"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+	} {
+		forwardingHeaders[normalizeHeader(h)] = true
+	}
+}
+
+// sanitize removes from the request what only the gateway may set: the
+// identity headers (always), the forwarding headers (unless a trusted
+// proxy sent them, and never in underscore spellings), and an h2c upgrade
+// (which would let the client speak HTTP/2 to the upstream past every
+// check of later requests on that connection).
+func (g *Gateway) sanitize(r *http.Request, trusted bool) {
 	for name := range r.Header {
-		if g.strip[normalizeHeader(name)] {
+		n := normalizeHeader(name)
+		if g.strip[n] || forwardingHeaders[n] && (!trusted || strings.Contains(name, "_")) {
 			delete(r.Header, name)
 		}
 	}
+	for _, v := range r.Header.Values("Upgrade") {
+		for _, proto := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(proto), "h2c") {
+				r.Header.Del("Upgrade")
+				r.Header.Del("HTTP2-Settings")
+				return
+			}
+		}
+	}
+}
+
+// refuseRequest answers a request the gateway will not authorize: 400 with
+// a JSON body naming what to fix.
+func refuseRequest(w http.ResponseWriter, code, detail string) {
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusBadRequest, map[string]string{"code": code, "detail": detail})
+}
+
+// ServeHTTP is the gateway. Before any route is chosen, the request is
+// made canonical (see internal/canonical): routes are matched on the
+// canonical host and path, and exactly those are forwarded.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	trusted := g.isTrusted(remoteAddr(r))
+	g.sanitize(r, trusted)
+	st := &reqState{}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 
 	routeName := "_none"
-	if strings.HasPrefix(r.URL.Path, DefaultPrefix+"/") || r.URL.Path == DefaultPrefix {
-		routeName = "_cloakroom"
-		g.internal.ServeHTTP(rec, r)
-	} else if rt := g.match(r); rt == nil {
-		writeJSON(rec, http.StatusNotFound, map[string]string{"code": "no_route", "detail": "no route for this host and path"})
+	if g.canonicalize(rec, r, st) {
+		st.client, st.proto, st.host = g.clientOf(r, trusted)
+		if strings.HasPrefix(r.URL.Path, DefaultPrefix+"/") || r.URL.Path == DefaultPrefix {
+			routeName = "_cloakroom"
+			g.internal.ServeHTTP(rec, r)
+		} else if rt := g.match(st.canonHost, r.URL.Path); rt == nil {
+			writeJSON(rec, http.StatusNotFound, map[string]string{"code": "no_route", "detail": "no route for this host and path"})
+		} else {
+			st.route = rt
+			routeName = rt.cfg.Name
+			g.serveRoute(rec, r, rt)
+		}
 	} else {
-		st.route = rt
-		routeName = rt.cfg.Name
-		g.serveRoute(rec, r, rt)
+		st.client = remoteAddr(r)
 	}
 	elapsed := time.Since(start)
 	code := strconv.Itoa(rec.status)
@@ -118,8 +174,45 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.logger.LogAttrs(r.Context(), slogInfo, "request",
 			attrString("method", r.Method), attrString("path", r.URL.Path), attrString("route", routeName),
 			attrInt("status", rec.status), attrInt64("bytes", rec.bytes), attrDur("duration", elapsed),
-			attrString("client", client.String()), attrString("sub", st.sub))
+			attrString("client", st.client.String()), attrString("sub", st.sub))
 	}
+}
+
+// canonicalize replaces the request's host and path by their canonical
+// form, or answers the request (400, or a redirect to the canonical path
+// for GET and HEAD) and returns false.
+func (g *Gateway) canonicalize(w http.ResponseWriter, r *http.Request, st *reqState) bool {
+	if len(r.Header.Values("Authorization")) > 1 {
+		refuseRequest(w, "invalid_request", "more than one Authorization header: send exactly one")
+		return false
+	}
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"code": "method_not_allowed", "detail": "CONNECT is not served: the gateway is not a forward proxy"})
+		return false
+	}
+	uri := r.RequestURI
+	if uri == "" { // a request built in-process rather than read from the wire
+		uri = r.URL.RequestURI()
+	}
+	t, err := canonical.Parse(uri, r.Host)
+	if err != nil {
+		refuseRequest(w, "bad_request_target", err.Error())
+		return false
+	}
+	if t.Cleaned {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			http.Redirect(w, r, t.RequestURI(), http.StatusPermanentRedirect)
+			return false
+		}
+		refuseRequest(w, "bad_request_target", "path: dot segments (. or ..) or empty segments (//): send the request to "+t.EscapedPath())
+		return false
+	}
+	r.Host = t.HostPort()
+	r.URL.Scheme, r.URL.Host, r.URL.Opaque, r.URL.User = "", "", "", nil
+	r.URL.Path, r.URL.RawPath = t.Path, ""
+	st.canonHost = t.Host
+	return true
 }
 
 func decision(st *reqState, status int) string {
@@ -148,6 +241,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) 
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"code": "method_not_allowed", "detail": r.Method + " is not allowed here"})
 		return
 	}
+	bodylimit.Wrap(w, r, g.bodyLimits)
 	switch rt.cfg.Mode {
 	case "api":
 		rt.api.ServeHTTP(w, r)
@@ -155,6 +249,10 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) 
 		if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
 			rt.api.ServeHTTP(w, r)
 			return
+		}
+		// Either credential would do: a 401 offers both.
+		if rec, ok := w.(*recorder); ok {
+			rec.challenge = g.bearerChallenge
 		}
 		rt.browser.ServeHTTP(w, r)
 	default:
@@ -181,6 +279,9 @@ func (g *Gateway) internalHandler() http.Handler {
 	meBearer := g.bearer.Authenticate(me)
 	meSession := g.login.Middleware(me)
 	mux.HandleFunc("GET "+DefaultPrefix+"/me", func(w http.ResponseWriter, r *http.Request) {
+		if rec, ok := w.(*recorder); ok {
+			rec.challenge = g.bearerChallenge
+		}
 		if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
 			meBearer.ServeHTTP(w, r)
 			return
@@ -195,6 +296,7 @@ func (g *Gateway) internalHandler() http.Handler {
 func (g *Gateway) serveMe(w http.ResponseWriter, r *http.Request) {
 	who := callerOf(r)
 	if who == nil {
+		w.Header().Set("WWW-Authenticate", g.login.Challenge())
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"code": "not_authenticated", "detail": "Log in first.", "login_url": DefaultPrefix + "/login"})
 		return
 	}
@@ -232,11 +334,24 @@ type recorder struct {
 	status      int
 	bytes       int64
 	wroteHeader bool
+	// challenge is added to a 401's WWW-Authenticate unless one of its
+	// scheme is there: on routes that take a session or a token, the
+	// answer offers both.
+	challenge string
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wroteHeader {
 		r.status, r.wroteHeader = code, true
+		if code == http.StatusUnauthorized && r.challenge != "" {
+			scheme, _, _ := strings.Cut(r.challenge, " ")
+			h := r.Header()
+			if !slices.ContainsFunc(h.Values("WWW-Authenticate"), func(v string) bool {
+				return strings.HasPrefix(strings.ToLower(v), strings.ToLower(scheme))
+			}) {
+				h.Add("WWW-Authenticate", r.challenge)
+			}
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

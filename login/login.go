@@ -29,6 +29,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/ttlcache"
+	"github.com/cloakroom/cloakroom/internal/bodylimit"
 	"github.com/cloakroom/cloakroom/session"
 )
 
@@ -268,8 +269,13 @@ func New(cfg Config) (*Handler, error) {
 // frontchannel-logout.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	bodylimit.Wrap(w, r, endpointBodyLimits)
 	h.mux.ServeHTTP(w, r)
 }
+
+// endpointBodyLimits bound the bodies the login endpoints read (a logout
+// form, a back-channel logout token): small, and sent at once.
+var endpointBodyLimits = bodylimit.Limits{Timeout: 20 * time.Second, MaxBytes: maxLogoutBody}
 
 // Prefix returns the path the Handler serves.
 func (h *Handler) Prefix() string { return h.prefix }

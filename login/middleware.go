@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -271,13 +272,14 @@ func (h *Handler) RequireLogin(next http.Handler) http.Handler {
 }
 
 func (h *Handler) notLoggedIn(w http.ResponseWriter, r *http.Request, extra map[string]string) {
-	returnTo := r.URL.RequestURI()
+	returnTo := returnPath(r)
 	if wantsJSON(r) {
 		body := map[string]string{"code": "not_authenticated", "detail": "Log in first.", "login_url": h.LoginURL(returnTo)}
 		status := http.StatusUnauthorized
 		if extra["acr_values"] != "" {
 			body["code"], body["detail"], body["acr_values"] = "step_up_required", "A stronger authentication is required.", extra["acr_values"]
 		}
+		w.Header().Set("WWW-Authenticate", h.Challenge())
 		writeJSON(w, status, body)
 		return
 	}
@@ -383,7 +385,7 @@ func (h *Handler) RequireACR(level string) func(http.Handler) http.Handler {
 				if h.stepUpJustFailed(s, level) {
 					h.logger.Debug("login: step-up did not reach the required level", "sub", s.Subject, "want", level, "have", s.acr())
 					h.errorPage(w, r, http.StatusForbidden, "Stronger login required",
-						"This page requires authentication level "+level+", but the identity provider completed the login at level "+s.acr()+". Set up the required second factor, then try again.", h.LoginURL(r.URL.RequestURI()))
+						"This page requires authentication level "+level+", but the identity provider completed the login at level "+s.acr()+". Set up the required second factor, then try again.", h.LoginURL(returnPath(r)))
 					return
 				}
 				h.notLoggedIn(w, r, map[string]string{"acr_values": level})
@@ -460,4 +462,68 @@ func (h *Handler) idClaims(s *session.Session) *cloakroom.Claims {
 type idClaimsEntry struct {
 	idToken string
 	claims  *cloakroom.Claims
+}
+
+// Challenge is the WWW-Authenticate value of a 401 that asks for a login
+// session (RFC 7235 §3.1 requires one on every 401). It uses the Cookie
+// scheme of draft-broyer-http-cookie-auth: browsers show no password
+// dialog for it, and a script learns where logins start.
+func (h *Handler) Challenge() string {
+	return `Cookie realm="` + challengeSafe(h.realm.Name()) + `", form-action="` + h.prefix + `/login"`
+}
+
+// challengeSafe keeps a value inside an HTTP quoted-string.
+func challengeSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// tokenParams are query parameters that carry credentials (RFC 6750 §2.3,
+// and what OAuth responses put in a URL): they are never copied into a
+// login URL or a return address, where they would reach logs, Referer
+// headers and browser history.
+var tokenParams = []string{"access_token", "id_token", "refresh_token", "logout_token", "token", "code", "client_secret"}
+
+// returnPath is the request's path and query to come back to after a
+// login, without any query parameter that carries a credential or a value
+// shaped like a JWT.
+func returnPath(r *http.Request) string {
+	u := *r.URL
+	if u.RawQuery == "" {
+		return u.RequestURI()
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		u.RawQuery = ""
+		return u.RequestURI()
+	}
+	changed := false
+	for name, values := range q {
+		drop := slices.ContainsFunc(tokenParams, func(p string) bool { return strings.EqualFold(p, name) })
+		for _, v := range values {
+			drop = drop || looksLikeJWT(v)
+		}
+		if drop {
+			delete(q, name)
+			changed = true
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	return u.RequestURI()
+}
+
+// looksLikeJWT reports a compact JWS or JWE: base64url parts separated by
+// dots, the first a JSON object ("eyJ").
+func looksLikeJWT(v string) bool {
+	if !strings.HasPrefix(v, "eyJ") {
+		return false
+	}
+	dots := strings.Count(v, ".")
+	return (dots == 2 || dots == 4) && len(v) > 20
 }
