@@ -57,7 +57,7 @@ type Gateway struct {
 	// accept bearer tokens.
 	bearerChallenge string
 	bodyLimits      bodylimit.Limits
-	access   bool
+	access          bool
 	// transport is shared by every route: http.DefaultTransport keeps only
 	// two idle connections per upstream, which turns each request of a
 	// busy gateway into a new TCP connection.

@@ -28,8 +28,8 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
-	"github.com/cloakroom/cloakroom/internal/ttlcache"
 	"github.com/cloakroom/cloakroom/internal/bodylimit"
+	"github.com/cloakroom/cloakroom/internal/ttlcache"
 	"github.com/cloakroom/cloakroom/session"
 )
 
