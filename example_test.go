@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/keycloaktest"
@@ -80,4 +83,23 @@ func ExampleConfig_authorizedParties() {
 	// Output:
 	// true
 	// <nil>
+}
+
+// CanonicalPaths goes around the whole router, so the path a role check
+// matched is the path every handler reads.
+func ExampleCanonicalPaths() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "admin area") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "public: ", r.URL.Path) })
+	h := cloakroom.CanonicalPaths(mux)
+
+	for _, target := range []string{"/public/..%2fadmin/", "/public/../admin/", "/%70ublic/x"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", target, nil))
+		fmt.Println(target, "→", w.Code, w.Header().Get("Location"), strings.TrimSpace(w.Body.String()))
+	}
+	// Output:
+	// /public/..%2fadmin/ → 400  {"code":"bad_request_target","detail":"path: percent-encoded slash (%2f) inside a path segment: upstreams disagree on whether it separates segments"}
+	// /public/../admin/ → 308 /admin/ <a href="/admin/">Permanent Redirect</a>.
+	// /%70ublic/x → 200  public: /public/x
 }

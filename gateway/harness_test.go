@@ -37,7 +37,7 @@ type echoed struct {
 
 // newUpstream starts an application that echoes each request as JSON, and
 // serves /events (SSE) and /ws (a raw upgraded echo connection).
-func newUpstream(t *testing.T) *httptest.Server {
+func newUpstream(t testing.TB) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
@@ -82,19 +82,19 @@ func newUpstream(t *testing.T) *httptest.Server {
 }
 
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	idp      *keycloaktest.Server
 	kc       *keycloaktest.Realm
 	upstream *httptest.Server
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvWith(t, nil)
 }
 
 // newEnvWith is newEnv with the demo realm adjusted by edit.
-func newEnvWith(t *testing.T, edit func(*keycloaktest.RealmConfig)) *env {
+func newEnvWith(t testing.TB, edit func(*keycloaktest.RealmConfig)) *env {
 	t.Helper()
 	cfg := keycloaktest.DemoRealm(keycloaktest.DemoClientSecret)
 	if edit != nil {

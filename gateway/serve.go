@@ -196,16 +196,8 @@ func (g *Gateway) canonicalize(w http.ResponseWriter, r *http.Request, st *reqSt
 		uri = r.URL.RequestURI()
 	}
 	t, err := canonical.Parse(uri, r.Host)
-	if err != nil {
-		refuseRequest(w, "bad_request_target", err.Error())
-		return false
-	}
-	if t.Cleaned {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			http.Redirect(w, r, t.RequestURI(), http.StatusPermanentRedirect)
-			return false
-		}
-		refuseRequest(w, "bad_request_target", "path: dot segments (. or ..) or empty segments (//): send the request to "+t.EscapedPath())
+	if err != nil || t.Cleaned {
+		canonical.Answer(w, r, t, err)
 		return false
 	}
 	r.Host = t.HostPort()

@@ -14,8 +14,10 @@
 package canonical
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -364,4 +366,26 @@ func portOf(s, hostport string) (string, error) {
 		return "", refuse("host", "%q: port out of range", hostport)
 	}
 	return strconv.Itoa(n), nil
+}
+
+// Answer responds to a request that Parse or Path refused (err) or found
+// in need of cleaning (t.Cleaned): GET and HEAD are redirected (308) to
+// the canonical path, whose meaning is not in doubt; anything else gets
+// 400 with a JSON body {"code": "bad_request_target", "detail": …} that
+// names what to fix. The connection is closed after a refusal.
+func Answer(w http.ResponseWriter, r *http.Request, t Target, err error) {
+	if err == nil && t.Cleaned && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		http.Redirect(w, r, t.RequestURI(), http.StatusPermanentRedirect)
+		return
+	}
+	detail := "path: dot segments (. or ..) or empty segments (//): send the request to " + t.EscapedPath()
+	if err != nil {
+		detail = err.Error()
+	}
+	h := w.Header()
+	h.Set("Connection", "close")
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": "bad_request_target", "detail": detail})
 }
