@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -400,4 +402,78 @@ func TestForwardAccessToken(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 	_ = context.Background()
+}
+
+// TestTrustedForwardingHeaders: from a trusted proxy the routing and
+// client-identity headers pass (underscore spellings never do), and
+// X-Real-IP is the client the gateway computed, not the proxy's claim.
+func TestTrustedForwardingHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	g := e.start(func(c *gateway.Config) {
+		c.TrustedProxies = []string{"127.0.0.1"}
+		c.Routes = []gateway.Route{{Name: "app", Path: "/", Upstream: e.upstream.URL, Public: true}}
+	})
+	got := echo(t, newBrowser(t).get(g.url+"/",
+		"X-Forwarded-For", "203.0.113.7", "X-Real-IP", "198.51.100.1", "X-Original-URL", "/orig",
+		"X-Forwarded-Prefix", "/app", "X-Forwarded-Port", "443", "X_Forwarded_Prefix", "/evil", "X_Real_IP", "6.6.6.6"))
+	for name, want := range map[string]string{
+		"X-Real-Ip": "203.0.113.7", "X-Original-Url": "/orig", "X-Forwarded-Prefix": "/app", "X-Forwarded-Port": "443",
+		"X_Forwarded_Prefix": "", "X_Real_IP": "",
+	} {
+		var values []string
+		for k, v := range got.Headers {
+			if strings.EqualFold(k, name) {
+				values = append(values, v...)
+			}
+		}
+		if got := strings.Join(values, ","); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestSlowBody: a request body that trickles in is cut (408) once it falls
+// behind body_read_timeout plus body_min_rate; one that keeps the rate
+// arrives whole, also when it takes longer than body_read_timeout.
+func TestSlowBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	g := e.start(func(c *gateway.Config) {
+		c.BodyReadTimeout, c.BodyMinRate = 300*time.Millisecond, 200
+		c.Routes = []gateway.Route{{Name: "app", Path: "/", Upstream: e.upstream.URL, Public: true}}
+	})
+	addr := strings.TrimPrefix(g.url, "http://")
+	send := func(n, chunk int, pause time.Duration) (int, string) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", addr, n)
+		go func() {
+			for sent := 0; sent < n; sent += chunk {
+				if _, err := conn.Write([]byte(strings.Repeat("x", min(chunk, n-sent)))); err != nil {
+					return
+				}
+				time.Sleep(pause)
+			}
+		}()
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	// 100 bytes at 100 bytes/s (below 200 B/s): cut.
+	if status, body := send(100, 10, 100*time.Millisecond); status != http.StatusRequestTimeout || !strings.Contains(body, "body_timeout") {
+		t.Errorf("slow body: %d %s, want 408 body_timeout\n%s", status, body, g.log.String())
+	}
+	// 200 bytes at about 1000 bytes/s for 0.2 s, then 600 more: fine.
+	if status, body := send(800, 100, 50*time.Millisecond); status != 200 || body != "received 800 bytes" {
+		t.Errorf("body at a good rate: %d %s", status, body)
+	}
 }

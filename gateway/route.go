@@ -38,6 +38,9 @@ type reqState struct {
 	host      string    // for X-Forwarded-Host: canonical host[:port]
 	canonHost string    // for route matching: canonical host without port
 	authStart time.Time // set on API routes
+	// bodyTooSlow reports that the client was cut off while sending the
+	// request body (bodylimit.Wrap); nil before the body is wrapped.
+	bodyTooSlow func() bool
 }
 
 // observeAuth records the bearer authentication time once.
@@ -69,14 +72,16 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 		Transport:     g.transport,
 		FlushInterval: 100 * time.Millisecond, // streams (SSE) flush at once anyway
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil {
-				return // the client went away
-			}
-			if te := (*bodylimit.TimeoutError)(nil); errors.As(err, &te) {
+			// A body cut for slowness also cancels the request's context
+			// (the server saw the read fail): answer it first.
+			if te := (*bodylimit.TimeoutError)(nil); errors.As(err, &te) || bodyTooSlow(r) {
 				g.logger.Info("request body too slow", "route", rc.Name, "error", err)
 				w.Header().Set("Connection", "close")
 				writeJSON(w, http.StatusRequestTimeout, map[string]string{"code": "body_timeout", "detail": "the request body was sent too slowly"})
 				return
+			}
+			if r.Context().Err() != nil {
+				return // the client went away
 			}
 			g.logger.Warn("upstream unreachable", "route", rc.Name, "upstream", rc.Upstream, "error", err)
 			writeJSON(w, http.StatusBadGateway, map[string]string{"code": "upstream_unavailable", "detail": "the application behind the gateway does not answer"})
@@ -355,4 +360,9 @@ func stripCookie(r *http.Request, name string) {
 	if len(kept) > 0 {
 		r.Header.Set("Cookie", strings.Join(kept, "; "))
 	}
+}
+
+func bodyTooSlow(r *http.Request) bool {
+	st := stateOf(r)
+	return st != nil && st.bodyTooSlow != nil && st.bodyTooSlow()
 }

@@ -233,7 +233,11 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) 
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"code": "method_not_allowed", "detail": r.Method + " is not allowed here"})
 		return
 	}
-	bodylimit.Wrap(w, r, g.bodyLimits)
+	if st := stateOf(r); st != nil {
+		st.bodyTooSlow = bodylimit.Wrap(w, r, g.bodyLimits)
+	} else {
+		bodylimit.Wrap(w, r, g.bodyLimits)
+	}
 	switch rt.cfg.Mode {
 	case "api":
 		rt.api.ServeHTTP(w, r)

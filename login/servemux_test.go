@@ -91,3 +91,22 @@ func rawGet(t *testing.T, addr, target string) (int, string, string) {
 	body, _ := io.ReadAll(res.Body)
 	return res.StatusCode, res.Header.Get("Location"), string(body)
 }
+
+// TestPagesForbidFraming: the logout confirmation (a button a framing page
+// could trick a user into pressing) and every other page refuse frames.
+func TestPagesForbidFraming(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, newIDP(t, nil), appOptions{})
+	b := newBrowser(t)
+	b.login(a, "/private", "alice", "alice")
+	p := b.get(a.srv.URL + "/auth/logout")
+	if p.status != 200 || !strings.Contains(p.body, "csrf_token") {
+		t.Fatalf("logout confirmation: %d %.200s", p.status, p.body)
+	}
+	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("logout confirmation CSP %q has no frame-ancestors 'none'", csp)
+	}
+	if xfo := p.header.Get("X-Frame-Options"); xfo != "DENY" {
+		t.Errorf("X-Frame-Options = %q", xfo)
+	}
+}

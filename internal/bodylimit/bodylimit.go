@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,22 +33,29 @@ type Limits struct {
 // Wrap applies l to r's body; call it before anything reads the body. w
 // must lead (through Unwrap) to the server's ResponseWriter for deadlines to
 // apply; where the connection does not support them, only MaxBytes does.
-func Wrap(w http.ResponseWriter, r *http.Request, l Limits) {
+//
+// tooSlow reports whether the client was cut off for sending the body too
+// slowly. A proxy needs it: the failed read also cancels the request's
+// context, so the error its transport returns may be context.Canceled
+// rather than a *TimeoutError.
+func Wrap(w http.ResponseWriter, r *http.Request, l Limits) (tooSlow func() bool) {
+	never := func() bool { return false }
 	if r.Body == nil || r.Body == http.NoBody {
-		return
+		return never
 	}
 	if l.MaxBytes > 0 {
 		r.Body = http.MaxBytesReader(w, r.Body, l.MaxBytes)
 	}
 	if l.Timeout <= 0 {
-		return
+		return never
 	}
 	rc := http.NewResponseController(w)
 	b := &body{rc: rc, ReadCloser: r.Body, l: l, start: time.Now()}
 	if err := rc.SetReadDeadline(b.deadline()); errors.Is(err, http.ErrNotSupported) {
-		return
+		return never
 	}
 	r.Body = b
+	return b.slow.Load
 }
 
 type body struct {
@@ -57,6 +65,9 @@ type body struct {
 	start time.Time
 	n     int64
 	done  bool
+	// slow is read by the handler's goroutine while a transport's
+	// goroutine reads the body.
+	slow atomic.Bool
 }
 
 func (b *body) deadline() time.Time {
@@ -77,6 +88,7 @@ func (b *body) Read(p []byte) (int, error) {
 		b.finish()
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
+			b.slow.Store(true)
 			return n, &TimeoutError{Received: b.n, Elapsed: time.Since(b.start)}
 		}
 		return n, err

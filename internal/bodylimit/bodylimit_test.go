@@ -18,8 +18,12 @@ func serve(t *testing.T, l Limits) (addr string, results chan string) {
 	t.Helper()
 	results = make(chan string, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		Wrap(w, r, l)
+		tooSlow := Wrap(w, r, l)
 		b, err := io.ReadAll(r.Body)
+		if errors.As(err, new(*TimeoutError)) != tooSlow() {
+			results <- fmt.Sprintf("tooSlow() = %v after %v", tooSlow(), err)
+			return
+		}
 		var te *TimeoutError
 		var me *http.MaxBytesError
 		switch {
