@@ -1,0 +1,133 @@
+package conformance
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom/keycloaktest"
+)
+
+var update = flag.Bool("update", false, "with CLOAKROOM_TEST_KEYCLOAK: rewrite testdata/keycloak.golden from the real server")
+
+const (
+	realmFile  = "testdata/conformance-realm.json"
+	goldenFile = "testdata/keycloak.golden"
+	allowFile  = "allowlist.txt"
+)
+
+// TestConformance runs the suite against keycloaktest and against real
+// Keycloak (CLOAKROOM_TEST_KEYCLOAK), or, without one, against the
+// observations recorded from real Keycloak, and fails on every difference
+// that allowlist.txt does not explain.
+func TestConformance(t *testing.T) {
+	allow, err := LoadAllowlist(allowFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	twin := keycloaktest.NewServer(t, keycloaktest.WithRealmFile(realmFile))
+	got := Run(ctx, &Target{Base: twin.URL(), Realm: "conformance"}, Scenarios())
+
+	var want Observations
+	source := ""
+	if base := os.Getenv("CLOAKROOM_TEST_KEYCLOAK"); base != "" {
+		base = strings.TrimSuffix(base, "/")
+		importRealm(t, base)
+		want = Run(ctx, &Target{Base: base, Realm: "conformance"}, Scenarios())
+		source = "Keycloak at " + base
+		if *update {
+			if err := os.WriteFile(goldenFile, want.Format(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else {
+		data, err := os.ReadFile(goldenFile)
+		if err != nil {
+			t.Skipf("no real Keycloak (set CLOAKROOM_TEST_KEYCLOAK; scripts/keycloak.sh starts one) and no %s", goldenFile)
+		}
+		want = ParseObservations(data)
+		source = goldenFile + " (recorded from real Keycloak)"
+	}
+	if dir := os.Getenv("CLOAKROOM_CONFORMANCE_OUT"); dir != "" {
+		os.WriteFile(filepath.Join(dir, "keycloak.observations"), want.Format(), 0o644)
+		os.WriteFile(filepath.Join(dir, "keycloaktest.observations"), got.Format(), 0o644)
+	}
+
+	diffs := Compare(want, got, allow)
+	allowed, used := 0, map[string]bool{}
+	var report strings.Builder
+	for _, d := range diffs {
+		if d.Allowed != "" {
+			allowed++
+			continue
+		}
+		fmt.Fprintf(&report, "\n  %s\n      Keycloak:     %s\n      keycloaktest: %s", d.Key, d.A, d.B)
+	}
+	for _, e := range allow {
+		for _, d := range diffs {
+			if matchPattern(e.Pattern, d.Key) {
+				used[e.Pattern] = true
+			}
+		}
+	}
+	t.Logf("%d observations from %s, %d from keycloaktest; %d differ, %d of them allow-listed (%d entries)",
+		len(want), source, len(got), len(diffs), allowed, len(allow))
+	if report.Len() > 0 {
+		t.Errorf("keycloaktest differs from %s on %d observations (fix keycloaktest, or explain the difference in %s):%s",
+			source, len(diffs)-allowed, allowFile, report.String())
+	}
+	for _, e := range allow {
+		if !used[e.Pattern] {
+			t.Errorf("%s: %q matches no difference any more: remove it", allowFile, e.Pattern)
+		}
+	}
+	if len(want) < 300 {
+		t.Errorf("only %d observations: the suite has lost scenarios", len(want))
+	}
+}
+
+// importRealm (re)creates the conformance realm on a real Keycloak with the
+// master realm's admin.
+func importRealm(t *testing.T, base string) {
+	t.Helper()
+	user, pass := os.Getenv("CLOAKROOM_TEST_KEYCLOAK_ADMIN"), os.Getenv("CLOAKROOM_TEST_KEYCLOAK_ADMIN_PASSWORD")
+	if user == "" {
+		user, pass = "admin", "admin"
+	}
+	hc := &http.Client{Timeout: 60 * time.Second}
+	res, err := hc.PostForm(base+"/realms/master/protocol/openid-connect/token", url.Values{
+		"grant_type": {"password"}, "client_id": {"admin-cli"}, "username": {user}, "password": {pass},
+	})
+	if err != nil {
+		t.Fatalf("Keycloak admin login: %v", err)
+	}
+	c := &Client{t: &Target{Base: base, HTTP: hc}}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	r, err := decode(res, &tok)
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("Keycloak admin login as %s: %v %.200s", user, err, r)
+	}
+	h := bearer(tok.AccessToken)
+	del, err := c.Do(t.Context(), http.MethodDelete, base+"/admin/realms/conformance", nil, h)
+	if err != nil || (del.Status != 204 && del.Status != 404) {
+		t.Fatalf("deleting the old realm: %v %v", err, del)
+	}
+	data, err := os.ReadFile(realmFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res2, err := c.Do(t.Context(), http.MethodPost, base+"/admin/realms", data, h)
+	if err != nil || res2.Status != 201 {
+		t.Fatalf("importing %s: %v %d %s", realmFile, err, res2.Status, res2.Body)
+	}
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Runs a real Keycloak on loopback for the tests, from its distribution on
+# Maven Central (no Docker): fetched once with mvn, unpacked and built once
+# under ~/.cache/cloakroom-keycloak, then started in seconds.
+#
+#   scripts/keycloak.sh start   # fetch if needed, start, wait until ready,
+#                               # print the variables the tests read
+#   scripts/keycloak.sh stop
+#   scripts/keycloak.sh env     # print the variables again (eval "$(…)")
+#   scripts/keycloak.sh status
+#
+#   KEYCLOAK_VERSION=26.7.3 KEYCLOAK_PORT=8180 KEYCLOAK_MANAGEMENT_PORT=9100
+#
+# Keycloak runs with `start-dev` and an in-memory H2 database (dev-mem):
+# every start is a clean server, the tests import the realms they need
+# through the admin API, and nothing is left on disk between runs. A
+# production start would need a hostname, TLS or proxy settings and a
+# separate build step, none of which the tests exercise; the protocol,
+# token and admin behaviour under test is the same.
+#
+# The tests read CLOAKROOM_TEST_KEYCLOAK (the base URL, e.g.
+# http://127.0.0.1:8180) and CLOAKROOM_TEST_KEYCLOAK_ADMIN /
+# CLOAKROOM_TEST_KEYCLOAK_ADMIN_PASSWORD (the master realm's admin).
+set -euo pipefail
+
+VERSION=${KEYCLOAK_VERSION:-26.7.3}
+PORT=${KEYCLOAK_PORT:-8180}
+MGMT_PORT=${KEYCLOAK_MANAGEMENT_PORT:-9100}
+ADMIN=${KEYCLOAK_ADMIN_USER:-admin}
+ADMIN_PASSWORD=${KEYCLOAK_ADMIN_PASSWORD:-admin}
+CACHE=${KEYCLOAK_CACHE:-$HOME/.cache/cloakroom-keycloak}
+HOME_DIR=$CACHE/keycloak-$VERSION
+RUN=$CACHE/run-$PORT
+BASE=http://127.0.0.1:$PORT
+
+log() { printf 'keycloak: %s\n' "$*" >&2; }
+
+print_env() {
+	echo "export CLOAKROOM_TEST_KEYCLOAK=$BASE"
+	echo "export CLOAKROOM_TEST_KEYCLOAK_ADMIN=$ADMIN"
+	echo "export CLOAKROOM_TEST_KEYCLOAK_ADMIN_PASSWORD=$ADMIN_PASSWORD"
+	echo "export CLOAKROOM_TEST_KEYCLOAK_VERSION=$VERSION"
+}
+
+ready() { curl -sf -o /dev/null "http://127.0.0.1:$MGMT_PORT/health/ready"; }
+
+fetch() {
+	if [ -x "$HOME_DIR/bin/kc.sh" ]; then
+		return
+	fi
+	command -v mvn >/dev/null || { log "mvn is not installed (apt-get install maven)"; exit 1; }
+	command -v unzip >/dev/null || { log "unzip is not installed (apt-get install unzip)"; exit 1; }
+	mkdir -p "$CACHE/dl"
+	local zip=$CACHE/dl/keycloak-quarkus-dist-$VERSION.zip
+	if [ ! -s "$zip" ]; then
+		log "fetching org.keycloak:keycloak-quarkus-dist:$VERSION:zip from Maven Central"
+		local t0=$SECONDS
+		mvn -q -B dependency:copy -Dartifact="org.keycloak:keycloak-quarkus-dist:$VERSION:zip" -DoutputDirectory="$CACHE/dl" >&2
+		log "fetched in $((SECONDS - t0)) s"
+	fi
+	local tmp
+	tmp=$(mktemp -d "$CACHE/unpack.XXXXXX")
+	unzip -q "$zip" -d "$tmp"
+	rm -rf "$HOME_DIR"
+	mv "$tmp/keycloak-$VERSION" "$HOME_DIR"
+	rmdir "$tmp"
+}
+
+java_home() {
+	# Keycloak 26 runs on Java 17, 21 and 25: take the newest installed.
+	if [ -n "${JAVA_HOME:-}" ]; then echo "$JAVA_HOME"; return; fi
+	local j
+	for j in /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/java-21-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-amd64; do
+		if [ -x "$j/bin/java" ]; then echo "$j"; return; fi
+	done
+	dirname "$(dirname "$(readlink -f "$(command -v java)")")"
+}
+
+start() {
+	if ready; then
+		log "already running on $BASE"
+		print_env
+		return
+	fi
+	fetch
+	mkdir -p "$RUN"
+	local t0=$SECONDS
+	log "starting Keycloak $VERSION on $BASE (management $MGMT_PORT)"
+	(
+		cd "$HOME_DIR"
+		export JAVA_HOME
+		JAVA_HOME=$(java_home)
+		KC_BOOTSTRAP_ADMIN_USERNAME=$ADMIN KC_BOOTSTRAP_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+			setsid nohup bin/kc.sh start-dev --db=dev-mem \
+			--http-host=127.0.0.1 --http-port="$PORT" \
+			--http-management-port="$MGMT_PORT" --health-enabled=true \
+			--hostname-strict=false --log-level=warn,org.keycloak.services:info \
+			>"$RUN/keycloak.log" 2>&1 </dev/null &
+		echo $! >"$RUN/pid"
+	)
+	for i in $(seq 240); do
+		if ready; then
+			log "ready in $((SECONDS - t0)) s"
+			print_env
+			return
+		fi
+		if ! kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
+			log "Keycloak exited; its log:"
+			tail -50 "$RUN/keycloak.log" >&2
+			exit 1
+		fi
+		if [ $((i % 15)) = 0 ]; then log "waiting for readiness ($((SECONDS - t0)) s)"; fi
+		sleep 1
+	done
+	log "not ready after $((SECONDS - t0)) s; its log:"
+	tail -50 "$RUN/keycloak.log" >&2
+	exit 1
+}
+
+stop() {
+	if [ -f "$RUN/pid" ]; then
+		local pid
+		pid=$(cat "$RUN/pid")
+		kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+		kill -9 -- -"$pid" 2>/dev/null || true
+		rm -f "$RUN/pid"
+		log "stopped"
+	fi
+}
+
+case "${1:-start}" in
+start) start ;;
+stop) stop ;;
+env) print_env ;;
+status) if ready; then log "ready on $BASE"; else log "not running"; exit 1; fi ;;
+*) echo "usage: $0 start|stop|env|status" >&2; exit 2 ;;
+esac
