@@ -23,7 +23,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -193,16 +195,19 @@ func WithRealmName(name string) Option {
 
 // Authenticator verifies bearer tokens; see Authenticate.
 type Authenticator struct {
-	verifier      *cloakroom.Verifier
-	realm         *cloakroom.Realm
-	introspect    *IntrospectionConfig
-	introCache    *ttlcache.Cache[bool]
-	mapper        UserMapper
-	identityClaim string
-	permClaim     string
-	logger        *slog.Logger
-	writeError    ErrorWriter
-	realmName     string
+	verifier   *cloakroom.Verifier
+	realm      *cloakroom.Realm
+	introspect *IntrospectionConfig
+	// audienceWarning logs once that introspection fails for tokens
+	// without the introspecting client in aud.
+	audienceWarning sync.Once
+	introCache      *ttlcache.Cache[bool]
+	mapper          UserMapper
+	identityClaim   string
+	permClaim       string
+	logger          *slog.Logger
+	writeError      ErrorWriter
+	realmName       string
 }
 
 // New returns an Authenticator that accepts access tokens verified by v.
@@ -399,6 +404,17 @@ func (a *Authenticator) checkActive(ctx context.Context, token string, claims *c
 			exp = now + 1
 		}
 		a.introCache.Put(token, in.Active, exp, len(token)+64, now)
+	}
+	if !in.Active && !slices.Contains(claims.Audience(), a.introspect.Client.ClientID) {
+		// Keycloak 26.7 answers active=false to a client that is not in the
+		// token's aud, even for a live token: say so rather than let every
+		// token look revoked.
+		a.audienceWarning.Do(func() {
+			a.logger.Warn("bearer: Keycloak says a token is not active, and the introspecting client is not in its aud; Keycloak 26.7 and later refuse to introspect such tokens, so every token will look revoked: add an Audience mapper for the introspecting client to the token's client (docs/keycloak-setup.md)",
+				"introspecting_client", a.introspect.Client.ClientID, "azp", claims.AuthorizedParty())
+		})
+		return &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: fmt.Sprintf(
+			"token is not active according to the identity provider; Keycloak 26.7 and later also answer so when the introspecting client %q is not in the token's aud: add an Audience mapper for it", a.introspect.Client.ClientID)}
 	}
 	return inactiveError(in.Active)
 }
