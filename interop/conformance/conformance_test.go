@@ -2,16 +2,12 @@ package conformance
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cloakroom/cloakroom/keycloaktest"
 )
@@ -110,38 +106,13 @@ func importRealm(t *testing.T, base, realm string) {
 	if user == "" {
 		user, pass = "admin", "admin"
 	}
-	hc := &http.Client{Timeout: 60 * time.Second}
-	res, err := hc.PostForm(base+"/realms/master/protocol/openid-connect/token", url.Values{
-		"grant_type": {"password"}, "client_id": {"admin-cli"}, "username": {user}, "password": {pass},
-	})
-	if err != nil {
-		t.Fatalf("Keycloak admin login: %v", err)
-	}
-	c := &Client{t: &Target{Base: base, HTTP: hc}}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	r, err := decode(res, &tok)
-	if err != nil || tok.AccessToken == "" {
-		t.Fatalf("Keycloak admin login as %s: %v %.200s", user, err, r)
-	}
-	h := bearer(tok.AccessToken)
-	del, err := c.Do(t.Context(), http.MethodDelete, base+"/admin/realms/"+realm, nil, h)
-	if err != nil || (del.Status != 204 && del.Status != 404) {
-		t.Fatalf("deleting the old realm: %v %v", err, del)
-	}
 	data, err := os.ReadFile(realmFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep map[string]any
-	if err := json.Unmarshal(data, &rep); err != nil {
+	kc := &Keycloak{Base: base, Admin: user, Password: pass}
+	if err := kc.ImportRealm(t.Context(), realm, data); err != nil {
 		t.Fatal(err)
-	}
-	rep["realm"] = realm
-	res2, err := c.Do(t.Context(), http.MethodPost, base+"/admin/realms", rep, h)
-	if err != nil || res2.Status != 201 {
-		t.Fatalf("importing %s: %v %d %s", realmFile, err, res2.Status, res2.Body)
 	}
 }
 
