@@ -164,6 +164,14 @@ func Path(raw string) (path string, cleaned bool, err error) {
 	if raw[0] != '/' {
 		return "", false, refuse("path", "must start with /")
 	}
+	if plainPath(raw) {
+		return raw, false, nil // the common case: nothing to decode or resolve
+	}
+	return slowPath(raw)
+}
+
+// slowPath is Path for a path that needs decoding, resolving or refusing.
+func slowPath(raw string) (path string, cleaned bool, err error) {
 	segs := strings.Split(raw[1:], "/")
 	out := make([]string, 0, len(segs))
 	trailing := false
@@ -207,6 +215,30 @@ func Path(raw string) (path string, cleaned bool, err error) {
 		return "/", cleaned, nil
 	}
 	return b.String(), cleaned, nil
+}
+
+// plainPath reports a path that is already canonical without decoding:
+// printable ASCII other than '%', '\\' and ';', and no empty or dot
+// segment (a trailing slash is fine). Anything else takes the slow path.
+func plainPath(p string) bool {
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			if c < 0x20 || c >= 0x7f || c == '%' || c == '\\' || c == ';' {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		seg := p[segStart:i]
+		if (seg == "" && i < len(p)) || seg == "." || seg == ".." {
+			return false
+		}
+		segStart = i + 1
+	}
+	return true
 }
 
 // segment decodes one path segment and refuses what makes it ambiguous.

@@ -2,6 +2,7 @@ package canonical
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -186,4 +187,27 @@ func TestEscapedPathRoundTrip(t *testing.T) {
 			t.Errorf("EscapedPath(%q) = %q read back as %q, %v, %v", p, tg.EscapedPath(), back, cleaned, err)
 		}
 	}
+}
+
+// BenchmarkParse measures the canonicalization the gateway adds to every
+// request, next to the parse Go's server already does for it
+// (url.ParseRequestURI) as the baseline.
+func BenchmarkParse(b *testing.B) {
+	targets := []string{"/", "/api/v1/orders/12345?expand=items&limit=50", "/static/js/app.3f2a1b.js", "/caf%C3%A9/men%C3%BC"}
+	b.Run("baseline=url.ParseRequestURI", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, err := url.ParseRequestURI(targets[i%len(targets)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("canonical.Parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if _, err := Parse(targets[i%len(targets)], "app.example.com:443"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -18,6 +18,11 @@ func FuzzPath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
+		if strings.HasPrefix(raw, "/") && plainPath(raw) {
+			if p, cleaned, err := slowPath(raw); p != raw || cleaned || err != nil {
+				t.Fatalf("fast path takes %q as canonical; the full rules give %q, %v, %v", raw, p, cleaned, err)
+			}
+		}
 		p, _, err := Path(raw)
 		if err != nil {
 			return
