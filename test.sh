@@ -10,7 +10,10 @@
 # and skip with a message otherwise; .ci/run sets them all. The interop
 # tests against dex, the zitadel/oidc example OP and ORY Hydra run with
 # CLOAKROOM_INTEROP_PEERS=1 (they build the peers once, see
-# interop/peers/build.sh).
+# interop/peers/build.sh). The conformance suite and the tests against a
+# real Keycloak run with CLOAKROOM_TEST_KEYCLOAK (eval "$(scripts/keycloak.sh
+# start)" sets it); without it, keycloaktest is compared with the
+# observations recorded from Keycloak (interop/conformance/testdata).
 set -euo pipefail
 cd "$(dirname "$0")"
 

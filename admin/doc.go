@@ -30,10 +30,11 @@
 //	ExecuteActionsEmail, ResetPassword,
 //	DeleteSession, LogoutUser, JoinGroup,
 //	LeaveGroup, (Un)LinkFederatedIdentity
-//	Add/RemoveUserRealmRoles                     manage-users, plus view-realm or a
-//	                                             query-* role to list realm roles
-//	Add/RemoveUserClientRoles, ClientRoles,      manage-users / query-clients
-//	ClientByClientID
+//	Add/RemoveUserRealmRoles                     manage-users and view-users
+//	RealmRoles                                   view-realm
+//	Add/RemoveUserClientRoles, ClientRoles,      manage-users / view-clients
+//	ClientByClientID                             (with only query-clients Keycloak
+//	                                             lists no clients)
 //	ListGroups                                   query-groups (or view-users)
 //
 // view-users contains query-users and query-groups; manage-users implies

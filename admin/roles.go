@@ -9,11 +9,11 @@ import (
 	"strings"
 )
 
-// RealmRoles lists the realm's roles (GET /roles). Keycloak allows it with
-// view-realm or any query-* role.
+// RealmRoles lists the realm's roles (GET /roles). Keycloak 26 allows it
+// with view-realm only.
 func (c *Client) RealmRoles(ctx context.Context) ([]Role, error) {
 	var out []Role
-	err := c.get(ctx, call{path: "/roles", query: url.Values{"briefRepresentation": {"true"}}, role: "view-realm or a query-* role such as query-users"}, &out)
+	err := c.get(ctx, call{path: "/roles", query: url.Values{"briefRepresentation": {"true"}}, role: "view-realm"}, &out)
 	return out, err
 }
 
@@ -41,11 +41,17 @@ func (c *Client) editRealmRoles(ctx context.Context, method, id string, names []
 	if len(names) == 0 {
 		return nil
 	}
-	all, err := c.RealmRoles(ctx)
-	if err != nil {
+	// The roles are looked up through the user (the roles it has and the
+	// roles it may get), which view-users allows: Keycloak 26 answers GET
+	// /roles only to view-realm, not to the query-* roles.
+	var all, mapped []Role
+	if err := c.get(ctx, call{path: "/users/" + seg(id) + "/role-mappings/realm/available", role: roleViewUsers}, &all); err != nil {
 		return err
 	}
-	roles, err := pick("realm", all, names)
+	if err := c.get(ctx, call{path: "/users/" + seg(id) + "/role-mappings/realm", role: roleViewUsers}, &mapped); err != nil {
+		return err
+	}
+	roles, err := pick("realm", append(all, mapped...), names)
 	if err != nil {
 		return err
 	}
@@ -60,7 +66,7 @@ func (c *Client) UserClientRoles(ctx context.Context, id, clientID string) ([]Ro
 		return nil, err
 	}
 	var out []Role
-	err = c.get(ctx, call{path: "/users/" + seg(id) + "/role-mappings/clients/" + seg(cl.ID), role: roleViewUsers}, &out)
+	err = c.get(ctx, call{path: "/users/" + seg(id) + "/role-mappings/clients/" + seg(cl.ID), role: "view-users and view-clients"}, &out)
 	return out, err
 }
 
@@ -75,7 +81,7 @@ func (c *Client) ClientRoles(ctx context.Context, clientID string) ([]Role, erro
 
 func (c *Client) clientRoles(ctx context.Context, uuid string) ([]Role, error) {
 	var out []Role
-	err := c.get(ctx, call{path: "/clients/" + seg(uuid) + "/roles", query: url.Values{"briefRepresentation": {"true"}}, role: roleQueryClients}, &out)
+	err := c.get(ctx, call{path: "/clients/" + seg(uuid) + "/roles", query: url.Values{"briefRepresentation": {"true"}}, role: "view-clients"}, &out)
 	return out, err
 }
 
@@ -122,7 +128,9 @@ func (c *Client) ClientByClientID(ctx context.Context, clientID string) (*Client
 			return &cl, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: no client %q in realm %q", ErrNotFound, clientID, c.realmName)
+	// Keycloak 26 answers this search with an empty list, not 403, to a
+	// caller with query-clients but without view-clients.
+	return nil, fmt.Errorf("%w: no client %q in realm %q (or the service account lacks the realm-management role view-clients, without which Keycloak lists no clients)", ErrNotFound, clientID, c.realmName)
 }
 
 // ListGroups lists top-level groups (with the matching branches when

@@ -49,8 +49,9 @@ type NewUser struct {
 	EmailVerified bool
 	// Disabled creates the user disabled.
 	Disabled bool
-	// Attributes are custom attributes (they must be allowed by the realm's
-	// user profile).
+	// Attributes are custom attributes. Keycloak 24+ silently drops those
+	// the realm's user profile does not declare, unless its
+	// unmanagedAttributePolicy is ENABLED or ADMIN_EDIT.
 	Attributes map[string][]string
 	// RequiredActions, e.g. "UPDATE_PASSWORD", "VERIFY_EMAIL".
 	RequiredActions []string
@@ -92,10 +93,13 @@ func (n NewUser) MarshalJSON() ([]byte, error) {
 	return json.Marshal(rep)
 }
 
-// UserUpdate is a partial update for UpdateUser: nil fields are not sent,
-// and Keycloak leaves them as they are. A non-nil Attributes map or
-// RequiredActions slice (even empty) replaces the whole set: attributes
-// missing from it are removed. Username is read-only in Keycloak's default
+// UserUpdate is a partial update for UpdateUser: nil fields are left as
+// they are. A non-nil Attributes map or RequiredActions slice (even empty)
+// replaces the whole set: attributes missing from it are removed (custom
+// attributes must be declared in the realm's user profile, or its
+// unmanagedAttributePolicy must let admins edit them; Keycloak drops the
+// others). An Email of "" removes the email; EmailVerified is not reset
+// when the email changes. Username is read-only in Keycloak's default
 // realm settings.
 type UserUpdate struct {
 	Username        *string

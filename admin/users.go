@@ -21,8 +21,8 @@ const (
 	roleManageUsers  = "manage-users"
 	roleQueryGroups  = "query-groups (or view-users)"
 	roleQueryClients = "query-clients"
-	roleMapRealm     = "manage-users (and view-realm or a query-* role such as query-users to look up realm roles)"
-	roleMapClient    = "manage-users (and query-clients to look up the client and its roles)"
+	roleMapRealm     = "manage-users (and view-users to look up the user's available roles)"
+	roleMapClient    = "manage-users (and view-clients to look up the client and its roles)"
 )
 
 // Realm-management roles, for Config and tests.
@@ -191,7 +191,27 @@ func (c *Client) CreateUser(ctx context.Context, u NewUser) (string, error) {
 
 // UpdateUser applies a partial update (PUT /users/{id}); see UserUpdate
 // for which fields replace and which are left alone.
+//
+// Keycloak 24+ (user profile) treats a body with "attributes" as the
+// user's whole profile: email, firstName and lastName it leaves out are
+// removed. So when p.Attributes is set and one of those fields is not,
+// UpdateUser reads the user first and sends its current values along
+// (a read-modify-write: a concurrent change to them can be lost).
 func (c *Client) UpdateUser(ctx context.Context, id string, p UserUpdate) error {
+	if p.Attributes != nil && (p.Email == nil || p.FirstName == nil || p.LastName == nil) {
+		u, err := c.GetUser(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, f := range []struct {
+			dst **string
+			cur string
+		}{{&p.Email, u.Email}, {&p.FirstName, u.FirstName}, {&p.LastName, u.LastName}} {
+			if *f.dst == nil && f.cur != "" {
+				*f.dst = Ptr(f.cur)
+			}
+		}
+	}
 	return c.exec(ctx, call{method: http.MethodPut, path: "/users/" + seg(id), body: p, role: roleManageUsers})
 }
 

@@ -41,6 +41,12 @@ func TestGocloakAdminUsers(t *testing.T) {
 	t.Parallel()
 	d, gc, tok := adminDemo(t)
 	ctx := t.Context()
+	// Keycloak 24+ drops custom attributes its user profile does not
+	// declare unless unmanaged attributes are enabled (conformance:
+	// admin-users/after-update-attributes.attributes = [] on 26.7.3).
+	if err := d.realm.SetUnmanagedAttributePolicy(keycloaktest.UnmanagedAttributesEnabled); err != nil {
+		t.Fatal(err)
+	}
 
 	id, err := gc.CreateUser(ctx, tok, demoRealm, gocloak.User{
 		Username: gocloak.StringP("carol"), Email: gocloak.StringP("carol@example.com"),

@@ -17,8 +17,9 @@ var accountProfileRoles = []string{"manage-account", "view-profile"}
 // access token whose aud includes "account" (401 otherwise), of a user, not
 // a service account (401), holding the account role manage-account or
 // view-profile (403). The answer is the user's id, username, firstName,
-// lastName, email and emailVerified; user-profile attributes and metadata
-// are not served. Its CORS headers allow the token's allowed-origins.
+// lastName, email, emailVerified and the custom attributes the user
+// profile lets the user see, with the user profile's metadata for the user
+// (userProfileMetadata) unless the query says userProfileMetadata=false. Its CORS headers allow the token's allowed-origins.
 // Without a JSON Accept header Keycloak serves the account console, which
 // keycloaktest does not have (404).
 func handleAccount(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
@@ -49,9 +50,21 @@ func handleAccount(s *Server, r *Realm, w http.ResponseWriter, req *http.Request
 	serviceAccount := u.serviceAccountOf != ""
 	out := map[string]any{"id": u.id, "username": u.username, "emailVerified": u.emailVerified}
 	for k, v := range map[string]string{"firstName": u.firstName, "lastName": u.lastName, "email": u.email} {
-		if v != "" {
+		if v != "" && r.profileAttrForLocked(k, profileUser).view {
 			out[k] = v
 		}
+	}
+	attrs := map[string][]string{}
+	for k, v := range u.attributes {
+		if len(v) > 0 && r.profileAttrForLocked(k, profileUser).view {
+			attrs[k] = slices.Clone(v)
+		}
+	}
+	if len(attrs) > 0 {
+		out["attributes"] = attrs
+	}
+	if req.URL.Query().Get("userProfileMetadata") != "false" {
+		out["userProfileMetadata"] = r.profileMetadataLocked(profileUser, true)
 	}
 	r.mu.RUnlock()
 	if serviceAccount {

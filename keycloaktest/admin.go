@@ -63,9 +63,6 @@ func (p adminPerms) queryClients() bool {
 	return p.has("query-clients") || p.viewClients()
 }
 func (p adminPerms) viewRealm() bool { return p.has("view-realm", "manage-realm") }
-func (p adminPerms) listRealmRoles() bool {
-	return p.viewRealm() || p.has("query-users", "query-groups", "query-clients", "query-realms")
-}
 
 // expandAdminRoles resolves the composite admin roles.
 func expandAdminRoles(roles []string) adminPerms {
@@ -249,6 +246,8 @@ func (a *adminReq) dispatch(body []byte) adminResp {
 			return respMethodNotAllowed()
 		}
 		return a.countUsers()
+	case len(seg) >= 2 && seg[0] == "users" && seg[1] == "profile":
+		return a.profileRoutes(m, body)
 	case len(seg) >= 2 && seg[0] == "users":
 		return a.userRoutes(m, body)
 	case len(seg) == 2 && seg[0] == "sessions":
@@ -310,7 +309,13 @@ func (a *adminReq) userRoutes(m string, body []byte) adminResp {
 	if len(rest) == 0 {
 		switch m {
 		case http.MethodGet:
-			return need(view, func() adminResp { return respJSON(http.StatusOK, a.userRep(u, false, true)) })
+			return need(view, func() adminResp {
+				rep := a.userRep(u, false, true)
+				if meta, _ := a.queryBool("userProfileMetadata"); meta != nil && *meta {
+					rep["userProfileMetadata"] = a.r.profileMetadataLocked(profileAdmin, true)
+				}
+				return respJSON(http.StatusOK, rep)
+			})
 		case http.MethodPut:
 			return need(manage, func() adminResp { return a.updateUser(u, body) })
 		case http.MethodDelete:
@@ -350,6 +355,21 @@ func (a *adminReq) userRoutes(m string, body []byte) adminResp {
 		if len(rest) == 1 {
 			return only(http.MethodGet, view, func() adminResp { return respJSON(http.StatusOK, a.userSessions(u)) })
 		}
+	case "consents":
+		// keycloaktest records no consents and issues no offline tokens.
+		switch {
+		case len(rest) == 1:
+			return only(http.MethodGet, view, func() adminResp { return respJSON(http.StatusOK, []any{}) })
+		case len(rest) == 2:
+			return only(http.MethodDelete, manage, func() adminResp {
+				if a.r.clients[rest[1]] == nil {
+					return respError(http.StatusNotFound, "Client not found")
+				}
+				return respError(http.StatusNotFound, "Consent nor offline token not found")
+			})
+		}
+	case "credentials", "configured-user-storage-credential-types", "disable-credential-types":
+		return a.credentialRoutes(u, m, rest, body)
 	case "role-mappings":
 		return a.roleMappingRoutes(u, m, rest[1:], body)
 	case "groups":

@@ -19,23 +19,33 @@ func (r *Realm) realmRoleNamesLocked() []string {
 }
 
 // roleRep renders a RoleRepresentation of a realm role (c nil) or a client
-// role.
-func (a *adminReq) roleRep(c *client, name string) map[string]any {
-	clientID, container, composite := "", a.r.name, name == a.r.defaultRolesName()
+// role; full adds the role's attributes (Keycloak's non-brief form).
+func (a *adminReq) roleRep(c *client, name string, full bool) map[string]any {
+	clientID, container := "", a.r.name
 	if c != nil {
 		clientID, container = c.cfg.ClientID, c.uuid
-		composite = clientID == realmManagementClientID && (name == "realm-admin" || adminComposites[name] != nil)
 	}
-	return map[string]any{
-		"id": a.r.roleIDLocked(clientID, name), "name": name, "composite": composite,
+	m := map[string]any{
+		"id": a.r.roleIDLocked(clientID, name), "name": name, "composite": false,
 		"clientRole": c != nil, "containerId": container,
 	}
+	if d := a.r.roleDefLocked(roleRef{clientID, name}); d != nil {
+		m["composite"] = len(d.composites) > 0
+		if d.description != "" {
+			m["description"] = d.description
+		}
+	}
+	if full {
+		m["attributes"] = map[string][]string{}
+	}
+	return m
 }
 
 func (a *adminReq) roleReps(c *client, names []string) []map[string]any {
+	full := a.get("briefRepresentation") == "false"
 	out := []map[string]any{}
 	for _, n := range dedupe(names) {
-		out = append(out, a.roleRep(c, n))
+		out = append(out, a.roleRep(c, n, full))
 	}
 	return out
 }
@@ -74,8 +84,8 @@ func (a *adminReq) roleMappingRoutes(u *user, m string, rest []string, body []by
 			return respMethodNotAllowed()
 		}
 		out := map[string]any{}
-		if realm := a.directRealmRoles(u); len(realm) > 0 {
-			out["realmMappings"] = a.roleReps(nil, realm)
+		if len(u.realmRoles) > 0 {
+			out["realmMappings"] = a.roleReps(nil, u.realmRoles)
 		}
 		cm := map[string]any{}
 		for clientID, roles := range u.clientRoles {
@@ -116,7 +126,9 @@ func (a *adminReq) roleMappingRoutes(u *user, m string, rest []string, body []by
 			}
 			return respJSON(http.StatusOK, a.roleReps(c, a.r.effectiveClientRoles(u)[c.cfg.ClientID]))
 		case "available":
-			all, have := a.r.realmRoleNamesLocked(), a.directRealmRoles(u)
+			// Roles not mapped directly, even those held through a
+			// composite or a group (as Keycloak lists them).
+			all, have := a.r.realmRoleNamesLocked(), u.realmRoles
 			if c != nil {
 				all, have = c.roles, u.clientRoles[c.cfg.ClientID]
 			}
@@ -127,7 +139,7 @@ func (a *adminReq) roleMappingRoutes(u *user, m string, rest []string, body []by
 	switch m {
 	case http.MethodGet:
 		if c == nil {
-			return respJSON(http.StatusOK, a.roleReps(nil, a.directRealmRoles(u)))
+			return respJSON(http.StatusOK, a.roleReps(nil, u.realmRoles))
 		}
 		return respJSON(http.StatusOK, a.roleReps(c, u.clientRoles[c.cfg.ClientID]))
 	case http.MethodPost, http.MethodDelete:
@@ -159,14 +171,20 @@ func editRoles(have, names []string, add bool) []string {
 	return slices.DeleteFunc(slices.Clone(have), func(n string) bool { return slices.Contains(names, n) })
 }
 
-// directRealmRoles are the realm roles mapped to the user itself.
-func (a *adminReq) directRealmRoles(u *user) []string {
-	return dedupe(append([]string{a.r.defaultRolesName()}, u.realmRoles...))
-}
-
 // groupRep renders a GroupRepresentation; with tree, subGroups holds the
 // whole subtree.
 func (a *adminReq) groupRep(g *group, full, tree bool) map[string]any {
+	return a.renderGroup(g, full, tree, false)
+}
+
+// groupRepAccess is groupRep with the caller's "access" object, which
+// Keycloak adds to the groups of its /groups endpoints (brief or not, but
+// not to group-by-path or /users/{id}/groups).
+func (a *adminReq) groupRepAccess(g *group, full, tree bool) map[string]any {
+	return a.renderGroup(g, full, tree, true)
+}
+
+func (a *adminReq) renderGroup(g *group, full, tree, access bool) map[string]any {
 	m := map[string]any{"id": g.id, "name": g.name, "path": g.path, "subGroupCount": len(g.children), "subGroups": []any{}}
 	if g.parent != "" {
 		m["parentId"] = g.parent
@@ -183,14 +201,19 @@ func (a *adminReq) groupRep(g *group, full, tree bool) map[string]any {
 			cr = map[string][]string{}
 		}
 		m["clientRoles"] = cr
-		manage := a.perms.manageUsers()
-		m["access"] = map[string]bool{"view": a.perms.viewUsers(), "manage": manage, "manageMembership": manage,
-			"viewMembers": a.perms.viewUsers(), "manageMembers": manage}
+	}
+	if access {
+		// Without fine-grained permissions, Keycloak's values are: view
+		// and viewMembers need view-users (or manage-users), the others
+		// manage-users.
+		view, manage := a.perms.viewUsers(), a.perms.manageUsers()
+		m["access"] = map[string]bool{"view": view, "viewMembers": view, "manage": manage,
+			"manageMembers": manage, "manageMembership": manage}
 	}
 	if tree {
 		subs := []any{}
 		for _, id := range a.sortedGroups(g.children) {
-			subs = append(subs, a.groupRep(a.r.groups[id], full, true))
+			subs = append(subs, a.renderGroup(a.r.groups[id], full, true, access))
 		}
 		m["subGroups"] = subs
 	}
@@ -236,10 +259,15 @@ func (a *adminReq) groupRoutes() adminResp {
 			return respJSON(http.StatusOK, map[string]int{"count": n})
 		}
 		out := []any{}
+		if !a.perms.viewUsers() {
+			// Keycloak lists only the groups the caller may view: none
+			// with query-groups alone, which still counts them.
+			return respJSON(http.StatusOK, out)
+		}
 		for _, id := range pageOf(a.sortedGroups(a.r.topGroups), first, max) {
 			g := a.r.groups[id]
 			if !a.has("search") || search == "" {
-				out = append(out, a.groupRep(g, full, false))
+				out = append(out, a.groupRepAccess(g, full, false))
 				continue
 			}
 			if rep := a.searchTree(g, match, full); rep != nil {
@@ -257,11 +285,11 @@ func (a *adminReq) groupRoutes() adminResp {
 	}
 	switch {
 	case len(seg) == 1:
-		return respJSON(http.StatusOK, a.groupRep(g, true, true))
+		return respJSON(http.StatusOK, a.groupRepAccess(g, true, true))
 	case len(seg) == 2 && seg[1] == "children":
 		out := []any{}
 		for _, id := range pageOf(a.sortedGroups(g.children), first, max) {
-			out = append(out, a.groupRep(a.r.groups[id], full, false))
+			out = append(out, a.groupRepAccess(a.r.groups[id], full, false))
 		}
 		return respJSON(http.StatusOK, out)
 	case len(seg) == 2 && seg[1] == "members":
@@ -295,7 +323,7 @@ func (a *adminReq) searchTree(g *group, match func(*group) bool, full bool) map[
 	if !match(g) && len(subs) == 0 {
 		return nil
 	}
-	rep := a.groupRep(g, full, false)
+	rep := a.groupRepAccess(g, full, false)
 	if subs != nil {
 		rep["subGroups"] = subs
 	}
@@ -319,7 +347,9 @@ func (a *adminReq) userGroups(u *user) adminResp {
 	}
 	out := []any{}
 	for _, id := range pageOf(a.sortedGroups(ids), first, max) {
-		out = append(out, a.groupRep(a.r.groups[id], brief != nil && !*brief, false))
+		rep := a.groupRep(a.r.groups[id], brief != nil && !*brief, false)
+		delete(rep, "subGroupCount") // not in Keycloak's answer here
+		out = append(out, rep)
 	}
 	return respJSON(http.StatusOK, out)
 }
@@ -360,28 +390,60 @@ func (a *adminReq) federatedLink(u *user, alias string, link bool, body []byte) 
 	return respNoContent()
 }
 
-// realmRoleRoutes serves GET /roles and /roles/{name}.
+// realmRoleRoutes serves GET /roles, /roles/{name} and /roles/{name}/users.
 func (a *adminReq) realmRoleRoutes() adminResp {
 	seg := a.seg[1:]
-	switch len(seg) {
-	case 0:
-		if !a.perms.listRealmRoles() {
+	switch {
+	case len(seg) == 0:
+		// GET /roles needs view-realm: the query-* roles are not enough
+		// (conformance: admin-permissions/*.roles.list).
+		if !a.perms.viewRealm() {
 			return respForbidden()
 		}
 		return a.listRoles(nil, a.r.realmRoleNamesLocked())
-	case 1:
+	case len(seg) == 1:
 		if !a.perms.viewRealm() {
 			return respForbidden()
 		}
 		if !slices.Contains(a.r.realmRoleNamesLocked(), seg[0]) {
 			return respError(http.StatusNotFound, "Could not find role")
 		}
-		return respJSON(http.StatusOK, a.roleRep(nil, seg[0]))
+		return respJSON(http.StatusOK, a.roleRep(nil, seg[0], true))
+	case len(seg) == 2 && seg[1] == "users":
+		// Keycloak checks both before looking the role up.
+		if !a.perms.viewRealm() || !a.perms.queryUsers() {
+			return respForbidden()
+		}
+		if !slices.Contains(a.r.realmRoleNamesLocked(), seg[0]) {
+			return respError(http.StatusNotFound, "Could not find role")
+		}
+		return a.roleUsers(roleRef{"", seg[0]})
 	}
 	return respNoRoute()
 }
 
-// listRoles answers a role list with search, first and max.
+// roleUsers answers GET /roles/{name}/users: the users the role is mapped
+// to directly, by username, paged with first (default 0) and max (default
+// 100). Callers who may not view users get an empty list, as in Keycloak.
+func (a *adminReq) roleUsers(ref roleRef) adminResp {
+	first, ok1 := a.queryInt("first", 0)
+	max, ok2 := a.queryInt("max", defaultUserMax)
+	brief, ok3 := a.queryBool("briefRepresentation")
+	if !ok1 || !ok2 || !ok3 {
+		return respBadRequest()
+	}
+	out := []any{}
+	if !a.perms.viewUsers() {
+		return respJSON(http.StatusOK, out)
+	}
+	for _, u := range pageOf(a.r.usersWithRoleLocked(ref), first, max) {
+		out = append(out, a.userRep(u, brief != nil && *brief, false))
+	}
+	return respJSON(http.StatusOK, out)
+}
+
+// listRoles answers a role list. Like Keycloak, it pages a search with
+// first and max, but a plain list only when both are given.
 func (a *adminReq) listRoles(c *client, names []string) adminResp {
 	first, ok1 := a.queryInt("first", 0)
 	max, ok2 := a.queryInt("max", -1)
@@ -395,7 +457,10 @@ func (a *adminReq) listRoles(c *client, names []string) adminResp {
 			match = append(match, n)
 		}
 	}
-	return respJSON(http.StatusOK, a.roleReps(c, pageOf(match, first, max)))
+	if search != "" || a.has("first") && a.has("max") {
+		match = pageOf(match, first, max)
+	}
+	return respJSON(http.StatusOK, a.roleReps(c, match))
 }
 
 // clientRep renders a ClientRepresentation; callers with query-clients
@@ -468,6 +533,12 @@ func (a *adminReq) clientRoutes() adminResp {
 			match = append(match, c)
 		}
 		out := []any{}
+		// query-clients may list, but only clients the caller may view are
+		// in the answer: without view-clients it is empty (observed on
+		// Keycloak 26.7.3; conformance: admin-permissions/*.clients.found).
+		if !a.perms.viewClients() {
+			match = nil
+		}
 		for _, c := range pageOf(match, first, max) {
 			out = append(out, a.clientRep(c))
 		}
@@ -489,7 +560,8 @@ func (a *adminReq) clientRoutes() adminResp {
 		}
 		return respJSON(http.StatusOK, a.clientRep(c))
 	case len(seg) == 2 && seg[1] == "roles":
-		if !a.perms.queryClients() {
+		// conformance: admin-permissions/query-clients.clients.roles
+		if !a.perms.viewClients() {
 			return respForbidden()
 		}
 		return a.listRoles(c, c.roles)
@@ -500,7 +572,7 @@ func (a *adminReq) clientRoutes() adminResp {
 		if !slices.Contains(c.roles, seg[2]) {
 			return respError(http.StatusNotFound, "Could not find role")
 		}
-		return respJSON(http.StatusOK, a.roleRep(c, seg[2]))
+		return respJSON(http.StatusOK, a.roleRep(c, seg[2], true))
 	}
 	return respNoRoute()
 }

@@ -52,6 +52,7 @@ var responseParams = []string{"code", "state", "session_state", "iss", "error", 
 var knownActions = map[string]string{
 	"UPDATE_PASSWORD":      "Update Password",
 	"UPDATE_PROFILE":       "Update Profile",
+	"VERIFY_PROFILE":       "Verify Profile",
 	"VERIFY_EMAIL":         "Verify Email",
 	"CONFIGURE_TOTP":       "Configure OTP",
 	"TERMS_AND_CONDITIONS": "Terms and Conditions",

@@ -48,9 +48,24 @@ type RealmConfig struct {
 	// RefreshTokenMaxReuse is how many extra times a refresh token may be
 	// reused when RevokeRefreshToken is on.
 	RefreshTokenMaxReuse int
+	// VerifyProfile is Keycloak's VERIFY_PROFILE required action: a user
+	// without an email, first or last name (the default user profile's
+	// required attributes) cannot use the password grant ("Account is not
+	// fully set up") and must complete the profile at the next browser
+	// login. Keycloak 24+ turns it on in every realm, and ParseRealm sets it
+	// unless the file's requiredActions disable it; a RealmConfig built in
+	// Go has it off unless set, so that test users need no names.
+	VerifyProfile bool
 	// RealmRoles are the realm roles defined in addition to Keycloak's
 	// built-in ones (offline_access, uma_authorization, default-roles-{realm}).
 	RealmRoles []string
+	// Roles describe realm and client roles beyond their names: a
+	// description, and the roles a composite role contains. An entry defines
+	// its role when RealmRoles or ClientConfig.Roles do not. An entry for
+	// default-roles-{realm} adds to what that role contains (offline_access,
+	// uma_authorization and the account roles view-profile and
+	// manage-account), as importing a realm file into Keycloak does.
+	Roles []RoleConfig
 	// Users are created after the clients.
 	Users []UserConfig
 	// Clients are the OIDC clients of the realm. The built-in "account"
@@ -70,6 +85,64 @@ type RealmConfig struct {
 	// Groups are the realm's top-level groups (with their subgroups). Users
 	// join them by path (UserConfig.Groups); members inherit their roles.
 	Groups []GroupConfig
+	// ClientScopes are client scopes beyond Keycloak's built-in ones (acr,
+	// basic, email, profile, roles, web-origins, address, phone,
+	// microprofile-jwt, offline_access, organization, service_account),
+	// which always exist. A client uses one by listing it in its
+	// DefaultScopes or OptionalScopes (set both to keep Keycloak's default
+	// assignment, e.g. append "my-scope" to acr basic email profile roles
+	// web-origins). An entry named like a built-in scope adds its Mappers to
+	// that scope; its other fields are ignored.
+	ClientScopes []ClientScopeConfig
+}
+
+// ClientScopeConfig is a client scope (Keycloak's ClientScopeRepresentation)
+// whose protocol mappers add claims to the tokens of grants it is part of:
+// always as a default scope of the client, when requested in the scope
+// parameter as an optional one.
+type ClientScopeConfig struct {
+	// Name is the scope's name, as the scope parameter and the scope claim
+	// spell it. Required.
+	Name string
+	// Attributes are Keycloak's client-scope attributes. One takes effect:
+	// "include.in.token.scope" "false" keeps the scope out of the access
+	// token's scope claim (absent means true, as in Keycloak 26.7.3).
+	Attributes map[string]string
+	// Mappers add claims when the scope is in effect.
+	Mappers []MapperConfig
+}
+
+// MapperConfig is an OIDC protocol mapper, as Keycloak's
+// ProtocolMapperRepresentation: Type is its "protocolMapper" and Config its
+// "config", with Keycloak's keys and string values. Modelled types:
+//
+//	oidc-hardcoded-claim-mapper       claim.value
+//	oidc-usermodel-attribute-mapper   user.attribute, multivalued, aggregate.attrs
+//	oidc-usermodel-property-mapper    user.attribute (id, username, email, firstName,
+//	                                  lastName, emailVerified, enabled, createdTimestamp)
+//	oidc-group-membership-mapper      full.path
+//	oidc-usermodel-realm-role-mapper  usermodel.realmRoleMapping.rolePrefix, multivalued
+//	oidc-usermodel-client-role-mapper usermodel.clientRoleMapping.clientId,
+//	                                  usermodel.clientRoleMapping.rolePrefix, multivalued
+//	oidc-audience-mapper              included.client.audience, included.custom.audience
+//
+// Claims are named by claim.name ("a.b" is claim b of object a, "a\.b" the
+// claim "a.b"; "${client_id}" in a client-role mapper's is the role's
+// client) and typed by jsonType.label: String (default), long, int,
+// boolean or JSON; a value that does not convert leaves the claim out.
+// Where they go: access.token.claim and id.token.claim "true" put them in
+// access and ID tokens; userinfo.token.claim in the userinfo answer (absent:
+// as id.token.claim); introspection.token.claim in introspection answers
+// (absent: as access.token.claim). Other types are ignored (the server
+// logs them), as is lightweight.claim: lightweight access tokens are not
+// modelled.
+type MapperConfig struct {
+	// Name names the mapper (unique per client or scope in Keycloak).
+	Name string
+	// Type is Keycloak's mapper type id, e.g. "oidc-hardcoded-claim-mapper".
+	Type string
+	// Config is the mapper's configuration.
+	Config map[string]string
 }
 
 // GroupConfig describes a group of a realm. Its path is "/" followed by the
@@ -88,6 +161,30 @@ type GroupConfig struct {
 	ClientRoles map[string][]string
 	// SubGroups are the child groups.
 	SubGroups []GroupConfig
+}
+
+// RoleConfig describes a realm role (Client empty) or a client role, as
+// Keycloak's RoleRepresentation does. A user holding a composite role holds
+// the roles it contains too, recursively: in the realm_access and
+// resource_access claims of its tokens, and in the admin API's effective
+// ("composite") role mappings.
+type RoleConfig struct {
+	// Client is the client id of a client role: a client of the realm, or
+	// one of Keycloak's built-in "account" and "realm-management". Empty for
+	// a realm role.
+	Client string
+	// Name is required.
+	Name string
+	// Description replaces the role's description, which the admin API
+	// returns (Keycloak's built-in roles have ones like
+	// "${role_offline-access}"; empty leaves the field out, as in Keycloak).
+	Description string
+	// RealmComposites are the realm roles this role contains. They must be
+	// defined (RealmConfig.RealmRoles, Roles or a built-in role).
+	RealmComposites []string
+	// ClientComposites maps a client id to the roles of that client this
+	// role contains. The roles must be defined on the client.
+	ClientComposites map[string][]string
 }
 
 // FederatedIdentity links a user to an account at an identity provider
@@ -130,9 +227,18 @@ type UserConfig struct {
 	TOTPSecret string
 	// Attributes are custom user attributes (exported, not put in tokens).
 	Attributes map[string][]string
-	// RealmRoles are granted in addition to the realm's default roles.
+	// RealmRoles are mapped to the user, in addition to the realm's
+	// composite default role default-roles-{realm} (see NoDefaultRoles).
 	// Undefined roles are defined on the fly.
 	RealmRoles []string
+	// NoDefaultRoles leaves out default-roles-{realm}, which a user gets
+	// otherwise, as users that Keycloak's admin API (POST /users) or
+	// self-registration creates do; that role brings offline_access,
+	// uma_authorization and the account roles (and so aud "account"). A user
+	// of a realm file (ParseRealm) has it set: Keycloak's import maps only
+	// the roles the file lists, and real exports list default-roles-{realm}
+	// explicitly.
+	NoDefaultRoles bool
 	// ClientRoles maps a client id to roles granted on that client. The
 	// client must exist; undefined roles are defined on it. The built-in
 	// "realm-management" client holds the admin API roles (manage-users,
@@ -174,12 +280,20 @@ type ClientConfig struct {
 	// Audiences are client ids (or custom strings) added to the aud of access
 	// tokens issued to this client, as Keycloak's audience mapper does.
 	Audiences []string
+	// Mappers are the client's own protocol mappers (see MapperConfig),
+	// applied to all its tokens, whatever the scope.
+	Mappers []MapperConfig
 	// ServiceAccountRealmRoles and ServiceAccountClientRoles are granted to
 	// the service-account user. Admin API access is granted with client
 	// roles of "realm-management", e.g.
 	// {"realm-management": {"manage-users", "view-users"}}.
 	ServiceAccountRealmRoles  []string
 	ServiceAccountClientRoles map[string][]string
+	// ServiceAccountNoDefaultRoles leaves default-roles-{realm} out of the
+	// service-account user's roles. Keycloak maps it to the service
+	// account it creates for a client, but not to one a realm file lists
+	// with its roles (ParseRealm sets this then).
+	ServiceAccountNoDefaultRoles bool
 	// ServiceAccountUserID is the id of the service-account user (default:
 	// a random UUID).
 	ServiceAccountUserID string
@@ -216,11 +330,12 @@ const DemoPublicClientID = "cloakroom-public"
 
 // DemoRealm returns the realm `cloakroom dev` serves by default: realm "demo"
 // with realm roles admin and user, users alice/alice (admin, user) and bob/bob
-// (user), the confidential client "cloakroom" with the given secret (standard
-// flow, direct access grants and service account on, an audience mapper
+// (user), both also holding default-roles-demo like users Keycloak's admin
+// API creates, the confidential client "cloakroom" with the given secret
+// (standard flow, direct access grants and service account on, an audience mapper
 // adding "cloakroom" to aud, and a service account holding the
 // realm-management roles manage-users, view-users, query-groups and
-// query-clients for the admin API) and the public client "cloakroom-public".
+// view-clients for the admin API) and the public client "cloakroom-public".
 func DemoRealm(clientSecret string) RealmConfig {
 	redirects := []string{"http://127.0.0.1:8000/*", "http://localhost:8000/*"}
 	return RealmConfig{
@@ -239,7 +354,7 @@ func DemoRealm(clientSecret string) RealmConfig {
 				Audiences:                        []string{DemoClientID},
 				BackchannelLogoutSessionRequired: true,
 				ServiceAccountClientRoles: map[string][]string{
-					realmManagementClientID: {"manage-users", "view-users", "query-groups", "query-clients"},
+					realmManagementClientID: {"manage-users", "view-users", "query-groups", "view-clients"},
 				},
 			},
 			{
@@ -299,6 +414,19 @@ func (c RealmConfig) withDefaults() (RealmConfig, error) {
 		}
 	}
 	c.ACRLoA = maps.Clone(c.ACRLoA)
+	scopes := make([]ClientScopeConfig, 0, len(c.ClientScopes))
+	for _, sc := range c.ClientScopes {
+		if sc.Name == "" || strings.ContainsFunc(sc.Name, isControl) || strings.ContainsAny(sc.Name, " ") {
+			return c, fmt.Errorf("%w: realm %q: client scope name %q is empty or has spaces or control characters", ErrInvalidConfig, c.Name, sc.Name)
+		}
+		if slices.ContainsFunc(scopes, func(o ClientScopeConfig) bool { return o.Name == sc.Name }) {
+			return c, fmt.Errorf("%w: realm %q: duplicate client scope %q", ErrInvalidConfig, c.Name, sc.Name)
+		}
+		sc.Attributes = maps.Clone(sc.Attributes)
+		sc.Mappers = cloneMappers(sc.Mappers)
+		scopes = append(scopes, sc)
+	}
+	c.ClientScopes = scopes
 	return c, nil
 }
 

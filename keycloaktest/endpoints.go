@@ -209,8 +209,7 @@ func (r *Realm) checkLive(c claimSet, issuer string) (*user, tokenState) {
 		return nil, tokenInvalid
 	}
 	now := r.now()
-	exp, ok := c.num("exp")
-	if !ok || now.Unix() >= exp {
+	if !refreshTokenUnexpired(c, now) {
 		return nil, tokenExpired
 	}
 	r.mu.RLock()
@@ -227,8 +226,8 @@ func (r *Realm) checkLive(c claimSet, issuer string) (*user, tokenState) {
 	if sid := c.str("sid"); sid != "" {
 		s := r.sessions[sid]
 		live := r.sessionLiveLocked(s, now)
-		if c.str("typ") == typOffline && s != nil && !s.ended {
-			live = true // offline tokens outlive the SSO idle timeout
+		if c.str("typ") == typOffline || strings.HasPrefix(c.str("jti"), "of") {
+			live = r.offlineSessionLiveLocked(s, now)
 		}
 		if !live || s.clients[c.str("azp")] == nil {
 			return nil, tokenNoSession
@@ -246,7 +245,13 @@ func bearerToken(req *http.Request) string {
 	return strings.TrimSpace(tok)
 }
 
-// handleUserinfo serves the userinfo endpoint (protocol doc 5.1).
+// handleUserinfo serves the userinfo endpoint (protocol doc 5.1). Keycloak
+// 26.7 answers every refusal with an empty text/plain body and the reason
+// in the WWW-Authenticate challenge only: 401 with just `Bearer realm=…`
+// without a token, 401 invalid_token for a token it does not accept
+// (conformance: userinfo/no-token, userinfo/garbage, userinfo/id-token),
+// 403 insufficient_scope for an access token without openid (observed on
+// Keycloak 26.7.3).
 func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
 	cors := newCORS(w, req, true)
 	if r.disabled() {
@@ -262,14 +267,26 @@ func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Reques
 		}
 		tok = req.PostForm.Get("access_token")
 	}
+	refuse := func(status int, code, desc string) {
+		challenge := fmt.Sprintf(`Bearer realm=%q`, r.name)
+		if code != "" {
+			challenge += fmt.Sprintf(`, error=%q, error_description=%q`, code, desc)
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		// The reason is only in the challenge, so a cross-origin caller
+		// that may read the answer may read it too (observed on Keycloak
+		// 26.7.3; success answers do not expose it).
+		if exposed := w.Header().Get("Access-Control-Expose-Headers"); exposed != "" {
+			w.Header().Set("Access-Control-Expose-Headers", exposed+", WWW-Authenticate")
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Type", "text/plain;charset=utf-8")
+		w.WriteHeader(status)
+	}
 	if tok == "" {
 		cors.allowAll()
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Token not provided")
+		refuse(http.StatusUnauthorized, "", "")
 		return
-	}
-	challenge := func(code, desc string) {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q`, r.name, code, desc))
-		writeOAuthError(w, http.StatusUnauthorized, code, desc)
 	}
 	c, hmacSigned, err := r.verifySigned(tok)
 	// Errors before the token's client is known may be read by any origin;
@@ -284,75 +301,239 @@ func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Reques
 		cors.allowAll()
 	}
 	if err != nil || hmacSigned || c.str("typ") != typBearer {
-		challenge("invalid_token", "Token verification failed")
+		refuse(http.StatusUnauthorized, "invalid_token", "Token verification failed")
 		return
 	}
 	u, state := r.checkLive(c, s.issuerFor(req, r.name))
 	switch state {
 	case tokenOK:
 	case tokenNoSession:
-		challenge("invalid_token", "User session not found or doesn't have client attached on it")
+		refuse(http.StatusUnauthorized, "invalid_token", "user_session_not_found")
 		return
 	case tokenUserInvalid:
-		challenge("invalid_request", "User disabled")
+		refuse(http.StatusUnauthorized, "invalid_token", "User disabled")
 		return
 	default:
-		challenge("invalid_token", "Token verification failed")
+		refuse(http.StatusUnauthorized, "invalid_token", "Token verification failed")
+		return
+	}
+	if !slices.Contains(strings.Fields(c.str("scope")), "openid") {
+		refuse(http.StatusForbidden, "insufficient_scope", "Missing openid scope")
 		return
 	}
 	r.mu.RLock()
 	g := grant{user: u, scopes: strings.Fields(c.str("scope"))}
 	out := map[string]any{"sub": u.id}
 	r.userClaims(out, g)
+	if cl != nil {
+		// The client's mappers and those of the client scopes in effect
+		// (its default ones included, whether the scope claim names them
+		// or not) with their userinfo flags.
+		mg := grant{user: u, client: cl, now: r.now()}
+		mg.scopes, _ = clientScopes(cl, strings.Fields(c.str("scope")), u.serviceAccountOf != "")
+		r.applyMappers(out, mg, toUserinfo)
+	}
 	r.mu.RUnlock()
 	noStore(w)
 	writeJSON(w, http.StatusOK, out)
 }
 
-// handleIntrospect serves token introspection (protocol doc 5.2).
+// Token introspection providers, chosen by token_type_hint (absent means
+// access_token).
+const (
+	hintAccessToken  = "access_token"
+	hintRefreshToken = "refresh_token"
+	hintRPT          = "requesting_party_token"
+)
+
+// clientAttrIntrospectWithoutAudience lets a client introspect tokens whose
+// aud does not name it, as Keycloak's per-client setting of that name.
+const clientAttrIntrospectWithoutAudience = "allow.token.introspection.without.audience.check"
+
+// handleIntrospect serves token introspection (protocol doc 5.2), as
+// Keycloak 26.7: client authentication failures are 401 invalid_client
+// (conformance: introspection/no-client-auth); a token_type_hint selects
+// the provider, refresh_token for refresh tokens of the introspecting
+// client, access_token (the default) for any token whose aud names the
+// introspecting client (conformance: introspection/access), anything else
+// 400; an active answer is the token re-mapped from its session, as
+// Keycloak's introspection mappers do (conformance:
+// introspection/id.body, introspection/refresh.body).
 func handleIntrospect(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
 	if realmDisabled(r, w) || !parseForm(w, req) {
 		return
 	}
-	if len(req.PostForm["token"]) > 1 || len(req.PostForm["token_type_hint"]) > 1 {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "duplicated parameter")
-		return
-	}
 	cl, aerr := r.authenticateClient(req)
 	if aerr != nil {
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "Authentication failed.")
+		desc := aerr.descr
+		if aerr == errClientCredentials {
+			desc = "Client authentication failed."
+		}
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", desc)
 		return
 	}
 	if cl.cfg.Public {
 		writeOAuthError(w, http.StatusForbidden, "invalid_request", "Client not allowed.")
 		return
 	}
-	tok := req.PostForm.Get("token")
-	if tok == "" {
+	for _, v := range req.PostForm {
+		if len(v) != 1 {
+			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "duplicated parameter")
+			return
+		}
+	}
+	hint := req.PostForm.Get("token_type_hint")
+	if hint == "" {
+		hint = hintAccessToken
+	}
+	if _, ok := req.PostForm["token"]; !ok {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Token not provided.")
 		return
 	}
+	if hint != hintAccessToken && hint != hintRefreshToken && hint != hintRPT {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Unsupported token type.")
+		return
+	}
 	noStore(w)
-	inactive := map[string]bool{"active": false}
-	c, _, err := r.verifySigned(tok)
-	if err != nil || !slices.Contains([]string{typBearer, typID, typRefresh, typOffline}, c.str("typ")) {
-		writeJSON(w, http.StatusOK, inactive)
+	out := r.introspect(req.PostForm.Get("token"), hint == hintRefreshToken, cl, s.issuerFor(req, r.name))
+	if out == nil {
+		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 		return
 	}
-	u, state := r.checkLive(c, s.issuerFor(req, r.name))
-	if state != tokenOK {
-		writeJSON(w, http.StatusOK, inactive)
-		return
-	}
-	out := map[string]any{}
-	for k, v := range c {
-		out[k] = v
-	}
-	out["active"] = true
-	out["client_id"] = c.str("azp")
-	out["username"] = u.username
-	out["token_type"] = c.str("typ")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// introspect returns the active answer for tok, or nil when it is
+// inactive for the introspecting client cl.
+func (r *Realm) introspect(tok string, refreshHint bool, cl *client, issuer string) map[string]any {
+	c, _, err := r.verifySigned(tok)
+	if err != nil {
+		return nil
+	}
+	typ := c.str("typ")
+	refresh := typ == typRefresh || typ == typOffline
+	if refreshHint && !refresh || !refresh && typ != typBearer && typ != typID {
+		return nil
+	}
+	tc := r.client(c.str("azp"))
+	if tc == nil || tc.cfg.Disabled {
+		return nil
+	}
+	u, state := r.checkLive(c, issuer)
+	if state != tokenOK {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if refreshHint && r.cfg.RevokeRefreshToken && !r.refreshReusableLocked(c) {
+		return nil
+	}
+	out := r.introspectionClaimsLocked(c, u, tc)
+	// The refresh_token provider accepts its own client's tokens; the
+	// access_token provider those whose aud names the introspecting client,
+	// azp not counting (Keycloak logs "Client '…' is not in the token
+	// audience").
+	if refreshHint {
+		if cl.cfg.ClientID != tc.cfg.ClientID {
+			return nil
+		}
+	} else if !slices.Contains(checkedAudience(c, out), cl.cfg.ClientID) &&
+		cl.cfg.Attributes[clientAttrIntrospectWithoutAudience] != "true" {
+		return nil
+	}
+	out["client_id"] = c.str("azp")
+	if name, ok := out["preferred_username"].(string); ok {
+		out["username"] = name
+	} else {
+		out["username"] = u.username
+	}
+	out["token_type"] = typ
+	out["active"] = true
+	return out
+}
+
+// introspectionClaimsLocked re-maps a token as Keycloak 26.7's
+// introspection does: the token's own identifying claims (exp, iat, jti,
+// iss, sub, typ, azp, sid, nonce, scope; its aud, joined by the audiences
+// the mappers add) and the claims its session gives now through the
+// client scopes of the token's scope (the client's defaults for an ID
+// token, which has none): auth_time, acr, allowed-origins, roles, profile
+// and email. Hashes such as at_hash, the refresh token's prov and aud_x,
+// and the service account's client address are not repeated.
+func (r *Realm) introspectionClaimsLocked(c claimSet, u *user, tc *client) map[string]any {
+	scopes, _ := clientScopes(tc, strings.Fields(c.str("scope")), u.serviceAccountOf != "")
+	g := grant{issuer: c.str("iss"), user: u, client: tc, scopes: scopes, now: r.now(), introspection: true}
+	if s := r.sessions[c.str("sid")]; s != nil {
+		g.session = s
+		if cs := s.clients[tc.cfg.ClientID]; cs != nil {
+			g.acr = cs.acr
+		}
+	}
+	out := r.accessClaims(g)
+	delete(out, "clientHost")
+	delete(out, "clientAddress")
+	mapped := out["aud"]
+	for _, k := range []string{"exp", "iat", "jti", "iss", "sub", "typ", "azp", "sid", "nonce", "scope", "cnf", "aud"} {
+		if v, ok := c[k]; ok {
+			out[k] = v
+		} else {
+			delete(out, k)
+		}
+	}
+	if strings.TrimSpace(c.str("scope")) == "" {
+		delete(out, "scope")
+	}
+	setAudience(out, append(audienceOf(c["aud"]), audienceOf(mapped)...))
+	return out
+}
+
+// checkedAudience is the aud the access_token provider checks: the
+// token's own when it has one (what the mappers would add now does not
+// count), else the re-mapped token's.
+func checkedAudience(c claimSet, remapped map[string]any) []string {
+	if _, ok := c["aud"]; ok {
+		return audienceOf(c["aud"])
+	}
+	return audienceOf(remapped["aud"])
+}
+
+// audienceOf reads aud, a string or an array of strings.
+func audienceOf(v any) []string {
+	switch a := v.(type) {
+	case string:
+		return []string{a}
+	case []string:
+		return a
+	case []any:
+		out := make([]string, 0, len(a))
+		for _, e := range a {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// refreshReusableLocked applies the refresh token rotation checks without
+// counting a use, as Keycloak's refresh-token introspection does when the
+// realm revokes refresh tokens: a superseded or over-used token is
+// inactive.
+func (r *Realm) refreshReusableLocked(c claimSet) bool {
+	s := r.sessions[c.str("sid")]
+	if s == nil {
+		return false
+	}
+	cs := s.clients[c.str("azp")]
+	if cs == nil {
+		return false
+	}
+	jti := c.str("jti")
+	if jti != cs.current {
+		return cs.issued[jti] >= cs.lastRefresh
+	}
+	return cs.useCount <= r.cfg.RefreshTokenMaxReuse
 }
 
 // handleRevoke serves token revocation (protocol doc 5.3).

@@ -24,9 +24,19 @@ type (
 		RegistrationAllowed       bool              `json:"registrationAllowed"`
 		Attributes                map[string]string `json:"attributes,omitempty"`
 		Roles                     exportRoles       `json:"roles"`
-		Groups                    []exportGroup     `json:"groups,omitempty"`
-		Clients                   []exportClient    `json:"clients"`
-		Users                     []exportUser      `json:"users"`
+		// DefaultRole names the realm's default role; without it, Keycloak
+		// would import a definition of default-roles-{realm} in Roles as an
+		// ordinary role and create its default role under another name.
+		DefaultRole exportRole     `json:"defaultRole"`
+		Groups      []exportGroup  `json:"groups,omitempty"`
+		Clients     []exportClient `json:"clients"`
+		// ClientScopes, with the realm's default scope assignment, are
+		// written when the realm has custom scopes: all of Keycloak's
+		// built-in ones too, which its import does not create otherwise.
+		ClientScopes                []exportClientScope `json:"clientScopes,omitempty"`
+		DefaultDefaultClientScopes  []string            `json:"defaultDefaultClientScopes,omitempty"`
+		DefaultOptionalClientScopes []string            `json:"defaultOptionalClientScopes,omitempty"`
+		Users                       []exportUser        `json:"users"`
 	}
 	exportGroup struct {
 		ID          string              `json:"id"`
@@ -42,10 +52,16 @@ type (
 		Client map[string][]exportRole `json:"client,omitempty"`
 	}
 	exportRole struct {
-		Name      string `json:"name"`
-		Composite bool   `json:"composite"`
+		Name        string           `json:"name"`
+		Description string           `json:"description,omitempty"`
+		Composite   bool             `json:"composite"`
+		Composites  *exportComposite `json:"composites,omitempty"`
 		// ClientRole distinguishes client roles in Keycloak's representation.
 		ClientRole bool `json:"clientRole"`
+	}
+	exportComposite struct {
+		Realm  []string            `json:"realm,omitempty"`
+		Client map[string][]string `json:"client,omitempty"`
 	}
 	exportClient struct {
 		ClientID                  string            `json:"clientId"`
@@ -128,40 +144,51 @@ func (r *Realm) Export() ([]byte, error) {
 		}
 		out.Attributes = map[string]string{"acr.loa.map": string(m)}
 	}
+	// Custom roles, and built-in ones: offline_access and uma_authorization
+	// always (Keycloak's import resolves composites against the roles of
+	// the file, so a composite containing one needs its definition),
+	// default-roles-{realm} when its description or composites differ
+	// from what Keycloak creates.
+	builtin := builtinRoleDefs(r.defaultRolesName())
+	changed := func(ref roleRef) bool { return !sameRoleDef(r.roleDefs[ref], builtin[ref]) }
+	if changed(roleRef{"", r.defaultRolesName()}) {
+		out.Roles.Realm = append(out.Roles.Realm, r.exportRole(roleRef{"", r.defaultRolesName()}))
+	}
+	for _, role := range builtinRealmRoles {
+		out.Roles.Realm = append(out.Roles.Realm, r.exportRole(roleRef{"", role}))
+	}
 	for _, role := range r.realmRoles {
-		out.Roles.Realm = append(out.Roles.Realm, exportRole{Name: role})
+		out.Roles.Realm = append(out.Roles.Realm, r.exportRole(roleRef{"", role}))
+	}
+	out.DefaultRole = exportRole{Name: r.defaultRolesName(), Composite: true}
+	if d := r.roleDefs[roleRef{"", r.defaultRolesName()}]; d != nil {
+		out.DefaultRole.Description = d.description
 	}
 	out.Roles.Client = map[string][]exportRole{}
+	r.exportClientScopes(&out)
 	for _, id := range r.clientSeq {
 		c := r.clients[id]
 		out.Clients = append(out.Clients, r.exportClient(c))
 		for _, role := range c.roles {
-			if id == accountClientID && slices.Contains(defaultAccountRoles, role) {
-				continue
-			}
-			out.Roles.Client[id] = append(out.Roles.Client[id], exportRole{Name: role, ClientRole: true})
+			out.Roles.Client[id] = append(out.Roles.Client[id], r.exportRole(roleRef{id, role}))
 		}
 	}
-	// Custom roles of the built-in clients need a definition too.
+	// The built-in clients' custom roles, and built-in roles changed.
 	for _, id := range sortedKeys(r.clients) {
 		if c := r.clients[id]; c.builtin {
 			for _, role := range c.roles {
-				if !slices.Contains(adminRoles, role) {
-					out.Roles.Client[id] = append(out.Roles.Client[id], exportRole{Name: role, ClientRole: true})
+				if !builtinClientRole(id, role) || changed(roleRef{id, role}) {
+					out.Roles.Client[id] = append(out.Roles.Client[id], r.exportRole(roleRef{id, role}))
 				}
 			}
 		}
 	}
-	// Custom account roles need a definition even though Keycloak creates
-	// the account client itself.
+	// Roles of Keycloak's own account client, unless the realm has a client
+	// "account" of its own (exported above).
 	if _, ok := r.clients[accountClientID]; !ok {
-		var extra []string
-		for _, u := range r.users {
-			extra = append(extra, u.clientRoles[accountClientID]...)
-		}
-		for _, role := range dedupe(extra) {
-			if !slices.Contains(defaultAccountRoles, role) {
-				out.Roles.Client[accountClientID] = append(out.Roles.Client[accountClientID], exportRole{Name: role, ClientRole: true})
+		for _, role := range append(slices.Clone(accountRoles), r.accountExtra...) {
+			if !builtinClientRole(accountClientID, role) || changed(roleRef{accountClientID, role}) {
+				out.Roles.Client[accountClientID] = append(out.Roles.Client[accountClientID], r.exportRole(roleRef{accountClientID, role}))
 			}
 		}
 	}
@@ -200,6 +227,33 @@ func (r *Realm) Export() ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
+// exportRole renders a role definition with its description and
+// composites.
+func (r *Realm) exportRole(ref roleRef) exportRole {
+	er := exportRole{Name: ref.name, ClientRole: ref.client != ""}
+	d := r.roleDefs[ref]
+	if d == nil {
+		return er
+	}
+	er.Description = d.description
+	if len(d.composites) == 0 {
+		return er
+	}
+	er.Composite = true
+	er.Composites = &exportComposite{}
+	for _, c := range d.composites {
+		if c.client == "" {
+			er.Composites.Realm = append(er.Composites.Realm, c.name)
+			continue
+		}
+		if er.Composites.Client == nil {
+			er.Composites.Client = map[string][]string{}
+		}
+		er.Composites.Client[c.client] = append(er.Composites.Client[c.client], c.name)
+	}
+	return er
+}
+
 func (r *Realm) exportClient(c *client) exportClient {
 	cfg := c.cfg
 	ec := exportClient{
@@ -233,6 +287,7 @@ func (r *Realm) exportClient(c *client) exportClient {
 		ec.Attributes["backchannel.logout.url"] = cfg.BackchannelLogoutURL
 	}
 	ec.Attributes["backchannel.logout.session.required"] = strconv.FormatBool(cfg.BackchannelLogoutSessionRequired)
+	ec.ProtocolMappers = append(ec.ProtocolMappers, exportMappers(cfg.Mappers)...)
 	for _, aud := range cfg.Audiences {
 		key := "included.custom.audience"
 		if _, ok := r.clients[aud]; ok || aud == accountClientID {
@@ -264,7 +319,7 @@ func (r *Realm) exportUser(u *user) (exportUser, error) {
 		LastName:               u.lastName,
 		Attributes:             u.attributes,
 		RequiredActions:        nonNil(u.requiredActions),
-		RealmRoles:             append([]string{r.defaultRolesName()}, u.realmRoles...),
+		RealmRoles:             nonNil(u.realmRoles),
 		ClientRoles:            u.clientRoles,
 		ServiceAccountClientID: u.serviceAccountOf,
 		FederatedIdentities:    u.federated,
@@ -282,8 +337,7 @@ func (r *Realm) exportUser(u *user) (exportUser, error) {
 		if err != nil {
 			return eu, fmt.Errorf("keycloaktest: export user %q: %w", u.username, err)
 		}
-		cred, err := json.Marshal(map[string]any{"hashIterations": u.hash.Iterations,
-			"algorithm": u.hash.Algorithm, "additionalParameters": map[string]any{}})
+		cred, err := json.Marshal(u.hash.credentialData())
 		if err != nil {
 			return eu, fmt.Errorf("keycloaktest: export user %q: %w", u.username, err)
 		}
@@ -328,4 +382,47 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// exportMappers writes protocol mappers as ProtocolMapperRepresentations.
+func exportMappers(ms []MapperConfig) []exportMapper {
+	var out []exportMapper
+	for _, m := range ms {
+		conf := cloneStringMap(m.Config)
+		if conf == nil {
+			conf = map[string]string{}
+		}
+		out = append(out, exportMapper{Name: m.Name, Protocol: protocolOIDC, ProtocolMapper: m.Type, Config: conf})
+	}
+	return out
+}
+
+// exportClientScopes writes the realm's custom client scopes, next to
+// Keycloak 26.7.3's built-in ones (mappers added to a built-in scope
+// joining its own) and the realm's default scope assignment.
+func (r *Realm) exportClientScopes(out *exportRealm) {
+	if len(r.cfg.ClientScopes) == 0 {
+		return
+	}
+	for _, b := range builtinScopes() {
+		b.Attributes = cloneStringMap(b.Attributes)
+		b.ProtocolMappers = slices.Clone(b.ProtocolMappers)
+		if sc, ok := r.clientScopeConfig(b.Name); ok && b.Protocol == protocolOIDC {
+			b.ProtocolMappers = append(b.ProtocolMappers, exportMappers(sc.Mappers)...)
+		}
+		out.ClientScopes = append(out.ClientScopes, b)
+	}
+	for _, sc := range r.cfg.ClientScopes {
+		if _, builtin := builtinScope(sc.Name); builtin {
+			continue
+		}
+		attrs := cloneStringMap(sc.Attributes)
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		out.ClientScopes = append(out.ClientScopes, exportClientScope{Name: sc.Name, Protocol: protocolOIDC,
+			Attributes: attrs, ProtocolMappers: exportMappers(sc.Mappers)})
+	}
+	out.DefaultDefaultClientScopes = slices.Clone(keycloakDefaultScopes)
+	out.DefaultOptionalClientScopes = slices.Clone(keycloakOptionalScopes)
 }

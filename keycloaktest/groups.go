@@ -15,19 +15,21 @@ const realmManagementClientID = "realm-management"
 // (password grant).
 const adminCLIClientID = "admin-cli"
 
-// Keycloak's admin roles (AdminRoles), the client roles of realm-management.
+// Keycloak's admin roles (AdminRoles), the client roles of realm-management
+// (Keycloak 26.x, organizations included).
 var adminRoles = []string{
 	"create-client", "impersonation", "manage-authorization", "manage-clients", "manage-events",
-	"manage-identity-providers", "manage-realm", "manage-users", "query-clients", "query-groups",
-	"query-realms", "query-users", "realm-admin", "view-authorization", "view-clients", "view-events",
-	"view-identity-providers", "view-realm", "view-users",
+	"manage-identity-providers", "manage-organizations", "manage-realm", "manage-users", "query-clients",
+	"query-groups", "query-organizations", "query-realms", "query-users", "realm-admin", "view-authorization",
+	"view-clients", "view-events", "view-identity-providers", "view-organizations", "view-realm", "view-users",
 }
 
 // adminComposites are the composite admin roles and what they contain.
-// realm-admin contains every admin role.
+// realm-admin contains every other admin role.
 var adminComposites = map[string][]string{
-	"view-users":   {"query-users", "query-groups"},
-	"view-clients": {"query-clients"},
+	"view-users":         {"query-users", "query-groups"},
+	"view-clients":       {"query-clients"},
+	"view-organizations": {"query-organizations"},
 }
 
 // addBuiltinClientsLocked creates Keycloak's realm-management and admin-cli
@@ -112,18 +114,17 @@ func (r *Realm) addGroupLocked(gc GroupConfig, parent *group) error {
 		}
 	}
 	for clientID, roles := range gc.ClientRoles {
-		cl, ok := r.clients[clientID]
-		if !ok || clientID == accountClientID {
+		if _, ok := r.clients[clientID]; !ok && clientID != accountClientID {
 			return fmt.Errorf("group %q: client roles for %w %q", path, ErrUnknownClient, clientID)
 		}
 		for _, role := range roles {
 			if role == "" {
 				return fmt.Errorf("%w: group %q: empty client role name", ErrInvalidConfig, path)
 			}
-			if !slices.Contains(cl.roles, role) {
-				cl.roles = append(cl.roles, role)
-			}
 		}
+	}
+	for clientID, roles := range gc.ClientRoles {
+		r.defineClientRolesLocked(clientID, roles)
 	}
 	for _, role := range gc.RealmRoles {
 		_ = r.defineRealmRole(role)

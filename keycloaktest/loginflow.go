@@ -66,9 +66,22 @@ func (r *Realm) advanceLocked(e env, as *authSession) outcome {
 	return r.completeLocked(e, as, u, status)
 }
 
+// pendingActionsLocked is the user's required actions, with VERIFY_PROFILE
+// when the realm verifies profiles and the user's is incomplete (Keycloak
+// evaluates that action at every login instead of storing it).
+func (r *Realm) pendingActionsLocked(u *user) []string {
+	if !r.cfg.VerifyProfile || u.serviceAccountOf != "" || slices.Contains(u.requiredActions, verifyProfile) ||
+		(u.email != "" && u.firstName != "" && u.lastName != "") {
+		return u.requiredActions
+	}
+	return append(slices.Clone(u.requiredActions), verifyProfile)
+}
+
+const verifyProfile = "VERIFY_PROFILE"
+
 // nextActionLocked is the next required action to run, "" when none is left.
 func (r *Realm) nextActionLocked(as *authSession, u *user) string {
-	for _, a := range u.requiredActions {
+	for _, a := range r.pendingActionsLocked(u) {
 		if !slices.Contains(as.done, a) {
 			return a
 		}
@@ -156,7 +169,7 @@ func (r *Realm) actionPageLocked(e env, as *authSession, p *page) {
 		if p.Message == "" && !p.AIA {
 			p.Message, p.MessageType = "You need to change your password to activate your account.", "warning"
 		}
-	case "UPDATE_PROFILE":
+	case "UPDATE_PROFILE", verifyProfile:
 		p.Kind, p.Title = "update-profile", "Update Account Information"
 		if p.Fields == nil {
 			p.Fields = map[string]string{"email": u.email, "firstName": u.firstName, "lastName": u.lastName}
@@ -426,7 +439,7 @@ func (r *Realm) actionStepLocked(e env, as *authSession, form url.Values) outcom
 			return r.renderStepLocked(e, as, msgPasswordMismatch, &page{FieldErrors: map[string]string{"password-confirm": msgPasswordMismatch}})
 		}
 		u.password, u.hash = pw, nil
-	case "UPDATE_PROFILE":
+	case "UPDATE_PROFILE", verifyProfile:
 		fields := map[string]string{"email": strings.TrimSpace(form.Get("email")),
 			"firstName": strings.TrimSpace(form.Get("firstName")), "lastName": strings.TrimSpace(form.Get("lastName"))}
 		errs := r.profileErrorsLocked(fields, u)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -34,8 +35,15 @@ func LoadRealmFile(path string) (RealmConfig, error) {
 }
 
 // ParseRealm reads a Keycloak realm-export JSON document: realm settings,
-// realm and client roles, users (with plaintext or pbkdf2-hashed password
-// credentials) and clients (with audience protocol mappers). Fields it does
+// realm and client roles (with descriptions and composites), groups, users
+// (with plaintext or pbkdf2-hashed password credentials), clients with their
+// protocol mappers (MapperConfig) and client scopes (ClientScopeConfig).
+// Users get exactly the roles the document lists, as with Keycloak's import
+// (UserConfig.NoDefaultRoles). Clients keep only the client scopes that
+// exist: when the document has "clientScopes", Keycloak's import creates
+// none of its built-in scopes (only offline_access), so those the document
+// leaves out are dropped, and clients without scope lists get the realm's
+// defaultDefaultClientScopes and defaultOptionalClientScopes. Fields it does
 // not model are ignored, as Keycloak ignores unknown ones. A problem is a
 // *RealmFileError naming the JSON path, e.g.
 // `users[2].credentials[0].type: unsupported credential type "otp"`.
@@ -48,6 +56,12 @@ func ParseRealm(data []byte) (RealmConfig, error) {
 	p := &realmParser{}
 	cfg, err := p.realm(root)
 	if err != nil {
+		return RealmConfig{}, err
+	}
+	if err := parseClientScopes(root, &cfg); err != nil {
+		return RealmConfig{}, err
+	}
+	if err := addBasicScope(root, cfg.Clients); err != nil {
 		return RealmConfig{}, err
 	}
 	// Apply the document to a scratch realm, so that whatever AddRealm
@@ -77,7 +91,13 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Disabled = enabled != nil && !*enabled
+	// A realm without "enabled" is imported disabled (observed on
+	// Keycloak 26.7.3: discovery answers, tokens are refused with
+	// "Realm not enabled").
+	cfg.Disabled = enabled == nil || !*enabled
+	if cfg.VerifyProfile, err = verifyProfileOn(root); err != nil {
+		return cfg, err
+	}
 	for _, d := range []struct {
 		key string
 		dst *time.Duration
@@ -127,22 +147,32 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 	}
 
 	clientRoles := map[string][]string{}
+	var rolePaths []string // JSON path of each cfg.Roles entry
 	if roles, ok, err := root.object("roles"); err != nil {
 		return cfg, err
 	} else if ok {
-		if cfg.RealmRoles, err = roleNames(roles, "realm"); err != nil {
+		realmDefs, paths, err := parseRoles(roles, "realm", "")
+		if err != nil {
 			return cfg, err
 		}
-		cfg.RealmRoles = slices.DeleteFunc(cfg.RealmRoles, func(r string) bool { return isBuiltinRole(cfg.Name, r) })
+		cfg.Roles, rolePaths = append(cfg.Roles, realmDefs...), append(rolePaths, paths...)
+		for _, rc := range realmDefs {
+			if !isBuiltinRole(cfg.Name, rc.Name) {
+				cfg.RealmRoles = append(cfg.RealmRoles, rc.Name)
+			}
+		}
 		if byClient, ok, err := roles.object("client"); err != nil {
 			return cfg, err
 		} else if ok {
 			for _, id := range byClient.keys() {
-				names, err := roleNames(byClient, id)
+				defs, paths, err := parseRoles(byClient, id, id)
 				if err != nil {
 					return cfg, err
 				}
-				clientRoles[id] = names
+				cfg.Roles, rolePaths = append(cfg.Roles, defs...), append(rolePaths, paths...)
+				for _, rc := range defs {
+					clientRoles[id] = append(clientRoles[id], rc.Name)
+				}
 			}
 		}
 	}
@@ -183,6 +213,27 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 			cfg.Clients[i].Roles = append(cfg.Clients[i].Roles, roles...)
 		}
 	}
+	// Composite roles may only contain roles the file defines (or built-in
+	// ones), as Keycloak's import requires.
+	for i, rc := range cfg.Roles {
+		path := rolePaths[i] + ".composites"
+		for j, name := range rc.RealmComposites {
+			if !slices.Contains(cfg.RealmRoles, name) && !isBuiltinRole(cfg.Name, name) {
+				return cfg, &RealmFileError{Path: fmt.Sprintf("%s.realm[%d]", path, j), Err: fmt.Errorf("realm role %q is not defined in roles.realm", name)}
+			}
+		}
+		for _, id := range sortedKeys(rc.ClientComposites) {
+			cpath := path + ".client" + keyPath(id)
+			if err := ensureClient(id, cpath); err != nil {
+				return cfg, err
+			}
+			for j, name := range rc.ClientComposites[id] {
+				if !slices.Contains(clientRoles[id], name) && !builtinClientRole(id, name) {
+					return cfg, &RealmFileError{Path: fmt.Sprintf("%s[%d]", cpath, j), Err: fmt.Errorf("role %q of client %q is not defined in roles.client", name, id)}
+				}
+			}
+		}
+	}
 
 	groups, err := root.array("groups")
 	if err != nil {
@@ -203,7 +254,7 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 	seen := map[string]string{}
 	for i, raw := range users {
 		path := root.index("users", i)
-		u, saClient, err := parseUser(cfg.Name, path, raw)
+		u, saClient, err := parseUser(path, raw)
 		if err != nil {
 			return cfg, err
 		}
@@ -220,6 +271,9 @@ func (p *realmParser) realm(root jsonObj) (RealmConfig, error) {
 			cfg.Clients[ci].ServiceAccountRealmRoles = u.RealmRoles
 			cfg.Clients[ci].ServiceAccountClientRoles = u.ClientRoles
 			cfg.Clients[ci].ServiceAccountUserID = u.ID
+			// Listed with its roles, it gets only those; a service account
+			// the file does not list is created with the default role.
+			cfg.Clients[ci].ServiceAccountNoDefaultRoles = true
 			continue
 		}
 		name := strings.ToLower(u.Username)
@@ -280,28 +334,62 @@ func isBuiltinRole(realm, role string) bool {
 	return slices.Contains(builtinRealmRoles, role) || role == "default-roles-"+strings.ToLower(realm)
 }
 
-// roleNames reads an array of role representations, keeping the names.
-func roleNames(o jsonObj, key string) ([]string, error) {
+// builtinClientRole reports whether Keycloak creates the client role itself.
+func builtinClientRole(clientID, role string) bool {
+	switch clientID {
+	case accountClientID:
+		return slices.Contains(accountRoles, role)
+	case realmManagementClientID:
+		return slices.Contains(adminRoles, role)
+	}
+	return false
+}
+
+// parseRoles reads an array of role representations (of client clientID,
+// "" for realm roles): name, description and composites. It returns each
+// role's JSON path too.
+func parseRoles(o jsonObj, key, clientID string) ([]RoleConfig, []string, error) {
 	items, err := o.array(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var names []string
+	var out []RoleConfig
+	var paths []string
 	for i, raw := range items {
-		ro, err := parseObject(o.index(key, i), raw)
+		path := o.index(key, i)
+		ro, err := parseObject(path, raw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		name, err := ro.str("name")
+		rc := RoleConfig{Client: clientID}
+		if rc.Name, err = ro.str("name"); err != nil {
+			return nil, nil, err
+		}
+		if rc.Name == "" || strings.ContainsFunc(rc.Name, isControl) {
+			return nil, nil, ro.errAt("name", "missing role name")
+		}
+		if rc.Description, err = ro.str("description"); err != nil {
+			return nil, nil, err
+		}
+		composites, ok, err := ro.object("composites")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if name == "" {
-			return nil, ro.errAt("name", "missing role name")
+		if ok {
+			if rc.RealmComposites, err = composites.strList("realm"); err != nil {
+				return nil, nil, err
+			}
+			if rc.ClientComposites, err = composites.multiMap("client"); err != nil {
+				return nil, nil, err
+			}
+			if len(rc.ClientComposites) == 0 {
+				rc.ClientComposites = nil
+			}
 		}
-		names = append(names, name)
+		out = append(out, rc)
+		paths = append(paths, path)
 	}
-	return names, nil
+	return out, paths, nil
 }
 
 func parseClient(path string, raw json.RawMessage) (ClientConfig, error) {
@@ -361,6 +449,20 @@ func parseClient(path string, raw json.RawMessage) (ClientConfig, error) {
 			return c, err
 		}
 	}
+	if _, ok := o.get("webOrigins"); !ok {
+		c.WebOrigins = originsOf(c.RedirectURIs)
+	}
+	// Keycloak's import assigns the realm's default scopes only to a client
+	// that lists neither kind: one with only optionalClientScopes gets no
+	// default scope at all, not even basic (observed on Keycloak 24.0.5 and
+	// 26.7.3: testdata of interop/conformance/testdata/exports).
+	if (c.DefaultScopes == nil) != (c.OptionalScopes == nil) {
+		if c.DefaultScopes == nil {
+			c.DefaultScopes = []string{}
+		} else {
+			c.OptionalScopes = []string{}
+		}
+	}
 	if c.Attributes, err = o.strMap("attributes"); err != nil {
 		return c, err
 	}
@@ -380,45 +482,267 @@ func parseClient(path string, raw json.RawMessage) (ClientConfig, error) {
 		return c, err
 	}
 	for i, raw := range mappers {
-		mo, err := parseObject(o.index("protocolMappers", i), raw)
+		m, ok, err := parseMapper(o.index("protocolMappers", i), raw)
 		if err != nil {
 			return c, err
 		}
-		kind, err := mo.str("protocolMapper")
-		if err != nil {
-			return c, err
-		}
-		if kind != "oidc-audience-mapper" {
+		if !ok {
 			continue
 		}
-		conf, _, err := mo.object("config")
-		if err != nil {
-			return c, err
-		}
-		// Keycloak includes a mapper's claim only when the flag is "true".
-		inAccess, err := conf.flag("access.token.claim")
-		if err != nil {
-			return c, err
-		}
-		if !inAccess {
+		// An audience mapper for access tokens only (and introspection,
+		// by default) is ClientConfig.Audiences; any other mapper, one of
+		// a type keycloaktest does not model included, is kept as it is.
+		conf := m.Config
+		if m.Type == mapperAudience && conf["access.token.claim"] == "true" && conf["id.token.claim"] != "true" &&
+			conf["introspection.token.claim"] != "false" {
+			for _, key := range []string{"included.client.audience", "included.custom.audience"} {
+				if aud := conf[key]; aud != "" && !slices.Contains(c.Audiences, aud) {
+					c.Audiences = append(c.Audiences, aud)
+				}
+			}
 			continue
 		}
-		for _, key := range []string{"included.client.audience", "included.custom.audience"} {
-			aud, err := conf.str(key)
-			if err != nil {
-				return c, err
-			}
-			if aud != "" && !slices.Contains(c.Audiences, aud) {
-				c.Audiences = append(c.Audiences, aud)
-			}
-		}
+		c.Mappers = append(c.Mappers, m)
 	}
 	return c, nil
 }
 
+// parseMapper reads a ProtocolMapperRepresentation; ok is false for a
+// mapper of another protocol than openid-connect.
+func parseMapper(path string, raw json.RawMessage) (m MapperConfig, ok bool, err error) {
+	mo, err := parseObject(path, raw)
+	if err != nil {
+		return m, false, err
+	}
+	if m.Name, err = mo.str("name"); err != nil {
+		return m, false, err
+	}
+	if m.Type, err = mo.str("protocolMapper"); err != nil {
+		return m, false, err
+	}
+	protocol, err := mo.str("protocol")
+	if err != nil {
+		return m, false, err
+	}
+	var conf map[string]json.RawMessage
+	if _, err := mo.decode("config", &conf, "an object"); err != nil {
+		return m, false, err
+	}
+	if co, ok, err := mo.object("config"); err != nil {
+		return m, false, err
+	} else if ok {
+		// The flags must read as booleans: a typo would silently leave
+		// the claim out.
+		for _, k := range []string{"access.token.claim", "id.token.claim", "userinfo.token.claim", "introspection.token.claim"} {
+			if _, err := co.flag(k); err != nil {
+				return m, false, err
+			}
+		}
+	}
+	for _, k := range sortedKeys(conf) {
+		if string(bytes.TrimSpace(conf[k])) == "null" {
+			continue
+		}
+		v, ok := mapperConfigValue(conf[k])
+		if !ok {
+			return m, false, &RealmFileError{Path: mo.sub("config") + keyPath(k), Err: fmt.Errorf("expected a string, got %s", jsonKind(conf[k]))}
+		}
+		if m.Config == nil {
+			m.Config = map[string]string{}
+		}
+		m.Config[k] = v
+	}
+	return m, protocol == "" || protocol == protocolOIDC, nil
+}
+
+// parseClientScopes reads the realm's "clientScopes" into cfg.ClientScopes
+// and resolves the clients' scope lists as Keycloak's import does
+// (observed on 26.7.3): a client keeps only the scopes that exist, SAML
+// ones left out; with "clientScopes" present, those are the only ones
+// besides offline_access (Keycloak creates none of its built-in scopes
+// then), and a client listing no scopes gets the realm's
+// defaultDefaultClientScopes and defaultOptionalClientScopes (none, and
+// offline_access, when absent). Keycloak's own mappers of built-in
+// scopes are left to keycloaktest's built-in claims; mappers added to a
+// built-in scope are kept.
+func parseClientScopes(root jsonObj, cfg *RealmConfig) error {
+	raws, err := root.array("clientScopes")
+	if err != nil {
+		return err
+	}
+	present := raws != nil
+	known := []string{"offline_access"}
+	if !present {
+		for _, s := range builtinScopes() {
+			if s.Protocol == protocolOIDC {
+				known = append(known, s.Name)
+			}
+		}
+	}
+	for i, raw := range raws {
+		path := root.index("clientScopes", i)
+		so, err := parseObject(path, raw)
+		if err != nil {
+			return err
+		}
+		var sc ClientScopeConfig
+		if sc.Name, err = so.str("name"); err != nil {
+			return err
+		}
+		if sc.Name == "" || strings.ContainsFunc(sc.Name, isControl) || strings.Contains(sc.Name, " ") {
+			return so.errAt("name", "missing or invalid client scope name")
+		}
+		protocol, err := so.str("protocol")
+		if err != nil {
+			return err
+		}
+		if protocol != "" && protocol != protocolOIDC {
+			continue
+		}
+		if slices.Contains(known, sc.Name) && sc.Name != "offline_access" {
+			return so.errAt("name", "duplicate client scope %q", sc.Name)
+		}
+		known = append(known, sc.Name)
+		if sc.Attributes, err = so.strMap("attributes"); err != nil {
+			return err
+		}
+		mappers, err := so.array("protocolMappers")
+		if err != nil {
+			return err
+		}
+		_, builtin := builtinScope(sc.Name)
+		for j, mraw := range mappers {
+			m, ok, err := parseMapper(so.index("protocolMappers", j), mraw)
+			if err != nil {
+				return err
+			}
+			if ok && !(builtin && builtinMapper(sc.Name, m.Name)) {
+				sc.Mappers = append(sc.Mappers, m)
+			}
+		}
+		if builtin {
+			if len(sc.Mappers) == 0 {
+				continue
+			}
+			sc.Attributes = nil
+		}
+		cfg.ClientScopes = append(cfg.ClientScopes, sc)
+	}
+	filter := func(l []string) []string {
+		return slices.DeleteFunc(l, func(s string) bool { return !slices.Contains(known, s) })
+	}
+	var realmDefault, realmOptional []string
+	if present {
+		if realmDefault, err = root.strList("defaultDefaultClientScopes"); err != nil {
+			return err
+		}
+		if realmOptional, err = root.strList("defaultOptionalClientScopes"); err != nil {
+			return err
+		}
+		if _, ok := root.get("defaultOptionalClientScopes"); !ok {
+			realmOptional = []string{"offline_access"}
+		}
+	}
+	for i := range cfg.Clients {
+		c := &cfg.Clients[i]
+		builtinClient := slices.Contains(builtinClients, c.ClientID)
+		if c.DefaultScopes == nil && present && !builtinClient {
+			c.DefaultScopes = append([]string{}, realmDefault...)
+		}
+		if c.OptionalScopes == nil && present && !builtinClient {
+			c.OptionalScopes = append([]string{}, realmOptional...)
+		}
+		if c.DefaultScopes != nil {
+			c.DefaultScopes = filter(c.DefaultScopes)
+		}
+		if c.OptionalScopes != nil {
+			c.OptionalScopes = filter(c.OptionalScopes)
+		}
+	}
+	return nil
+}
+
+// addBasicScope does what Keycloak 25's migration does to a realm file
+// whose clientScopes have no "basic" (every export from Keycloak 24 or
+// older): it creates the scope (sub, auth_time, sid) and makes it a default
+// scope of every client, so that their tokens keep a sub. A file without
+// clientScopes gets Keycloak's built-in scopes, basic included; a client
+// there that lists defaultClientScopes without basic issues tokens without
+// sub, as in Keycloak (both observed on Keycloak 26.7.3).
+func addBasicScope(root jsonObj, clients []ClientConfig) error {
+	scopes, err := root.array("clientScopes")
+	if err != nil || scopes == nil {
+		return err
+	}
+	for i, raw := range scopes {
+		so, err := parseObject(root.index("clientScopes", i), raw)
+		if err != nil {
+			return err
+		}
+		if name, err := so.str("name"); err != nil || name == "basic" {
+			return err
+		}
+	}
+	for i := range clients {
+		if c := &clients[i]; c.DefaultScopes != nil && !slices.Contains(c.DefaultScopes, "basic") {
+			c.DefaultScopes = append(c.DefaultScopes, "basic")
+		}
+	}
+	return nil
+}
+
+// verifyProfileOn reads whether the realm's requiredActions leave
+// VERIFY_PROFILE on: Keycloak 24+ registers it enabled in every realm, so
+// only an entry with "enabled": false turns it off.
+func verifyProfileOn(root jsonObj) (bool, error) {
+	actions, err := root.array("requiredActions")
+	if err != nil {
+		return false, err
+	}
+	for i, raw := range actions {
+		ao, err := parseObject(root.index("requiredActions", i), raw)
+		if err != nil {
+			return false, err
+		}
+		alias, err := ao.str("alias")
+		if err != nil {
+			return false, err
+		}
+		if alias != verifyProfile {
+			continue
+		}
+		enabled, err := ao.optBool("enabled")
+		if err != nil {
+			return false, err
+		}
+		return enabled != nil && *enabled, nil
+	}
+	return true, nil
+}
+
+// originsOf is what Keycloak's import gives a client without webOrigins: the
+// origins of its http(s) redirect URIs (conformance:
+// password/alice-public.access_token.claims.allowed-origins).
+func originsOf(redirectURIs []string) []string {
+	var out []string
+	for _, ru := range redirectURIs {
+		if !strings.HasPrefix(ru, "http") {
+			continue
+		}
+		u, err := url.Parse(ru)
+		if err != nil || u.Host == "" || strings.Contains(u.Host, "*") {
+			continue
+		}
+		if o := u.Scheme + "://" + u.Host; !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // parseUser reads one user; for a service-account user it also returns the
 // client id it belongs to.
-func parseUser(realm, path string, raw json.RawMessage) (UserConfig, string, error) {
+func parseUser(path string, raw json.RawMessage) (UserConfig, string, error) {
 	var u UserConfig
 	o, err := parseObject(path, raw)
 	if err != nil {
@@ -484,21 +808,14 @@ func parseUser(realm, path string, raw json.RawMessage) (UserConfig, string, err
 		}
 		u.FederatedIdentities = append(u.FederatedIdentities, fi)
 	}
+	// Keycloak's import maps exactly the roles the file lists: no
+	// default-roles-{realm} unless listed (real exports list it).
+	u.NoDefaultRoles = true
 	if u.RealmRoles, err = o.strList("realmRoles"); err != nil {
 		return u, "", err
 	}
-	u.RealmRoles = slices.DeleteFunc(u.RealmRoles, func(r string) bool { return isBuiltinRole(realm, r) })
 	if u.ClientRoles, err = o.multiMap("clientRoles"); err != nil {
 		return u, "", err
-	}
-	if roles := u.ClientRoles[accountClientID]; roles != nil {
-		// The default account roles come with every user; keep only others.
-		roles = slices.DeleteFunc(roles, func(r string) bool { return slices.Contains(defaultAccountRoles, r) })
-		if len(roles) == 0 {
-			delete(u.ClientRoles, accountClientID)
-		} else {
-			u.ClientRoles[accountClientID] = roles
-		}
 	}
 	if len(u.ClientRoles) == 0 {
 		u.ClientRoles = nil
@@ -556,10 +873,11 @@ func parseCredential(co jsonObj, u *UserConfig) error {
 	if err != nil {
 		return err
 	}
-	if tmp, err := co.optBool("temporary"); err != nil {
+	// "temporary" is type-checked but, as in Keycloak's realm import, adds
+	// no UPDATE_PASSWORD (observed on Keycloak 26.7.3; the admin API's
+	// POST /users does add it, see credentialsFromRep).
+	if _, err := co.optBool("temporary"); err != nil {
 		return err
-	} else if tmp != nil && *tmp && !slices.Contains(u.RequiredActions, "UPDATE_PASSWORD") {
-		u.RequiredActions = append(u.RequiredActions, "UPDATE_PASSWORD")
 	}
 	if value != "" {
 		u.Password = value
@@ -584,15 +902,24 @@ func parseCredential(co jsonObj, u *UserConfig) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := pbkdf2Params(algorithm); err != nil {
-		return cd.errAt("algorithm", "unsupported password hash algorithm %q (supported: pbkdf2-sha256, pbkdf2-sha512, pbkdf2)", algorithm)
+	var a2 *Argon2Params
+	if algorithm == Argon2 {
+		if a2, err = parseArgon2Params(cd); err != nil {
+			return err
+		}
+	} else if _, _, err := pbkdf2Params(algorithm); err != nil {
+		return cd.errAt("algorithm", "unsupported password hash algorithm %q (supported: argon2, pbkdf2-sha256, pbkdf2-sha512, pbkdf2)", algorithm)
+	}
+	maxIters := int64(1 << 24)
+	if algorithm == Argon2 {
+		maxIters = argon2MaxIterations
 	}
 	iters, ok, err := cd.nonNegInt("hashIterations")
 	if err != nil {
 		return err
 	}
-	if !ok || iters == 0 || iters > 1<<24 {
-		return cd.errAt("hashIterations", "want a positive iteration count up to %d", 1<<24)
+	if !ok || iters == 0 || iters > maxIters {
+		return cd.errAt("hashIterations", "want a positive iteration count up to %d", maxIters)
 	}
 	sd, err := parseObject(co.sub("secretData"), []byte(secretJSON))
 	if err != nil {
@@ -616,8 +943,70 @@ func parseCredential(co jsonObj, u *UserConfig) error {
 	if len(hash) > 256 {
 		return sd.errAt("value", "hash longer than 256 bytes")
 	}
-	u.PasswordHash = &PasswordHash{Algorithm: algorithm, Iterations: int(iters), Salt: salt, Hash: hash}
+	u.PasswordHash = &PasswordHash{Algorithm: algorithm, Iterations: int(iters), Salt: salt, Hash: hash, Argon2: a2}
+	if err := u.PasswordHash.validate(); err != nil {
+		return &RealmFileError{Path: co.sub("credentialData"), Err: err}
+	}
 	return nil
+}
+
+// parseArgon2Params reads the additionalParameters Keycloak stores with an
+// argon2 hash, each a one-element list of strings:
+// {"hashLength":["32"],"memory":["7168"],"type":["id"],"version":["1.3"],"parallelism":["1"]}.
+// Absent ones take Keycloak's defaults.
+func parseArgon2Params(cd jsonObj) (*Argon2Params, error) {
+	params, err := cd.multiMap("additionalParameters")
+	if err != nil {
+		return nil, err
+	}
+	path := cd.sub("additionalParameters")
+	one := func(key, def string) (string, error) {
+		v := params[key]
+		switch len(v) {
+		case 0:
+			return def, nil
+		case 1:
+			return v[0], nil
+		}
+		return "", &RealmFileError{Path: path + keyPath(key), Err: errors.New("want one value")}
+	}
+	num := func(key string, def, max uint64) (uint64, error) {
+		s, err := one(key, strconv.FormatUint(def, 10))
+		if err != nil {
+			return 0, err
+		}
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 || n > max {
+			return 0, &RealmFileError{Path: path + keyPath(key), Err: fmt.Errorf("want an integer from 1 to %d, got %q", max, s)}
+		}
+		return n, nil
+	}
+	a := &Argon2Params{}
+	if a.Type, err = one("type", "id"); err != nil {
+		return nil, err
+	}
+	if a.Type != "id" && a.Type != "i" {
+		return nil, &RealmFileError{Path: path + keyPath("type"), Err: fmt.Errorf("unsupported argon2 type %q (supported: id, i)", a.Type)}
+	}
+	if v, err := one("version", "1.3"); err != nil {
+		return nil, err
+	} else if v != "1.3" {
+		return nil, &RealmFileError{Path: path + keyPath("version"), Err: fmt.Errorf("unsupported argon2 version %q (supported: 1.3)", v)}
+	}
+	mem, err := num("memory", argon2DefaultMemory, argon2MaxMemory)
+	if err != nil {
+		return nil, err
+	}
+	par, err := num("parallelism", argon2DefaultParallelism, 255)
+	if err != nil {
+		return nil, err
+	}
+	// hashLength is implied by the length of secretData's value.
+	if _, err := num("hashLength", argon2DefaultHashLength, 256); err != nil {
+		return nil, err
+	}
+	a.Memory, a.Parallelism = uint32(mem), uint8(par)
+	return a, nil
 }
 
 // parseOTPCredential reads Keycloak's otp credential: secretData

@@ -53,8 +53,11 @@ func TestLoadRealmFile(t *testing.T) {
 	}
 	alice := users["Alice"]
 	if alice.ID != "11111111-1111-4111-8111-111111111111" || alice.Password != "alice-pw" || alice.Disabled ||
-		!slices.Equal(alice.RealmRoles, []string{"admin"}) || alice.Attributes["department"][0] != "research" ||
-		!reflect.DeepEqual(alice.ClientRoles, map[string][]string{"orders-api": {"read", "write"}}) {
+		// A realm file's user gets exactly the roles it lists, as with
+		// Keycloak's import (no default role added, none taken away).
+		!slices.Equal(alice.RealmRoles, []string{"default-roles-acme", "admin"}) || !alice.NoDefaultRoles ||
+		alice.Attributes["department"][0] != "research" ||
+		!reflect.DeepEqual(alice.ClientRoles, map[string][]string{"orders-api": {"read", "write"}, "account": {"manage-account", "view-profile"}}) {
 		t.Errorf("alice %+v", alice)
 	}
 	if !users["no-enabled-field"].Disabled {
@@ -133,8 +136,12 @@ func TestParseRealmErrors(t *testing.T) {
 		{"two passwords", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password","value":"x"},{"type":"password","value":"y"}]}]}`,
 			"users[0].credentials[1]", "more than one password credential"},
 		{"password without value", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password"}]}]}`, "users[0].credentials[0]", `needs "value"`},
-		{"argon2", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password","secretData":"{\"value\":\"AA==\",\"salt\":\"AA==\"}","credentialData":"{\"hashIterations\":5,\"algorithm\":\"argon2\"}"}]}]}`,
-			"users[0].credentials[0].credentialData.algorithm", `unsupported password hash algorithm "argon2"`},
+		{"argon2d", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password","secretData":"{\"value\":\"AA==\",\"salt\":\"AA==\"}","credentialData":"{\"hashIterations\":5,\"algorithm\":\"argon2\",\"additionalParameters\":{\"type\":[\"d\"]}}"}]}]}`,
+			"users[0].credentials[0].credentialData.additionalParameters.type", `unsupported argon2 type "d"`},
+		{"argon2 memory", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password","secretData":"{\"value\":\"AA==\",\"salt\":\"AA==\"}","credentialData":"{\"hashIterations\":5,\"algorithm\":\"argon2\",\"additionalParameters\":{\"memory\":[\"99999999\"]}}"}]}]}`,
+			"users[0].credentials[0].credentialData.additionalParameters.memory", `want an integer from 1 to 1048576`},
+		{"argon2 iterations", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password","secretData":"{\"value\":\"AA==\",\"salt\":\"AA==\"}","credentialData":"{\"hashIterations\":100000,\"algorithm\":\"argon2\"}"}]}]}`,
+			"users[0].credentials[0].credentialData.hashIterations", `up to 64`},
 		{"bad secretData", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password","secretData":"nope","credentialData":"{\"hashIterations\":5,\"algorithm\":\"pbkdf2-sha256\"}"}]}]}`,
 			"users[0].credentials[0].secretData", "expected an object"},
 		{"bad salt", `{"realm":"r","users":[{"username":"a","credentials":[{"type":"password","secretData":"{\"value\":\"AA==\",\"salt\":\"!!\"}","credentialData":"{\"hashIterations\":5,\"algorithm\":\"pbkdf2-sha256\"}"}]}]}`,
@@ -186,8 +193,12 @@ func TestLoadRealmFileMissing(t *testing.T) {
 
 func TestHashPassword(t *testing.T) {
 	t.Parallel()
-	for _, alg := range []string{PBKDF2SHA256, PBKDF2SHA512, PBKDF2SHA1} {
-		h, err := HashPassword("s3cret", alg, 1000)
+	for _, alg := range []string{PBKDF2SHA256, PBKDF2SHA512, PBKDF2SHA1, Argon2} {
+		iterations := 1000
+		if alg == Argon2 {
+			iterations = 2
+		}
+		h, err := HashPassword("s3cret", alg, iterations)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,8 +206,8 @@ func TestHashPassword(t *testing.T) {
 			t.Errorf("%s: verify broken", alg)
 		}
 	}
-	if _, err := HashPassword("x", "argon2", 1); !errors.Is(err, ErrUnsupportedAlgorithm) {
-		t.Errorf("argon2: %v", err)
+	if _, err := HashPassword("x", "bcrypt", 1); !errors.Is(err, ErrUnsupportedAlgorithm) {
+		t.Errorf("bcrypt: %v", err)
 	}
 	if _, err := HashPassword("x", PBKDF2SHA256, 0); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("zero iterations: %v", err)
@@ -238,7 +249,11 @@ func TestExportRoundTrip(t *testing.T) {
 	if c.ClientID != "cloakroom" || c.Secret != "round-trip-secret" || !slices.Equal(c.Audiences, []string{"cloakroom", "custom-aud"}) ||
 		c.BackchannelLogoutURL != cfg.Clients[0].BackchannelLogoutURL || !c.BackchannelLogoutSessionRequired ||
 		!slices.Equal(c.PostLogoutRedirectURIs, cfg.Clients[0].PostLogoutRedirectURIs) || !slices.Equal(c.Roles, []string{"reader"}) ||
-		!slices.Equal(c.ServiceAccountRealmRoles, []string{"admin"}) || !c.ServiceAccounts || !c.DirectAccessGrants || !c.StandardFlow {
+		// The export lists default-roles-demo, the realm's default role the
+		// service account holds, as a real Keycloak export does; listed,
+		// it is all the service account gets on import.
+		!slices.Equal(c.ServiceAccountRealmRoles, []string{"admin", "default-roles-demo"}) || !c.ServiceAccountNoDefaultRoles ||
+		!c.ServiceAccounts || !c.DirectAccessGrants || !c.StandardFlow {
 		t.Errorf("client %+v", c)
 	}
 	if pub := back.Clients[1]; !pub.Public || pub.Secret != "" {
@@ -253,7 +268,8 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	wantAlice, _ := s.Realm("demo").UserID("alice")
 	if a := users["alice"]; a.ID != wantAlice || a.Password != "alice" || a.Email != "alice@example.com" || !a.EmailVerified ||
-		a.FirstName != "Alice" || a.LastName != "Liddell" || !slices.Equal(a.RealmRoles, []string{"admin", "user"}) || a.Disabled {
+		a.FirstName != "Alice" || a.LastName != "Liddell" || !slices.Equal(a.RealmRoles, []string{"admin", "default-roles-demo", "user"}) ||
+		!a.NoDefaultRoles || a.Disabled {
 		t.Errorf("alice %+v", a)
 	}
 	if c := users["carol"]; !c.Disabled || c.PasswordHash == nil || !c.PasswordHash.verify("carol-pw") ||
@@ -349,6 +365,9 @@ func FuzzParseRealm(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(`{"realm":"r","users":[{"username":"a","enabled":true,"credentials":[{"type":"password","value":"x"}]}]}`))
+	// Protocol mappers and client scopes (mappers_test.go).
+	f.Add([]byte(`{"realm":"r","clientScopes":[{"name":"t","protocol":"openid-connect","attributes":{"include.in.token.scope":"false"},"protocolMappers":[{"name":"h","protocol":"openid-connect","protocolMapper":"oidc-hardcoded-claim-mapper","config":{"claim.name":"a\\.b.c","claim.value":"{\"x\":1}","jsonType.label":"JSON","access.token.claim":true}}]},{"name":"role_list","protocol":"saml"}],"defaultDefaultClientScopes":["t"],"clients":[{"clientId":"c","protocolMappers":[{"name":"g","protocolMapper":"oidc-group-membership-mapper","config":{"claim.name":"groups","full.path":"true","access.token.claim":"true"}},{"name":"u","protocolMapper":"oidc-unknown","config":{"k":null}}]}]}`))
+	f.Add([]byte(`{"realm":"r","clients":[{"clientId":"c","defaultClientScopes":["profile","nosuch"],"protocolMappers":[{"name":"a","protocolMapper":"oidc-usermodel-attribute-mapper","config":{"user.attribute":"x","claim.name":"x","multivalued":"true","aggregate.attrs":"true","jsonType.label":"long"}},{"name":"r","protocolMapper":"oidc-usermodel-client-role-mapper","config":{"claim.name":"r.${client_id}","usermodel.clientRoleMapping.clientId":"c"}}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseRealm(data)
 		if err != nil {

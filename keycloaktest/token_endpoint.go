@@ -23,37 +23,40 @@ func invalidGrant(desc string) *oauthErr {
 	return &oauthErr{http.StatusBadRequest, "invalid_grant", desc}
 }
 
-var errBadClient = &oauthErr{http.StatusUnauthorized, "invalid_client", "Invalid client or Invalid client credentials"}
+// Keycloak's client authenticator (client-secret) answers 401 without a
+// WWW-Authenticate challenge. It tells apart a client it cannot identify
+// (no client_id, unknown, disabled, unreadable Basic header: invalid_client)
+// from a known client whose secret is missing or wrong (unauthorized_client),
+// as Keycloak 26.7 does on the token and revocation endpoints
+// (conformance: token-errors/no-client, token-errors/wrong-secret,
+// token-errors/no-secret).
+var (
+	errBadClient         = &oauthErr{http.StatusUnauthorized, "invalid_client", "Invalid client or Invalid client credentials"}
+	errClientCredentials = &oauthErr{http.StatusUnauthorized, "unauthorized_client", "Invalid client or Invalid client credentials"}
+)
 
 // authenticateClient implements client_secret_basic (credentials
 // form-urlencoded inside Basic, RFC 6749 2.3.1), client_secret_post and
 // public clients. The form must already be parsed.
+//
+// As Keycloak's client-secret authenticator, a client_id or client_secret
+// in the form overrides the one in the Basic header (observed on Keycloak
+// 26.7.3: Basic for one client with the form's client_id of a public client
+// authenticates the public client), and a Basic header that cannot be read
+// only fails when the form names no client either.
 func (r *Realm) authenticateClient(req *http.Request) (*client, *oauthErr) {
-	id, secret, fromBasic := "", "", false
+	id, secret := "", ""
 	if scheme, payload, ok := strings.Cut(req.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Basic") {
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
-		if err != nil {
-			return nil, errBadClient
-		}
-		u, p, ok := strings.Cut(string(raw), ":")
-		if !ok {
-			return nil, errBadClient
-		}
-		if id, err = url.QueryUnescape(u); err != nil {
-			return nil, errBadClient
-		}
-		if secret, err = url.QueryUnescape(p); err != nil {
-			return nil, errBadClient
-		}
-		fromBasic = true
-		if formID := req.PostForm.Get("client_id"); formID != "" && formID != id {
-			return nil, errBadClient
-		}
-	} else {
-		id, secret = req.PostForm.Get("client_id"), req.PostForm.Get("client_secret")
+		id, secret, _ = parseBasicClient(payload)
+	}
+	if v, ok := req.PostForm["client_id"]; ok {
+		id = v[0]
+	}
+	if v, ok := req.PostForm["client_secret"]; ok {
+		secret = v[0]
 	}
 	if id == "" {
-		return nil, &oauthErr{http.StatusBadRequest, "invalid_client", "Missing client_id parameter"}
+		return nil, errBadClient
 	}
 	r.mu.RLock()
 	c := r.clients[id]
@@ -64,13 +67,30 @@ func (r *Realm) authenticateClient(req *http.Request) (*client, *oauthErr) {
 	if c.cfg.Public {
 		return c, nil
 	}
-	if secret == "" && !fromBasic {
-		return nil, errBadClient
-	}
-	if c.cfg.Secret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(c.cfg.Secret)) != 1 {
-		return nil, errBadClient
+	if secret == "" || c.cfg.Secret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(c.cfg.Secret)) != 1 {
+		return nil, errClientCredentials
 	}
 	return c, nil
+}
+
+// parseBasicClient decodes the credentials of a Basic header: base64 of
+// "id:secret", each form-urlencoded. ok is false when it cannot be read.
+func parseBasicClient(payload string) (id, secret string, ok bool) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
+	if err != nil {
+		return "", "", false
+	}
+	u, p, found := strings.Cut(string(raw), ":")
+	if !found {
+		return "", "", false
+	}
+	if id, err = url.QueryUnescape(u); err != nil {
+		return "", "", false
+	}
+	if secret, err = url.QueryUnescape(p); err != nil {
+		return "", "", false
+	}
+	return id, secret, true
 }
 
 // grantHandler serves one grant_type after client authentication.
@@ -116,39 +136,13 @@ func handleToken(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) 
 	h(s, r, c, w, req)
 }
 
+// passwordGrant is the resource owner password credentials grant, checked
+// in Keycloak 26.7's order: direct grants, scope, then the direct-grant
+// flow (username present, password, account enabled, required actions),
+// then the offline check when the refresh token is made.
 func passwordGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, req *http.Request) {
 	if !c.cfg.DirectAccessGrants {
 		writeOAuthError(w, http.StatusBadRequest, "unauthorized_client", "Client not allowed for direct access grants")
-		return
-	}
-	username, password := req.PostForm.Get("username"), req.PostForm.Get("password")
-	r.mu.RLock()
-	u, _ := r.userLocked(username)
-	var (
-		enabled  bool
-		plain    string
-		hash     *PasswordHash
-		required bool
-	)
-	if u != nil {
-		enabled, plain, hash, required = u.enabled, u.password, u.hash, len(u.requiredActions) > 0
-	}
-	r.mu.RUnlock()
-	if u == nil || u.serviceAccountOf != "" {
-		invalidGrant("Invalid user credentials").write(w)
-		return
-	}
-	// Keycloak's direct-grant flow checks the account before the password.
-	if !enabled {
-		invalidGrant("Account disabled").write(w)
-		return
-	}
-	if !checkPassword(password, plain, hash) {
-		invalidGrant("Invalid user credentials").write(w)
-		return
-	}
-	if required {
-		invalidGrant("Account is not fully set up").write(w)
 		return
 	}
 	scope := req.PostForm.Get("scope")
@@ -157,16 +151,78 @@ func passwordGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, req *h
 		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+scope)
 		return
 	}
+	if _, ok := req.PostForm["username"]; !ok {
+		// The flow's username step answers a missing parameter (an empty one
+		// is just a wrong username) with 401 and no challenge (conformance:
+		// token-errors/no-username).
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "Missing parameter: username")
+		return
+	}
+	username, password := req.PostForm.Get("username"), req.PostForm.Get("password")
+	r.mu.RLock()
+	u := r.findLoginUserLocked(username)
+	var (
+		enabled  bool
+		plain    string
+		hash     *PasswordHash
+		required bool
+	)
+	if u != nil {
+		enabled, plain, hash, required = u.enabled, u.password, u.hash, len(r.pendingActionsLocked(u)) > 0
+	}
+	r.mu.RUnlock()
+	if u == nil || u.serviceAccountOf != "" {
+		invalidGrant("Invalid user credentials").write(w)
+		return
+	}
+	// The password is checked before the account: a disabled user with a
+	// wrong password is told "Invalid user credentials", with the right
+	// one "Account disabled" (observed on Keycloak 26.7.3).
+	if !checkPassword(password, plain, hash) {
+		invalidGrant("Invalid user credentials").write(w)
+		return
+	}
+	if !enabled {
+		invalidGrant("Account disabled").write(w)
+		return
+	}
+	if required {
+		invalidGrant("Account is not fully set up").write(w)
+		return
+	}
 	r.mu.Lock()
 	now := r.now()
-	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: now,
-		nonce: req.PostForm.Get("nonce")}
+	// The password grant takes no nonce: Keycloak reads it only from an
+	// authorization request (observed on Keycloak 26.7.3).
+	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: now, grantType: grantPassword}
+	if g.offline() && !r.offlineTokensAllowedLocked(u) {
+		r.mu.Unlock()
+		errOfflineNotAllowed.write(w)
+		return
+	}
 	g.session = r.newSessionLocked(u, c.cfg.ClientID, now)
 	g.session.issuer = g.issuer
 	g.session.ip = remoteHost(req)
+	// A direct grant authenticates outside the browser flow, which is what
+	// records a session's AUTH_TIME note: Keycloak's tokens from this
+	// session have no auth_time (conformance:
+	// password/alice-openid.id_token.claims).
+	g.session.authTime = 0
 	set := r.buildTokenSetLocked(g, true)
 	r.mu.Unlock()
 	r.writeTokenSet(s, w, set)
+}
+
+// errOfflineNotAllowed is Keycloak's answer to offline_access for a user who
+// does not hold the offline_access realm role (conformance:
+// password/alice-offline).
+var errOfflineNotAllowed = &oauthErr{http.StatusBadRequest, "not_allowed", "Offline tokens not allowed for the user or client"}
+
+// offlineTokensAllowedLocked reports whether u may get offline tokens: it
+// must hold the realm role offline_access, directly, through a group or a
+// composite such as default-roles-{realm}.
+func (r *Realm) offlineTokensAllowedLocked(u *user) bool {
+	return slices.Contains(r.effectiveRealmRoles(u), "offline_access")
 }
 
 // checkPassword compares in constant time; a user with no credential never
@@ -181,13 +237,17 @@ func checkPassword(given, plain string, hash *PasswordHash) bool {
 	return subtle.ConstantTimeCompare([]byte(given), []byte(plain)) == 1
 }
 
+// clientCredentialsGrant issues a service account's token. A client that
+// may not use it is answered 401, not 400 (conformance:
+// token-errors/public-client-credentials,
+// client-credentials/no-service-account).
 func clientCredentialsGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, req *http.Request) {
 	if c.cfg.Public {
-		writeOAuthError(w, http.StatusBadRequest, "unauthorized_client", "Public client not allowed to retrieve service account")
+		writeOAuthError(w, http.StatusUnauthorized, "unauthorized_client", "Public client not allowed to retrieve service account")
 		return
 	}
 	if !c.cfg.ServiceAccounts {
-		writeOAuthError(w, http.StatusBadRequest, "unauthorized_client", "Client not enabled to retrieve service account")
+		writeOAuthError(w, http.StatusUnauthorized, "unauthorized_client", "Client not enabled to retrieve service account")
 		return
 	}
 	scope := req.PostForm.Get("scope")
@@ -207,7 +267,8 @@ func clientCredentialsGrant(s *Server, r *Realm, c *client, w http.ResponseWrite
 	if err != nil {
 		host = req.RemoteAddr
 	}
-	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: r.now(), clientAddr: host}
+	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: r.now(), clientAddr: host,
+		grantType: grantClientCredentials}
 	// Keycloak issues no refresh token and no session for this grant unless
 	// the client opts in (client_credentials.use_refresh_token).
 	set := r.buildTokenSetLocked(g, false)
@@ -228,7 +289,7 @@ func refreshTokenGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, re
 		return
 	}
 	now := r.now()
-	if exp, ok := claims.num("exp"); !ok || now.Unix() >= exp {
+	if !refreshTokenUnexpired(claims, now) {
 		invalidGrant("Token is not active").write(w)
 		return
 	}
@@ -236,21 +297,9 @@ func refreshTokenGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, re
 		invalidGrant("Invalid refresh token. Token client and authorized client don't match").write(w)
 		return
 	}
-	scope := req.PostForm.Get("scope")
-	tokenScope := strings.Fields(claims.str("scope"))
-	if scope != "" {
-		for _, sc := range strings.Fields(scope) {
-			if !slices.Contains(tokenScope, sc) {
-				writeOAuthError(w, http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+scope)
-				return
-			}
-		}
-	} else {
-		scope = strings.Join(tokenScope, " ")
-	}
-	scopes, ok := grantScopes(c, scope, false)
-	if !ok {
-		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+scope)
+	scopes, errScope := refreshScopes(c, claims, req.PostForm.Get("scope"))
+	if errScope != nil {
+		errScope.write(w)
 		return
 	}
 
@@ -262,6 +311,37 @@ func refreshTokenGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, re
 		return
 	}
 	r.writeTokenSet(s, w, set)
+}
+
+// refreshTokenUnexpired checks a refresh token's exp. Offline tokens have
+// none (their session's idle timeout is checked instead).
+func refreshTokenUnexpired(claims claimSet, now time.Time) bool {
+	exp, ok := claims.num("exp")
+	if !ok {
+		_, present := claims["exp"]
+		return !present && claims.str("typ") == typOffline
+	}
+	return now.Unix() < exp
+}
+
+// refreshScopes is the scope of a refresh: the refresh token's, or, with a
+// scope parameter, the part of it the parameter names. As Keycloak 26.7
+// does, a parameter naming a scope the client does not have is
+// invalid_scope, while one the client has but the login was not granted
+// is dropped silently (observed on Keycloak 26.7.3).
+func refreshScopes(c *client, claims claimSet, param string) ([]string, *oauthErr) {
+	held := strings.Fields(claims.str("scope"))
+	names := held
+	if param != "" {
+		if _, ok := grantScopes(c, param, false); !ok {
+			return nil, &oauthErr{http.StatusBadRequest, "invalid_scope", "Invalid scopes: " + param}
+		}
+		requested := strings.Fields(param)
+		names = slices.DeleteFunc(slices.Clone(held), func(s string) bool { return !slices.Contains(requested, s) })
+	}
+	// Scopes the client lost since the login are left out, not refused.
+	scopes, _ := clientScopes(c, names, false)
+	return scopes, nil
 }
 
 // refreshLocked checks session, user and rotation state for a refresh
@@ -278,8 +358,8 @@ func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes 
 	}
 	s := r.sessions[claims.str("sid")]
 	live := r.sessionLiveLocked(s, now)
-	if claims.str("typ") == typOffline && s != nil && !s.ended {
-		live = true
+	if claims.str("typ") == typOffline {
+		live = r.offlineSessionLiveLocked(s, now)
 	}
 	if !live {
 		return tokenSet{}, invalidGrant("Session not active")
@@ -306,8 +386,24 @@ func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes 
 	r.seq++
 	cs.lastRefresh = r.seq
 	s.last = now
-	g := grant{issuer: issuer, user: u, client: c, session: s, scopes: scopes, now: now, acr: cs.acr}
+	g := grant{issuer: issuer, user: u, client: c, session: s, scopes: scopes, now: now, acr: cs.acr,
+		granted: strings.Fields(claims.str("scope")), grantType: grantRefreshToken}
+	if claims.str("typ") == typOffline && !g.offline() {
+		// An offline token from before its scope was recorded still
+		// refreshes into an offline token.
+		g.granted = append(g.granted, "offline_access")
+	}
 	return r.buildTokenSetLocked(g, true), nil
+}
+
+// offlineSessionLiveLocked is sessionLiveLocked for offline tokens: they
+// outlive the SSO timeouts and die after the offline idle timeout.
+func (r *Realm) offlineSessionLiveLocked(s *userSession, now time.Time) bool {
+	if s == nil || s.ended || now.After(s.last.Add(offlineSessionIdle)) {
+		return false
+	}
+	_, userExists := r.users[s.userID]
+	return userExists
 }
 
 // tokenSet holds claims built under the realm lock, signed after it.
@@ -321,9 +417,9 @@ type tokenSet struct {
 // buildTokenSetLocked builds the claims of a token response and records the
 // refresh token with its session.
 func (r *Realm) buildTokenSetLocked(g grant, withRefresh bool) tokenSet {
-	set := tokenSet{g: g, access: r.accessClaims(g), id: g.has("openid")}
+	set := tokenSet{g: g, access: r.accessClaims(g), id: g.idToken()}
 	if withRefresh && g.session != nil {
-		set.refresh = r.refreshClaims(g)
+		set.refresh = r.refreshClaims(g, set.access["aud"])
 		r.registerRefreshLocked(g.session, g.client.cfg.ClientID, set.refresh["jti"].(string))
 	}
 	return set
@@ -366,8 +462,9 @@ func (r *Realm) writeTokenSet(s *Server, w http.ResponseWriter, set tokenSet) {
 			return
 		}
 		resp["refresh_token"] = rt
-		exp, _ := set.refresh["exp"].(int64)
-		resp["refresh_expires_in"] = exp - set.g.now.Unix()
+		if exp, ok := set.refresh["exp"].(int64); ok {
+			resp["refresh_expires_in"] = exp - set.g.now.Unix()
+		}
 	}
 	if set.g.session != nil {
 		resp["session_state"] = set.g.session.id

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,18 +90,26 @@ func TestAccessTokenShape(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, c[k], v)
 		}
 	}
-	for _, k := range []string{"exp", "iat", "jti", "sid", "auth_time"} {
+	for _, k := range []string{"exp", "iat", "jti", "sid"} {
 		if _, ok := c[k]; !ok {
 			t.Errorf("%s missing", k)
 		}
 	}
-	for _, k := range []string{"nbf", "nonce", "session_state", "client_id"} {
+	// A direct grant records no authentication time: Keycloak 26.7's
+	// password-grant tokens have no auth_time (conformance:
+	// password/alice-openid.access_token.claims).
+	for _, k := range []string{"nbf", "nonce", "session_state", "client_id", "auth_time"} {
 		if _, ok := c[k]; ok {
 			t.Errorf("%s present in a Keycloak 26 access token", k)
 		}
 	}
 	if exp, iat := c["exp"].(float64), c["iat"].(float64); exp-iat != 300 {
 		t.Errorf("lifetime %v", exp-iat)
+	}
+	// Keycloak 26.2+ prefixes the jti with the token's context: online
+	// session, regular token, password ("ro") grant.
+	if jti, _ := c["jti"].(string); !strings.HasPrefix(jti, "onrtro:") {
+		t.Errorf("jti %q", jti)
 	}
 	if got := aud(c); !slices.Equal(got, []string{"cloakroom", "account"}) {
 		t.Errorf("aud %v", got)
@@ -150,6 +159,8 @@ func TestAudienceResolveExcludesIssuingClient(t *testing.T) {
 func TestIDTokenShape(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t, WithDemoRealm())
+	// The password grant ignores a nonce parameter: Keycloak takes a nonce
+	// only from an authorization request (observed on Keycloak 26.7.3).
 	form := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice"}, "scope": {"openid"}, "nonce": {"n-0S6"}}
 	body := postForm(t, tokenURL(s, "demo"), form, DemoClientID+":"+DemoClientSecret).json(t)
 	id := body["id_token"].(string)
@@ -160,16 +171,17 @@ func TestIDTokenShape(t *testing.T) {
 	c := verifyWithJWKS(t, s, "demo", id)
 	sum := sha256.Sum256([]byte(body["access_token"].(string)))
 	wantHash := base64.RawURLEncoding.EncodeToString(sum[:16])
-	want := map[string]any{"typ": "ID", "aud": "cloakroom", "azp": "cloakroom", "nonce": "n-0S6", "at_hash": wantHash,
+	want := map[string]any{"typ": "ID", "aud": "cloakroom", "azp": "cloakroom", "at_hash": wantHash,
 		"sid": body["session_state"], "acr": "1", "preferred_username": "alice"}
 	for k, v := range want {
 		if c[k] != v {
 			t.Errorf("%s = %v, want %v", k, c[k], v)
 		}
 	}
-	plain := passwordLogin(t, s, "alice", "alice", "openid")
-	if _, ok := decode(t, plain["id_token"].(string)).claims["nonce"]; ok {
-		t.Error("nonce in ID token although none was sent")
+	for _, k := range []string{"nonce", "auth_time"} {
+		if _, ok := c[k]; ok {
+			t.Errorf("%s in a password-grant ID token", k)
+		}
 	}
 	if _, ok := decode(t, body["access_token"].(string)).claims["nonce"]; ok {
 		t.Error("nonce in access token")
@@ -203,11 +215,23 @@ func TestTokenEndpointErrors(t *testing.T) {
 	}{
 		{"missing grant_type", url.Values{}, basic, 400, "invalid_request", "Missing form parameter: grant_type"},
 		{"unsupported grant", url.Values{"grant_type": {"urn:x"}}, basic, 400, "unsupported_grant_type", "Unsupported grant_type"},
-		{"wrong secret", pw("alice", "alice"), DemoClientID + ":nope", 401, "invalid_client", "Invalid client or Invalid client credentials"},
+		// Keycloak 26.7: a known client with a wrong or missing secret is
+		// unauthorized_client, a client it cannot identify invalid_client,
+		// both 401 (conformance: token-errors/wrong-secret, no-secret,
+		// no-client, unknown-client).
+		{"wrong secret", pw("alice", "alice"), DemoClientID + ":nope", 401, "unauthorized_client", "Invalid client or Invalid client credentials"},
 		{"unknown client", pw("alice", "alice"), "ghost:x", 401, "invalid_client", "Invalid client or Invalid client credentials"},
 		{"disabled client", pw("alice", "alice"), "off:o", 401, "invalid_client", "Invalid client or Invalid client credentials"},
-		{"missing client", pw("alice", "alice"), "", 400, "invalid_client", "Missing client_id parameter"},
-		{"confidential without secret", withForm(pw("alice", "alice"), "client_id", DemoClientID), "", 401, "invalid_client", "Invalid client or Invalid client credentials"},
+		{"missing client", pw("alice", "alice"), "", 401, "invalid_client", "Invalid client or Invalid client credentials"},
+		{"confidential without secret", withForm(pw("alice", "alice"), "client_id", DemoClientID), "", 401, "unauthorized_client", "Invalid client or Invalid client credentials"},
+		// A missing username is 401 invalid_request, an empty one a wrong
+		// one (conformance: token-errors/no-username; observed on 26.7.3).
+		{"missing username", url.Values{"grant_type": {"password"}, "password": {"alice"}}, basic, 401, "invalid_request", "Missing parameter: username"},
+		{"empty username", pw("", "alice"), basic, 400, "invalid_grant", "Invalid user credentials"},
+		// The password is checked before the account (observed on 26.7.3).
+		{"disabled user, wrong password", pw("carol", "nope"), basic, 400, "invalid_grant", "Invalid user credentials"},
+		// The scope is checked before the user (observed on 26.7.3).
+		{"invalid scope and wrong password", withForm(pw("alice", "nope"), "scope", "nope"), basic, 400, "invalid_scope", "Invalid scopes: nope"},
 		{"wrong password", pw("alice", "bob"), basic, 400, "invalid_grant", "Invalid user credentials"},
 		{"unknown user", pw("mallory", "x"), basic, 400, "invalid_grant", "Invalid user credentials"},
 		{"user without password", pw("nopass", ""), basic, 400, "invalid_grant", "Invalid user credentials"},
@@ -216,8 +240,10 @@ func TestTokenEndpointErrors(t *testing.T) {
 		{"required action", pw("dave", "dave"), basic, 400, "invalid_grant", "Account is not fully set up"},
 		{"direct grants off", pw("alice", "alice"), "web-only:w", 400, "unauthorized_client", "Client not allowed for direct access grants"},
 		{"invalid scope", withForm(pw("alice", "alice"), "scope", "openid admin"), basic, 400, "invalid_scope", "Invalid scopes: openid admin"},
-		{"client_credentials public", withForm(url.Values{"grant_type": {"client_credentials"}}, "client_id", DemoPublicClientID), "", 400, "unauthorized_client", "Public client not allowed to retrieve service account"},
-		{"client_credentials no service account", url.Values{"grant_type": {"client_credentials"}}, "web-only:w", 400, "unauthorized_client", "Client not enabled to retrieve service account"},
+		// 401, not 400 (conformance: token-errors/public-client-credentials,
+		// client-credentials/no-service-account).
+		{"client_credentials public", withForm(url.Values{"grant_type": {"client_credentials"}}, "client_id", DemoPublicClientID), "", 401, "unauthorized_client", "Public client not allowed to retrieve service account"},
+		{"client_credentials no service account", url.Values{"grant_type": {"client_credentials"}}, "web-only:w", 401, "unauthorized_client", "Client not enabled to retrieve service account"},
 		{"refresh without token", url.Values{"grant_type": {"refresh_token"}}, basic, 400, "invalid_request", "No refresh token"},
 		{"refresh garbage", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"not.a.jwt"}}, basic, 400, "invalid_grant", "Invalid refresh token"},
 	}
@@ -232,6 +258,11 @@ func TestTokenEndpointErrors(t *testing.T) {
 			}
 			if resp.status != tc.status {
 				t.Errorf("status %d, want %d (%s)", resp.status, tc.status, resp.body)
+			}
+			// Keycloak sends no challenge with its 401s (conformance:
+			// token-errors/*.www-authenticate).
+			if h := resp.header.Get("WWW-Authenticate"); h != "" {
+				t.Errorf("WWW-Authenticate %q", h)
 			}
 			b := resp.json(t)
 			if b["error"] != tc.code || b["error_description"] != tc.desc {
@@ -271,14 +302,42 @@ func TestClientAuthentication(t *testing.T) {
 	if resp := postForm(t, tokenURL(s, "demo"), post); resp.status != 200 {
 		t.Errorf("post: %d %s", resp.status, resp.body)
 	}
-	// Basic and a different form client_id.
-	if resp := postForm(t, tokenURL(s, "demo"), withForm(pw, "client_id", DemoPublicClientID), DemoClientID+":"+odd); resp.status != 401 {
-		t.Errorf("mismatched ids: %d", resp.status)
+	// Basic and a different form client_id: the form wins, as in Keycloak
+	// 26.7 (observed on 26.7.3: the public client is authenticated).
+	if resp := postForm(t, tokenURL(s, "demo"), withForm(pw, "client_id", DemoPublicClientID), DemoClientID+":"+odd); resp.status != 200 {
+		t.Errorf("mismatched ids: %d %s", resp.status, resp.body)
+	}
+	// The form's secret wins over the Basic one.
+	if resp := postForm(t, tokenURL(s, "demo"), withForm(pw, "client_secret", odd), DemoClientID+":wrong"); resp.status != 200 {
+		t.Errorf("form secret over a wrong Basic secret: %d %s", resp.status, resp.body)
+	}
+	if resp := postForm(t, tokenURL(s, "demo"), withForm(pw, "client_secret", "wrong"), DemoClientID+":"+odd); resp.status != 401 {
+		t.Errorf("wrong form secret over a right Basic secret: %d", resp.status)
+	}
+	// An unreadable Basic header is ignored when the form names the client.
+	garbled := postFormHeader(t, tokenURL(s, "demo"), withForm(withForm(pw, "client_id", DemoClientID), "client_secret", odd), "Basic !!!")
+	if garbled.status != 200 {
+		t.Errorf("garbled Basic with form credentials: %d %s", garbled.status, garbled.body)
+	}
+	if garbled := postFormHeader(t, tokenURL(s, "demo"), pw, "Basic !!!"); garbled.status != 401 || garbled.json(t)["error"] != "invalid_client" {
+		t.Errorf("garbled Basic alone: %d %s", garbled.status, garbled.body)
 	}
 	// Public client: client_id only.
 	if resp := postForm(t, tokenURL(s, "demo"), withForm(pw, "client_id", DemoPublicClientID)); resp.status != 200 {
 		t.Errorf("public: %d %s", resp.status, resp.body)
 	}
+}
+
+// postFormHeader posts a form with the given Authorization header.
+func postFormHeader(t *testing.T, u string, form url.Values, authorization string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, u, stringsReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", authorization)
+	return do(t, req)
 }
 
 func postFormRawBasic(t *testing.T, u string, form url.Values, id, secret string) response {
@@ -356,18 +415,38 @@ func TestRefreshGrant(t *testing.T) {
 	if resp := postForm(t, tokenURL(s, "demo"), refreshForm(rt), basic); resp.status != 200 {
 		t.Errorf("reuse without rotation: %d %s", resp.status, resp.body)
 	}
-	// Narrowing the scope drops the ID token.
+	// Narrowing the scope narrows the access token's scope only: Keycloak
+	// 26.7 still issues the ID token of an openid login and keeps the
+	// refresh token's scope (observed on Keycloak 26.7.3).
 	narrowed := postForm(t, tokenURL(s, "demo"), withForm(refreshForm(rt), "scope", "profile"), basic).json(t)
-	if _, ok := narrowed["id_token"]; ok {
-		t.Error("id_token after narrowing to profile")
+	if _, ok := narrowed["id_token"]; !ok || narrowed["scope"] != "email profile" {
+		t.Errorf("narrowing to profile: id_token %v, scope %v", ok, narrowed["scope"])
 	}
-	if resp := postForm(t, tokenURL(s, "demo"), withForm(refreshForm(rt), "scope", "phone"), basic); resp.json(t)["error"] != "invalid_scope" {
-		t.Errorf("widening scope: %s", resp.body)
+	if got, want := decode(t, narrowed["refresh_token"].(string)).claims["scope"], decode(t, rt).claims["scope"]; got != want {
+		t.Errorf("refresh token scope after narrowing %v, want %v", got, want)
+	}
+	// A scope the client has but the login was not granted is dropped; one
+	// the client does not have is invalid_scope (observed on 26.7.3).
+	if resp := postForm(t, tokenURL(s, "demo"), withForm(refreshForm(rt), "scope", "phone"), basic); resp.status != 200 || resp.json(t)["scope"] != "email profile" {
+		t.Errorf("widening scope: %d %s", resp.status, resp.body)
+	}
+	if resp := postForm(t, tokenURL(s, "demo"), withForm(refreshForm(rt), "scope", "nope"), basic); resp.json(t)["error"] != "invalid_scope" {
+		t.Errorf("unknown scope: %s", resp.body)
 	}
 
 	rd := decode(t, rt)
 	if rd.header["alg"] != "HS512" || rd.claims["typ"] != "Refresh" || rd.claims["aud"] != s.Issuer("demo") {
 		t.Errorf("refresh token %v %v", rd.header, rd.claims)
+	}
+	// Keycloak 26.7's refresh token lists every granted client scope, keeps
+	// the access token's aud as aud_x and names its provider (conformance:
+	// password/alice-openid.refresh_token.value.scope, .claims.prov;
+	// password/alice-public.refresh_token.claims.aud_x).
+	if rd.claims["scope"] != "openid acr basic email profile roles service_account web-origins" || rd.claims["prov"] != "default" {
+		t.Errorf("refresh token scope %v, prov %v", rd.claims["scope"], rd.claims["prov"])
+	}
+	if got := aud(map[string]any{"aud": rd.claims["aud_x"]}); !slices.Equal(got, aud(decode(t, login["access_token"].(string)).claims)) {
+		t.Errorf("aud_x %v", rd.claims["aud_x"])
 	}
 	set := fetchJWKS(t, s, "demo")
 	if len(set.Key(rd.header["kid"].(string))) != 0 {
@@ -512,6 +591,14 @@ func TestOfflineAccess(t *testing.T) {
 	if body["scope"] != "openid email offline_access profile" {
 		t.Errorf("scope %v", body["scope"])
 	}
+	// Offline tokens carry no exp and refresh_expires_in is 0; the access
+	// token's jti says "offline" (observed on Keycloak 26.7.3).
+	if _, ok := rd.claims["exp"]; ok || body["refresh_expires_in"] != 0.0 {
+		t.Errorf("offline token exp %v, refresh_expires_in %v", rd.claims["exp"], body["refresh_expires_in"])
+	}
+	if jti, _ := decode(t, body["access_token"].(string)).claims["jti"].(string); !strings.HasPrefix(jti, "ofrtro:") {
+		t.Errorf("jti %q", jti)
+	}
 	if resp := postForm(t, tokenURL(s, "demo"), refreshForm(body["refresh_token"].(string)), DemoClientID+":"+DemoClientSecret); resp.status != 200 {
 		t.Errorf("offline refresh: %d %s", resp.status, resp.body)
 	}
@@ -547,5 +634,51 @@ func TestClientAccessTokenLifespan(t *testing.T) {
 				t.Errorf("%s: %s lives %vs, want %vs", tc.client, kind, life, tc.want)
 			}
 		}
+	}
+}
+
+// TestOfflineAccessNeedsRole: offline tokens need the offline_access realm
+// role (here missing: no default roles); Keycloak answers 400 not_allowed
+// from the password grant (conformance: password/alice-offline) and from
+// the code exchange.
+func TestOfflineAccessNeedsRole(t *testing.T) {
+	t.Parallel()
+	cfg := DemoRealm(DemoClientSecret)
+	cfg.Users = append(cfg.Users,
+		UserConfig{Username: "erin", Password: "erin", NoDefaultRoles: true},
+		UserConfig{Username: "fred", Password: "fred", NoDefaultRoles: true, RealmRoles: []string{"offline_access"}})
+	s := NewServer(t, WithRealm(cfg))
+	form := func(user string) url.Values {
+		return url.Values{"grant_type": {"password"}, "username": {user}, "password": {user}, "scope": {"openid offline_access"}}
+	}
+	resp := postForm(t, tokenURL(s, "demo"), form("erin"), DemoClientID+":"+DemoClientSecret)
+	if b := resp.json(t); resp.status != 400 || b["error"] != "not_allowed" || b["error_description"] != "Offline tokens not allowed for the user or client" {
+		t.Errorf("erin: %d %s", resp.status, resp.body)
+	}
+	if ids := s.Realm("demo").SessionIDs("erin"); len(ids) != 0 {
+		t.Errorf("sessions after a refused offline login: %v", ids)
+	}
+	if resp := postForm(t, tokenURL(s, "demo"), form("fred"), DemoClientID+":"+DemoClientSecret); resp.status != 200 {
+		t.Errorf("fred holds offline_access: %d %s", resp.status, resp.body)
+	}
+	// Without offline_access in the scope, erin logs in.
+	if resp := postForm(t, tokenURL(s, "demo"), withForm(form("erin"), "scope", "openid"), DemoClientID+":"+DemoClientSecret); resp.status != 200 {
+		t.Errorf("erin online: %d %s", resp.status, resp.body)
+	}
+}
+
+// TestDirectGrantByEmail: the password grant accepts the email as
+// username, as Keycloak's default "login with email" does (observed on
+// Keycloak 26.7.3).
+func TestDirectGrantByEmail(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, WithDemoRealm())
+	resp := postForm(t, tokenURL(s, "demo"), url.Values{"grant_type": {"password"}, "username": {"alice@example.com"}, "password": {"alice"}},
+		DemoClientID+":"+DemoClientSecret)
+	if resp.status != 200 {
+		t.Fatalf("%d %s", resp.status, resp.body)
+	}
+	if u := decode(t, resp.json(t)["access_token"].(string)).claims["preferred_username"]; u != "alice" {
+		t.Errorf("preferred_username %v", u)
 	}
 }

@@ -250,11 +250,16 @@ func (r *Realm) mintClaims(username, clientID, scope string, o *tokenOptions) (m
 		return nil, fmt.Errorf("%w: scope %q not allowed for client %q", ErrInvalidTokenOption, scope, clientID)
 	}
 	now := r.now()
-	g := grant{issuer: issuer, user: u, client: c, scopes: scopes, nonce: o.nonce, now: now}
+	g := grant{issuer: issuer, user: u, client: c, scopes: scopes, nonce: o.nonce, now: now, grantType: grantPassword}
+	if serviceAccount {
+		g.grantType = grantClientCredentials
+	}
 	if !serviceAccount || o.sid != "" {
 		switch s := r.sessions[o.sid]; {
 		case o.sid == "":
 			g.session = r.newSessionLocked(u, clientID, now)
+			// As a password-grant session: no browser login, no auth_time.
+			g.session.authTime = 0
 		case s != nil && s.userID == u.id:
 			if s.clients[clientID] == nil {
 				s.clients[clientID] = &clientSession{issued: map[string]uint64{}}
@@ -262,7 +267,7 @@ func (r *Realm) mintClaims(username, clientID, scope string, o *tokenOptions) (m
 			g.session = s
 		default:
 			// A sid for no session of this user: stateless, only the claim.
-			g.session = &userSession{id: o.sid, authTime: now.Unix(), started: now}
+			g.session = &userSession{id: o.sid, started: now}
 		}
 	}
 	if !o.issuedAt.IsZero() {
@@ -273,7 +278,7 @@ func (r *Realm) mintClaims(username, clientID, scope string, o *tokenOptions) (m
 	case IDToken:
 		claims = r.idClaims(g, "")
 	case RefreshToken:
-		claims = r.refreshClaims(g)
+		claims = r.refreshClaims(g, r.accessClaims(g)["aud"])
 		if s := r.sessions[g.session.idOrEmpty()]; s != nil {
 			r.registerRefreshLocked(s, clientID, claims["jti"].(string))
 		}

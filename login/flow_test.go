@@ -203,6 +203,28 @@ func TestRefreshFailures(t *testing.T) {
 	}
 }
 
+// TestRefreshWithWrongClientSecret: Keycloak 26 answers a refresh sent
+// with a wrong client secret 401 unauthorized_client (observed on 26.7.3,
+// conformance token-errors/wrong-secret). That is the application's
+// misconfiguration, not the end of the user's session: the user gets 503
+// and keeps the session, which works again once the secret is right.
+func TestRefreshWithWrongClientSecret(t *testing.T) {
+	t.Parallel()
+	p := newIDP(t, nil)
+	store := session.NewMemoryStore()
+	good := newApp(t, p, appOptions{store: store})
+	bad := newApp(t, p, appOptions{store: store, noClient: true, config: func(c *login.Config) { c.ClientSecret = "not-the-secret" }})
+	b := newBrowser(t)
+	b.login(good, "/private", "alice", "alice")
+	p.clock.Advance(6 * time.Minute)
+	if pg := b.get(bad.srv.URL + "/private"); pg.status != http.StatusServiceUnavailable {
+		t.Fatalf("refresh with a wrong client secret: %d %s", pg.status, pg.url)
+	}
+	if pg := b.get(good.srv.URL + "/private"); pg.status != http.StatusOK || !strings.Contains(pg.body, "private page of alice") {
+		t.Fatalf("the session did not survive the refused refresh: %d %s", pg.status, pg.url)
+	}
+}
+
 // TestConcurrentRefreshWithRotation: with refresh-token rotation on, many
 // requests of one session on two instances refresh at the same time; the
 // user must stay logged in (one refresh token spent once).

@@ -181,6 +181,13 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 	}
 }
 
+// clientRefused reports whether a token-endpoint error is the provider
+// refusing the client itself (invalid_client, or Keycloak 26's 401
+// unauthorized_client for a wrong secret) rather than the grant.
+func clientRefused(re *oauth2.RetrieveError) bool {
+	return re.ErrorCode == "invalid_client" || (re.Response != nil && re.Response.StatusCode == http.StatusUnauthorized)
+}
+
 // spendRefreshToken calls the token endpoint while holding the lease.
 func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (s *session.Session, err error) {
 	if h.cfg.OnRefresh != nil {
@@ -203,6 +210,16 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 	cancel()
 	if err != nil {
 		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && clientRefused(re) {
+			// Keycloak 26 answers a wrong client secret with 401
+			// unauthorized_client: a misconfiguration of this
+			// application, not the end of the user's session, which
+			// stays for when the secret is fixed.
+			h.logger.Error("login: Keycloak refused this application's client credentials on refresh: check the client ID and secret",
+				"client_id", h.cfg.ClientID, "error", re.ErrorCode, "description", re.ErrorDescription)
+			release()
+			return nil, &cloakroom.ProviderError{Op: "refresh", URL: meta.TokenEndpoint, Err: scrubOAuthError(err)}
+		}
 		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_token" || re.ErrorCode == "unauthorized_client") {
 			h.logger.Debug("login: refresh refused; the user must log in again", "sub", cur.Subject, "error", re.ErrorCode, "description", re.ErrorDescription)
 			_ = h.sessions.Store().Delete(context.WithoutCancel(ctx), cur.Key())

@@ -8,6 +8,12 @@
 #   scripts/keycloak.sh stop
 #   scripts/keycloak.sh env     # print the variables again (eval "$(…)")
 #   scripts/keycloak.sh status
+#   scripts/keycloak.sh export SOURCE.json OUT.json
+#                               # import a realm into a throw-away Keycloak
+#                               # with a file database, then write what
+#                               # `kc.sh export` makes of it (users and
+#                               # their hashed credentials included): the
+#                               # fixtures in interop/conformance/testdata
 #
 #   KEYCLOAK_VERSION=26.7.3 KEYCLOAK_PORT=8180 KEYCLOAK_MANAGEMENT_PORT=9100
 #
@@ -69,8 +75,10 @@ fetch() {
 java_home() {
 	# Keycloak 26 runs on Java 17, 21 and 25: take the newest installed.
 	if [ -n "${JAVA_HOME:-}" ]; then echo "$JAVA_HOME"; return; fi
-	local j
-	for j in /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/java-21-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-amd64; do
+	local j jdks=(/usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/java-21-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-amd64)
+	# Older versions (for the export fixtures) predate Java 25.
+	[ "${VERSION%%.*}" -lt 26 ] && jdks=(/usr/lib/jvm/java-21-openjdk-amd64 /usr/lib/jvm/java-17-openjdk-amd64)
+	for j in "${jdks[@]}"; do
 		if [ -x "$j/bin/java" ]; then echo "$j"; return; fi
 	done
 	dirname "$(dirname "$(readlink -f "$(command -v java)")")"
@@ -129,10 +137,70 @@ stop() {
 	fi
 }
 
+# export imports SOURCE (a realm representation) through the admin API of a
+# private copy of the server using a file database, stops it, and runs
+# `kc.sh export` with the users in the same file: the realm as that Keycloak version
+# stores and exports it (migrations applied, passwords hashed with the
+# version's default algorithm, every default scope and flow filled in).
+export_realm() {
+	local src=$1 out=$2
+	[ -f "$src" ] || { log "export: no such file: $src"; exit 2; }
+	fetch
+	local realm work port=$((PORT + 17)) t0=$SECONDS
+	realm=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["realm"])' "$src")
+	work=$(mktemp -d "${TMPDIR:-/tmp}/keycloak-export.XXXXXX")
+	export_work=$work
+	trap 'rm -rf "$export_work"' EXIT
+	cp -a "$HOME_DIR" "$work/kc"
+	local mgmt=()
+	# Keycloak 25 moved health and metrics to a management port.
+	[ "${VERSION%%.*}" -ge 25 ] && mgmt=(--http-management-port=$((port + 1)))
+	export JAVA_HOME
+	JAVA_HOME=$(java_home)
+	log "export: Keycloak $VERSION with a file database on 127.0.0.1:$port"
+	(
+		cd "$work/kc"
+		KC_BOOTSTRAP_ADMIN_USERNAME=$ADMIN KC_BOOTSTRAP_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+			KEYCLOAK_ADMIN=$ADMIN KEYCLOAK_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+			setsid nohup bin/kc.sh start-dev --db=dev-file --http-host=127.0.0.1 --http-port="$port" \
+			"${mgmt[@]}" --log-level=warn >"$work/keycloak.log" 2>&1 </dev/null &
+		echo $! >"$work/pid"
+	)
+	local base=http://127.0.0.1:$port ok=""
+	for _ in $(seq 240); do
+		if curl -sf -o /dev/null "$base/realms/master/.well-known/openid-configuration"; then ok=1; break; fi
+		kill -0 "$(cat "$work/pid")" 2>/dev/null || break
+		sleep 1
+	done
+	if [ -z "$ok" ]; then
+		log "export: Keycloak did not start; its log:"; tail -40 "$work/keycloak.log" >&2
+		kill -- -"$(cat "$work/pid")" 2>/dev/null || true; exit 1
+	fi
+	local tok code
+	tok=$(curl -sf "$base/realms/master/protocol/openid-connect/token" \
+		-d grant_type=password -d client_id=admin-cli -d username="$ADMIN" -d password="$ADMIN_PASSWORD" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+	code=$(curl -s -o "$work/import.out" -w '%{http_code}' -H "Authorization: Bearer $tok" \
+		-H 'Content-Type: application/json' --data-binary @"$src" "$base/admin/realms")
+	kill -- -"$(cat "$work/pid")" 2>/dev/null || true
+	for _ in $(seq 60); do kill -0 "$(cat "$work/pid")" 2>/dev/null || break; sleep 0.5; done
+	if [ "$code" != 201 ]; then
+		log "export: importing $src answered $code: $(head -c 400 "$work/import.out")"; exit 1
+	fi
+	# Keycloak 25 renamed "users in the realm file" for single-file exports.
+	local users=same_file
+	[ "${VERSION%%.*}" -lt 25 ] && users=realm_file
+	(cd "$work/kc" && bin/kc.sh export --db=dev-file --realm "$realm" --users "$users" --file "$work/export.json" >"$work/export.log" 2>&1) ||
+		{ log "export: kc.sh export failed:"; tail -40 "$work/export.log" >&2; exit 1; }
+	cp "$work/export.json" "$out"
+	log "export: $out written by Keycloak $VERSION in $((SECONDS - t0)) s"
+}
+
 case "${1:-start}" in
 start) start ;;
 stop) stop ;;
 env) print_env ;;
+export) [ $# = 3 ] || { echo "usage: $0 export SOURCE.json OUT.json" >&2; exit 2; }; export_realm "$2" "$3" ;;
 status) if ready; then log "ready on $BASE"; else log "not running"; exit 1; fi ;;
-*) echo "usage: $0 start|stop|env|status" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|env|status|export" >&2; exit 2 ;;
 esac

@@ -68,6 +68,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("cloakroom dev: %w", err)
 	}
 	realm := srv.Realm(cfg.Name)
+	if cfg.Disabled {
+		// Keycloak imports a realm file without "enabled": true as a
+		// disabled realm, and so does cloakroom dev; say why logins fail.
+		logger.Warn(`realm is disabled: its file has no "enabled": true (Keycloak imports such a realm disabled too); logins will fail with "Realm not enabled"`, "realm", cfg.Name)
+	}
 
 	if *exportTo != "" {
 		data, err := realm.Export()

@@ -211,3 +211,22 @@ func TestDevErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDevWarnsDisabledRealm: a realm file without "enabled" is loaded
+// disabled, as Keycloak imports it, and dev says so instead of leaving the
+// developer with "Realm not enabled" at the first login.
+func TestDevWarnsDisabledRealm(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "realm.json")
+	if err := os.WriteFile(file, []byte(`{"realm":"quiet","clients":[{"clientId":"c","publicClient":true}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := runDev(context.Background(), []string{"--realm-file", file, "--export-realm", filepath.Join(dir, "out.json")}, &out, &errOut); err != nil {
+		t.Fatalf("%v (%s)", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "realm is disabled") || !strings.Contains(errOut.String(), "realm=quiet") {
+		t.Errorf("no warning: %s", errOut.String())
+	}
+}

@@ -29,7 +29,7 @@ const usersSynopsis = `users <subcommand> [flags]
 Manage the users of a Keycloak realm through its Admin REST API, as a
 service account (a confidential client with "Service accounts" on and the
 realm-management roles manage-users, view-users, query-groups and
-query-clients), and keep a local user table in step with Keycloak.
+view-clients), and keep a local user table in step with Keycloak.
 
 Subcommands:
   list [TEXT] | search TEXT   list users (TEXT: prefix of username, email or name)

@@ -31,6 +31,16 @@ func TestConformance(t *testing.T) {
 	}
 	ctx := context.Background()
 	twin := keycloaktest.NewServer(t, keycloaktest.WithRealmFile(realmFile))
+	for _, f := range ImportFixtures {
+		cfg, err := keycloaktest.LoadRealmFile(f.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Name = importName("conformance", f)
+		if _, err := twin.AddRealm(cfg); err != nil {
+			t.Fatalf("%s: %v", f.File, err)
+		}
+	}
 	got := Run(ctx, &Target{Base: twin.URL(), Realm: "conformance"}, Scenarios())
 	// Several runs can share one Keycloak when each imports the fixture
 	// under its own realm name.
@@ -43,7 +53,10 @@ func TestConformance(t *testing.T) {
 	source := ""
 	if base := os.Getenv("CLOAKROOM_TEST_KEYCLOAK"); base != "" {
 		base = strings.TrimSuffix(base, "/")
-		importRealm(t, base, realm)
+		importRealm(t, base, realm, realmFile)
+		for _, f := range ImportFixtures {
+			importRealm(t, base, importName(realm, f), f.File)
+		}
 		want = Run(ctx, &Target{Base: base, Realm: realm}, Scenarios())
 		want = renameRealm(want, realm)
 		source = "Keycloak at " + base
@@ -98,15 +111,15 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// importRealm (re)creates the conformance realm on a real Keycloak with the
+// importRealm (re)creates a realm from file on a real Keycloak with the
 // master realm's admin.
-func importRealm(t *testing.T, base, realm string) {
+func importRealm(t *testing.T, base, realm, file string) {
 	t.Helper()
 	user, pass := os.Getenv("CLOAKROOM_TEST_KEYCLOAK_ADMIN"), os.Getenv("CLOAKROOM_TEST_KEYCLOAK_ADMIN_PASSWORD")
 	if user == "" {
 		user, pass = "admin", "admin"
 	}
-	data, err := os.ReadFile(realmFile)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}

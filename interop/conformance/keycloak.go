@@ -69,6 +69,9 @@ func (k *Keycloak) ImportRealm(ctx context.Context, name string, realmJSON []byt
 		return fmt.Errorf("realm file: %w", err)
 	}
 	rep["realm"] = name
+	// An export carries the realm's database id: drop it, so that the
+	// same file can be imported under several names.
+	delete(rep, "id")
 	res, err := c.Do(ctx, http.MethodPost, k.Base+"/admin/realms", rep, h)
 	if err != nil {
 		return fmt.Errorf("importing realm %s: %w", name, err)

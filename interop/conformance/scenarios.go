@@ -39,6 +39,8 @@ func Scenarios() []Scenario {
 		{"admin-users", adminUsers},
 		{"admin-roles-groups", adminRolesGroups},
 		{"admin-sessions", adminSessions},
+		{"admin-permissions", adminPermissions},
+		{"import", importedRealms},
 	}
 }
 
