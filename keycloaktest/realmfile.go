@@ -662,14 +662,22 @@ func parseClientScopes(root jsonObj, cfg *RealmConfig) error {
 	return nil
 }
 
-// addBasicScope does what Keycloak 25's migration does to a realm file
-// whose clientScopes have no "basic" (every export from Keycloak 24 or
-// older): it creates the scope (sub, auth_time, sid) and makes it a default
-// scope of every client, so that their tokens keep a sub. A file without
-// clientScopes gets Keycloak's built-in scopes, basic included; a client
-// there that lists defaultClientScopes without basic issues tokens without
-// sub, as in Keycloak (both observed on Keycloak 26.7.3).
+// addBasicScope does what Keycloak 25's migration does to an export from
+// Keycloak 24 or older (keycloakVersion below 25) whose clientScopes have
+// no "basic": it creates the scope (sub, auth_time) and makes it a default
+// scope of every client, so that their tokens keep a sub. Files without
+// keycloakVersion are not migrated: with clientScopes but no basic their
+// clients issue tokens without sub, as do clients of any file that list
+// defaultClientScopes without basic (all observed on Keycloak 26.7.3).
 func addBasicScope(root jsonObj, clients []ClientConfig) error {
+	version, err := root.str("keycloakVersion")
+	if err != nil || version == "" {
+		return err
+	}
+	major, _, _ := strings.Cut(version, ".")
+	if n, err := strconv.Atoi(major); err != nil || n >= 25 {
+		return nil
+	}
 	scopes, err := root.array("clientScopes")
 	if err != nil || scopes == nil {
 		return err

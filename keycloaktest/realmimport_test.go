@@ -80,8 +80,11 @@ func TestRealmImportSemantics(t *testing.T) {
 			file: importRealmJSON(`"clients":[{"clientId":"c","publicClient":true,"directAccessGrantsEnabled":true,"optionalClientScopes":["phone"]}],"users":[` + user("u", `"credentials":[{"type":"password","value":"pw"}]`) + `]`),
 			user: "u", pass: "pw", wantStatus: 200, wantClaims: []string{"sid"}, absentClaims: []string{"sub", "email", "realm_access", "acr"}},
 		{name: "clientScopes without basic (Keycloak 24 export): basic added",
-			file: importRealmJSON(`"clientScopes":[{"name":"profile","protocol":"openid-connect"}],"clients":[{"clientId":"c","publicClient":true,"directAccessGrantsEnabled":true,"defaultClientScopes":["profile"],"optionalClientScopes":[]}],"users":[` + user("u", `"credentials":[{"type":"password","value":"pw"}]`) + `]`),
+			file: importRealmJSON(`"keycloakVersion":"24.0.5","clientScopes":[{"name":"profile","protocol":"openid-connect"}],"clients":[{"clientId":"c","publicClient":true,"directAccessGrantsEnabled":true,"defaultClientScopes":["profile"],"optionalClientScopes":[]}],"users":[` + user("u", `"credentials":[{"type":"password","value":"pw"}]`) + `]`),
 			user: "u", pass: "pw", wantStatus: 200, wantClaims: []string{"sub", "sid"}},
+		{name: "clientScopes without basic, no keycloakVersion: not migrated",
+			file: importRealmJSON(`"clientScopes":[{"name":"profile","protocol":"openid-connect"}],"clients":[{"clientId":"c","publicClient":true,"directAccessGrantsEnabled":true,"defaultClientScopes":["profile"],"optionalClientScopes":[]}],"users":[` + user("u", `"credentials":[{"type":"password","value":"pw"}]`) + `]`),
+			user: "u", pass: "pw", wantStatus: 200, wantClaims: []string{"sid"}, absentClaims: []string{"sub"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

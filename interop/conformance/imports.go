@@ -34,6 +34,9 @@ type ImportFixture struct {
 //     a client listing default scopes without basic, pbkdf2-sha256 and
 //     argon2 hashes made outside Keycloak, a "temporary" password, a user
 //     without "enabled" and one without email or names;
+//   - scopes-no-basic: clientScopes with one custom scope and no
+//     keycloakVersion, so Keycloak creates none of its built-in scopes
+//     and does not migrate (no basic, so no sub);
 //   - enabled-absent: a realm without "enabled".
 var ImportFixtures = []ImportFixture{
 	{
@@ -51,6 +54,11 @@ var ImportFixtures = []ImportFixture{
 		Clients: map[string]string{"hand-app": "hand-app-secret", "hand-default": ""},
 		Users: map[string]string{"plain": "plain-pw", "sha256": "hash-pw", "argon": "argon-pw",
 			"temp": "temp-pw", "noflag": "noflag-pw", "noname": "noname-pw"},
+	},
+	{
+		Name: "scopes", File: "testdata/exports/scopes-no-basic.json",
+		Clients: map[string]string{"scoped": "", "unscoped": ""},
+		Users:   map[string]string{"sam": "sam-pw"},
 	},
 	{
 		Name: "disabled", File: "testdata/exports/enabled-absent.json",
