@@ -7,7 +7,8 @@
 #
 # Tests that need Redis, PostgreSQL or Chromium run when their variables are
 # set (CLOAKROOM_TEST_REDIS, CLOAKROOM_TEST_POSTGRES, CLOAKROOM_TEST_CHROMIUM)
-# and skip with a message otherwise; .ci/run sets them all. The interop
+# and skip with a message otherwise; the run ends with a list of every
+# skipped test and its reason. .ci/run sets every variable. The interop
 # tests against dex, the zitadel/oidc example OP and ORY Hydra run with
 # CLOAKROOM_INTEROP_PEERS=1 (they build the peers once, see
 # interop/peers/build.sh). The conformance suite and the tests against a
@@ -30,11 +31,24 @@ for m in "${modules[@]}"; do
 	[ -f "$m/go.mod" ] || continue
 	echo "== $m: go vet"
 	(cd "$m" && go vet ./...)
+done
+
+# The tests of every module go through internal/testreport, which prints
+# what `go test` prints and then every skipped test with its reason.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/testreport" ./internal/testreport
+for m in "${modules[@]}"; do
+	[ -f "$m/go.mod" ] || continue
 	echo "== $m: go test -race"
 	if [ "$m" = bench ]; then
-		(cd "$m" && go test -race -count=1 -bench . -benchtime 1x "$@" ./...)
+		(cd "$m" && go test -json -race -count=1 -bench . -benchtime 1x "$@" ./...) || echo "$m" >>"$work/failed"
 	else
-		(cd "$m" && go test -race -count=1 "$@" ./...)
+		(cd "$m" && go test -json -race -count=1 "$@" ./...) || echo "$m" >>"$work/failed"
 	fi
-done
+done | "$work/testreport"
+if [ -s "$work/failed" ]; then
+	echo "tests failed in: $(tr '\n' ' ' <"$work/failed")" >&2
+	exit 1
+fi
 echo "all checks passed"

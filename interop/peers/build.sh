@@ -98,11 +98,26 @@ build_one() {
 
 want=("$@")
 pids=()
+declare -A names
 for p in "${peers[@]}"; do
 	IFS='|' read -r name modver pkg flags extra <<<"$p"
 	if [ ${#want[@]} -gt 0 ] && [[ " ${want[*]} " != *" $name "* ]]; then continue; fi
 	build_one "$name" "$modver" "$pkg" "$flags" "$extra" &
 	pids+=($!)
+	names[$!]=$name
+done
+# A cold build takes minutes: say every 30 s which peers are still building.
+started=$SECONDS
+while :; do
+	running=()
+	for pid in "${pids[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then running+=("${names[$pid]}"); fi
+	done
+	[ ${#running[@]} -eq 0 ] && break
+	if [ $(((SECONDS - started) % 30)) -eq 0 ] && [ $((SECONDS - started)) -gt 0 ]; then
+		echo "still building: ${running[*]} ($((SECONDS - started)) s; the first build takes a few minutes, later runs reuse it)"
+	fi
+	sleep 1
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
