@@ -90,9 +90,10 @@
 // requires (manage-users, view-users, query-users, query-groups,
 // query-clients, view-realm, realm-admin ...); otherwise the answer is 401
 // or 403. The built-in "admin-cli" public client exists for admin tools'
-// password grants. Disabling or deleting a user through the API ends its
-// sessions with back-channel logouts, like Realm.SetUserEnabled and
-// Realm.DeleteUser; execute-actions emails land in Realm.Outbox with a
+// password grants. Deleting a user through the API ends its sessions with
+// back-channel logouts, like Realm.DeleteUser; disabling one, through the
+// API or Realm.SetUserEnabled, ends none (as in Keycloak: refreshes fail
+// until the user is enabled again); execute-actions emails land in Realm.Outbox with a
 // link that runs the actions in a browser.
 //
 // # User profile

@@ -402,8 +402,9 @@ func (r *Realm) UserID(username string) (string, bool) {
 // SetUserEnabled enables or disables a user. A disabled user cannot log in
 // or refresh ("User disabled"), and its tokens introspect inactive; tokens
 // already issued stay valid to verifiers that only check signatures, as with
-// Keycloak. Disabling also ends the user's sessions, delivering back-channel
-// logout tokens before it returns.
+// Keycloak. Like Keycloak, disabling ends no session and sends no
+// back-channel logout: enabled again, the user's sessions work again. To
+// end them, call EndSession or the admin API's logout as well.
 func (r *Realm) SetUserEnabled(username string, enabled bool) error {
 	r.mu.Lock()
 	u, err := r.userLocked(username)
@@ -417,14 +418,14 @@ func (r *Realm) SetUserEnabled(username string, enabled bool) error {
 	return nil
 }
 
-// setEnabledLocked enables or disables a user; disabling ends the user's
-// sessions. The admin API goes through here too.
+// setEnabledLocked enables or disables a user. As in Keycloak, disabling
+// ends no session and sends no back-channel logout: the user's refreshes,
+// userinfo and introspection fail while disabled, and work again once the
+// user is enabled (conformance: disable-user). The admin API goes through
+// here too.
 func (r *Realm) setEnabledLocked(u *user, enabled bool) []logoutJob {
 	u.enabled = enabled
-	if enabled {
-		return nil
-	}
-	return r.endUserSessionsLocked(u.id)
+	return nil
 }
 
 // DeleteUser removes a user and ends its sessions, delivering back-channel

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloakroom/cloakroom/keycloaktest"
 	"github.com/cloakroom/cloakroom/login"
@@ -221,8 +222,12 @@ func TestFrontchannelLogout(t *testing.T) {
 	}
 }
 
-// TestDisabledUserLosesSessions: disabling a user in Keycloak ends their
-// sessions there, which reaches the app by back-channel logout.
+// TestDisabledUserLosesSessions: disabling a user in Keycloak ends no
+// session there and sends no back-channel logout (Keycloak 26.7.3), so the
+// app's session lasts until its access token expires; the refresh then
+// fails ("User disabled") and the user is logged out. Logging the user out
+// in Keycloak as well (admin.Client.DisableUser with logout) ends it at
+// once, through the back channel.
 func TestDisabledUserLosesSessions(t *testing.T) {
 	t.Parallel()
 	p := newIDP(t, nil)
@@ -232,7 +237,22 @@ func TestDisabledUserLosesSessions(t *testing.T) {
 	if err := p.kc.SetUserEnabled("bob", false); err != nil {
 		t.Fatal(err)
 	}
+	if pg := b.get(a.srv.URL + "/"); pg.body != "home of bob" {
+		t.Fatalf("before the access token expires: %q", pg.body)
+	}
+	p.clock.Advance(6 * time.Minute)
 	if pg := b.get(a.srv.URL + "/"); pg.body != "home of nobody" {
-		t.Fatalf("disabled user still logged in: %q", pg.body)
+		t.Fatalf("disabled user still logged in after the refresh: %q", pg.body)
+	}
+
+	b.login(a, "/private", "alice", "alice")
+	if err := p.kc.SetUserEnabled("alice", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, sid := range p.kc.SessionIDs("alice") {
+		p.kc.EndSession(sid)
+	}
+	if pg := b.get(a.srv.URL + "/"); pg.body != "home of nobody" {
+		t.Fatalf("disabled and logged-out user still logged in: %q", pg.body)
 	}
 }

@@ -205,3 +205,49 @@ func firstID(ctx context.Context, c *Client, tok, path string) string {
 	m, _ := res.List[0].(map[string]any)
 	return str(m, "id")
 }
+
+// disableUser disables bob while he has a session: Keycloak keeps the
+// session (refreshes fail with "User disabled" meanwhile) and a refresh
+// token works again once he is enabled.
+func disableUser(ctx context.Context, c *Client, r *Recorder) {
+	admin := adminToken(ctx, c, r)
+	tokens := login(ctx, c, r, "bob")
+	bob := findUser(ctx, c, admin, "bob")
+	if admin == "" || tokens == nil || bob == nil {
+		return
+	}
+	id := str(bob, "id")
+	sessions := func(key string) {
+		res, err := c.Do(ctx, http.MethodGet, c.AdminURL("/users/"+id+"/sessions"), nil, bearer(admin))
+		if err != nil {
+			r.Fail(key, err)
+			return
+		}
+		r.Set(key, len(res.List))
+	}
+	refresh := func(key string) {
+		res, err := c.Token(ctx, url.Values{"grant_type": {"refresh_token"}, "client_id": {appClient},
+			"client_secret": {appSecret}, "refresh_token": {str(tokens, "refresh_token")}})
+		if err != nil {
+			r.Fail(key, err)
+			return
+		}
+		r.Set(key+".status", res.Status)
+		r.Set(key+".error", str(res.JSON, "error"))
+		r.Set(key+".error_description", str(res.JSON, "error_description"))
+	}
+	setEnabled := func(key string, on bool) {
+		res, err := c.Do(ctx, http.MethodPut, c.AdminURL("/users/"+id), map[string]any{"enabled": on}, bearer(admin))
+		if err != nil {
+			r.Fail(key, err)
+			return
+		}
+		r.Set(key+".status", res.Status)
+	}
+	sessions("sessions.before")
+	setEnabled("disable", false)
+	sessions("sessions.disabled")
+	refresh("refresh.disabled")
+	setEnabled("enable", true)
+	refresh("refresh.enabled")
+}

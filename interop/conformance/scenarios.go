@@ -40,6 +40,7 @@ func Scenarios() []Scenario {
 		{"admin-roles-groups", adminRolesGroups},
 		{"admin-sessions", adminSessions},
 		{"admin-permissions", adminPermissions},
+		{"disable-user", disableUser},
 		{"import", importedRealms},
 	}
 }
