@@ -38,6 +38,15 @@ var (
 	// answered garbage) and no usable cached data exists. Callers should
 	// fail closed, e.g. with 503, and retry later.
 	ErrUnavailable = errors.New("identity provider unavailable")
+	// ErrMisconfigured: the identity provider answered, and its answer
+	// means this application's settings are wrong rather than the provider
+	// down: the issuer names no realm (discovery 404) or another issuer,
+	// or the token endpoint refuses the client id or secret. Errors that
+	// wrap it are *ProviderError with Setting naming what to fix; they also
+	// wrap ErrUnavailable, so callers that only test for that keep failing
+	// closed. Retrying does not help until the setting (or the provider)
+	// is changed.
+	ErrMisconfigured = errors.New("identity provider refuses this configuration")
 )
 
 // ProviderError describes a failed exchange with the identity provider:
@@ -48,6 +57,10 @@ type ProviderError struct {
 	URL        string // the URL requested (never carries credentials)
 	StatusCode int    // HTTP status, 0 if no response
 	Err        error  // underlying cause
+	// Setting, when not empty, is the application setting the provider's
+	// answer shows to be wrong: "issuer", "client_id" or "client_secret".
+	// The error then wraps ErrMisconfigured, and Err says what to change.
+	Setting string
 }
 
 func (e *ProviderError) Error() string {
@@ -61,10 +74,15 @@ func (e *ProviderError) Error() string {
 	return msg
 }
 
-// Unwrap returns both the cause and ErrUnavailable.
+// Unwrap returns the cause and ErrUnavailable, and ErrMisconfigured when
+// Setting is set.
 func (e *ProviderError) Unwrap() []error {
-	if e.Err == nil {
-		return []error{ErrUnavailable}
+	errs := []error{ErrUnavailable}
+	if e.Setting != "" {
+		errs = append(errs, ErrMisconfigured)
 	}
-	return []error{ErrUnavailable, e.Err}
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	return errs
 }

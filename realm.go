@@ -300,7 +300,13 @@ func (r *Realm) Discover(ctx context.Context) (*Metadata, error) {
 		r.mu.Unlock()
 		close(ch)
 		if err != nil {
-			r.logger.Warn("cloakroom: OpenID discovery failed", "issuer", r.issuer, "error", err)
+			if errors.Is(err, ErrMisconfigured) {
+				// Not an outage: the caller gets the error, which names
+				// the setting to fix, and reports it (login, the gateway).
+				r.logger.Debug("cloakroom: OpenID discovery refused the configured issuer", "issuer", r.issuer, "error", err)
+			} else {
+				r.logger.Warn("cloakroom: OpenID discovery failed", "issuer", r.issuer, "error", err)
+			}
 			return nil, err
 		}
 		return m, nil
@@ -312,19 +318,45 @@ func (r *Realm) fetchMetadata(ctx context.Context) (*Metadata, error) {
 	fail := func(status int, err error) (*Metadata, error) {
 		return nil, &ProviderError{Op: "discovery", URL: u, StatusCode: status, Err: err}
 	}
+	// A wrong issuer is the application's misconfiguration, not an
+	// outage: a 404 (Keycloak: "Realm does not exist"), an HTML page
+	// where the document should be, or a document naming another issuer.
+	misconfigured := func(status int, err error) (*Metadata, error) {
+		return nil, &ProviderError{Op: "discovery", URL: u, StatusCode: status, Err: err, Setting: "issuer"}
+	}
 	body, status, err := r.get(ctx, u, "application/json")
-	if err != nil {
+	switch {
+	case err != nil && status == http.StatusNotFound:
+		return misconfigured(status, r.notFound(err))
+	case errors.Is(err, errHTMLPage):
+		return misconfigured(status, err)
+	case err != nil:
 		return fail(status, err)
 	}
 	m, err := parseMetadata(body)
 	if err != nil {
 		return fail(status, err)
 	}
+	// The configured issuer and the one the document names may differ by
+	// a trailing slash (NewRealm drops it from the configured one); tokens
+	// are then compared exactly with the document's.
 	if m.Issuer != r.issuer && strings.TrimSuffix(m.Issuer, "/") != r.issuer {
-		return fail(status, fmt.Errorf("document names issuer %q, but the configured issuer is %q: configure the issuer exactly as the provider announces it (for Keycloak, set its hostname so that one URL is used everywhere)", m.Issuer, r.issuer))
+		return misconfigured(status, fmt.Errorf("document names issuer %q, but the configured issuer is %q: configure the issuer exactly as the provider announces it (for Keycloak, set its hostname so that one URL is used everywhere)", m.Issuer, r.issuer))
 	}
 	return m, nil
 }
+
+// notFound explains a 404 at discovery.
+func (r *Realm) notFound(err error) error {
+	if strings.Contains(err.Error(), "Realm does not exist") {
+		return fmt.Errorf("this Keycloak has no realm %q (it answers \"Realm does not exist\"; realm names are case-sensitive)", r.Name())
+	}
+	return fmt.Errorf("no OpenID discovery document at this address (%w): the issuer must be the realm's URL, e.g. https://sso.example.com/realms/myrealm (…/auth/realms/myrealm before Keycloak 17)", err)
+}
+
+// errHTMLPage: the provider answered with a web page where a JSON
+// document was expected.
+var errHTMLPage = errors.New("got an HTML page where JSON was expected (is the issuer URL right?)")
 
 // parseMetadata decodes and checks a discovery document.
 func parseMetadata(body []byte) (*Metadata, error) {
@@ -394,7 +426,7 @@ func (r *Realm) get(ctx context.Context, u, accept string) ([]byte, int, error) 
 		// Some servers label JSON text/plain; an HTML page, though, means
 		// the URL points at something else (a login page, a proxy error).
 		if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "text/html" {
-			return nil, resp.StatusCode, fmt.Errorf("unexpected content type %q: got an HTML page where JSON was expected (is the issuer URL right?)", mt)
+			return nil, resp.StatusCode, fmt.Errorf("unexpected content type %q: %w", mt, errHTMLPage)
 		}
 	}
 	return body, resp.StatusCode, nil

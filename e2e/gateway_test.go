@@ -245,8 +245,10 @@ func TestGatewayLogoutEndsKeycloakSession(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#logout-link")),
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
 		chromedp.Click(chromedp.CSS("#logout")),
-		// Back from Keycloak's end-session endpoint to "/", which needs a
-		// login again: the password form, not an SSO pass-through.
+		// Back from Keycloak's end-session endpoint: "You have been signed
+		// out"; signing in again needs the password, not an SSO pass-through.
+		chromedp.WaitVisible(chromedp.CSS("#login")),
+		chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS("#kc-form-login")),
 	); err != nil {
 		t.Fatalf("logout: %v", err)

@@ -251,6 +251,8 @@ func TestRealKeycloakGatewayLoginRolesLogout(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#logout-link")),
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
 		chromedp.Click(chromedp.CSS("#logout")),
+		chromedp.WaitVisible(chromedp.CSS("#login")), // "You have been signed out"
+		chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS("#kc-form-login")),
 	); err != nil {
 		t.Fatalf("logout: %v", err)

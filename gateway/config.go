@@ -1,17 +1,17 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -180,37 +180,288 @@ var DefaultHeaders = HeaderNames{
 }
 
 // LoadFile reads a YAML configuration file. Unknown keys are errors, so a
-// typo cannot silently turn a protection off.
+// typo cannot silently turn a protection off. Errors name the file, the
+// line and the setting, suggest the key meant for a misspelt one, and say
+// which kind of value is expected; every problem of the file is listed.
 func LoadFile(path string) (Config, error) {
 	var cfg Config
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return cfg, fmt.Errorf("config file: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return cfg, nil // an empty file
-		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		msg = hideSecretValues(msg, data)
-		msg = lineRef.ReplaceAllStringFunc(msg, func(m string) string {
-			n, _ := strconv.Atoi(lineRef.FindStringSubmatch(m)[1])
-			if field := fieldAtLine(data, n); field != "" {
-				return m + " (" + field + ")"
-			}
-			return m
-		})
-		return cfg, fmt.Errorf("config file %s: %s", path, msg)
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return cfg, fileError(path, syntaxProblems(err, data))
+	}
+	if len(root.Content) == 0 {
+		return cfg, nil // an empty file
+	}
+	var ps []fileProblem
+	checkKeys(root.Content[0], reflect.TypeOf(cfg), "", &ps)
+	if err := root.Content[0].Decode(&cfg); err != nil {
+		ps = append(ps, typeProblems(err, data)...)
+	}
+	if len(ps) > 0 {
+		return cfg, fileError(path, ps)
 	}
 	return cfg, nil
 }
 
-var (
-	lineRef     = regexp.MustCompile(`line (\d+)`)
-	quotedValue = regexp.MustCompile(" `[^`]*`")
-)
+// fileProblem is one problem of a configuration file.
+type fileProblem struct {
+	line int
+	msg  string // "field: what is wrong"
+}
+
+func fileError(path string, ps []fileProblem) error {
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].line < ps[j].line })
+	at := func(p fileProblem) string {
+		if p.line > 0 {
+			return fmt.Sprintf("%s:%d: %s", path, p.line, p.msg)
+		}
+		return path + ": " + p.msg
+	}
+	if len(ps) == 1 {
+		return errors.New("config file " + at(ps[0]))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "config file %s: %d problems:", path, len(ps))
+	for _, p := range ps {
+		b.WriteString("\n  " + at(p))
+	}
+	return errors.New(b.String())
+}
+
+var yamlLineMsg = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// syntaxHints explain the YAML parser's messages that puzzle most.
+var syntaxHints = map[string]string{
+	"found character that cannot start any token":    " (a tab? indent with spaces)",
+	"mapping values are not allowed in this context": " (a missing space after a colon, or a value that needs quotes?)",
+	"did not find expected key":                      " (inconsistent indentation?)",
+	"could not find expected ':'":                    " (a key without a colon, or a value that needs quotes?)",
+}
+
+// syntaxProblems rewrites the YAML parser's error (the file is not YAML).
+func syntaxProblems(err error, data []byte) []fileProblem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var ps []fileProblem
+	for _, l := range strings.Split(strings.TrimPrefix(msg, "unmarshal errors:\n"), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		// yaml names no line when the problem is on the first one.
+		p := fileProblem{line: 1, msg: l}
+		if m := yamlLineMsg.FindStringSubmatch(l); m != nil {
+			p.line, _ = strconv.Atoi(m[1])
+			p.msg = m[2]
+		}
+		p.msg = "not valid YAML: " + hideSecretValues(p.msg, data) + syntaxHints[p.msg]
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+var dupKey = regexp.MustCompile(`^mapping key ".*" already defined at line (\d+)$`)
+
+var typeMsg = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+
+// typeProblems rewrites yaml's "cannot unmarshal !!str `x` into
+// time.Duration" into the setting and the kind of value it takes.
+func typeProblems(err error, data []byte) []fileProblem {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []fileProblem{{msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	var ps []fileProblem
+	for _, e := range te.Errors {
+		e = hideSecretValues(e, data)
+		p := fileProblem{msg: e}
+		if m := yamlLineMsg.FindStringSubmatch(e); m != nil {
+			p.line, _ = strconv.Atoi(m[1])
+			p.msg = m[2]
+		}
+		field := fieldAtLine(data, p.line)
+		if m := typeMsg.FindStringSubmatch(p.msg); m != nil {
+			got := map[string]string{"seq": "a list", "map": "a map", "null": "empty"}[m[1]]
+			if got == "" {
+				got = strconv.Quote(strings.TrimSuffix(m[2], "..."))
+				if m[2] == "" { // hidden: a secret
+					got = "this value"
+				}
+			}
+			p.msg = got + " is not " + wantedKind(m[3])
+		} else if m := dupKey.FindStringSubmatch(p.msg); m != nil {
+			p.msg = "given twice (also on line " + m[1] + "): keep one"
+		}
+		if field != "" {
+			p.msg = field + ": " + p.msg
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// wantedKind describes, in the file's terms, the Go type yaml names.
+func wantedKind(goType string) string {
+	switch strings.TrimPrefix(goType, "*") {
+	case "time.Duration":
+		return "a duration with a unit, e.g. 30s, 45m or 10h (write 0 as 0s)"
+	case "[]string":
+		return "a list, e.g. [a, b] or one \"- item\" per line"
+	case "string":
+		return "a single value (quote it if it contains \": \" or starts with a special character)"
+	case "bool":
+		return "true or false"
+	case "int", "int64":
+		return "a whole number"
+	case "[]gateway.Route":
+		return "a list of routes (\"- path: /…\" entries)"
+	}
+	if strings.HasPrefix(goType, "[]") {
+		return "a list"
+	}
+	return "a map of settings (key: value lines)"
+}
+
+// checkKeys reports the keys of a mapping node that t (a struct, read
+// through its yaml tags) does not have, suggesting the key meant.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, ps *[]fileProblem) {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			ft, ok := fields[k.Value]
+			if !ok {
+				*ps = append(*ps, fileProblem{line: k.Line, msg: p + ": unknown key" + suggestKey(k.Value, fields, path)})
+				continue
+			}
+			if p == "client_secret" || p == "session.encryption_keys" {
+				continue // type errors there are reported without the value
+			}
+			checkKeys(v, ft, p, ps)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), ps)
+		}
+	}
+}
+
+// yamlFields maps the yaml keys of a struct to their types (inline
+// structs included).
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			for k, v := range yamlFields(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// sectionKeys lists, for "did you mean", where each key of a section
+// lives ("store" → "session.store").
+var sectionKeys = func() map[string][]string {
+	out := map[string][]string{}
+	top := reflect.TypeOf(Config{})
+	for name, t := range yamlFields(top) {
+		out[name] = append(out[name], name)
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || t == reflect.TypeOf(time.Duration(0)) {
+			continue
+		}
+		prefix := name + "."
+		if name == "routes" {
+			prefix = "routes[]."
+		}
+		for sub := range yamlFields(t) {
+			out[sub] = append(out[sub], prefix+sub)
+		}
+	}
+	return out
+}()
+
+// suggestKey proposes the key meant by an unknown one: the closest key of
+// the same map (a typo: realm_role → realm_roles, client-id →
+// client_id), or the section where that key belongs (store → session.store).
+func suggestKey(key string, fields map[string]reflect.Type, path string) string {
+	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "_")) }
+	best, bestD := "", 1<<30
+	for name := range fields {
+		d := editDistance(norm(key), name)
+		if d < bestD || d == bestD && name < best {
+			best, bestD = name, d
+		}
+	}
+	if best != "" && (bestD <= 2 || bestD <= len(key)/3) {
+		return "; did you mean " + best + "?"
+	}
+	for _, where := range sectionKeys[norm(key)] {
+		if !strings.HasPrefix(where, path) || path == "" {
+			return "; did you mean " + where + "? (it belongs in another section)"
+		}
+	}
+	var names []string
+	for name := range fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return " (the keys here are: " + strings.Join(names, ", ") + ")"
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes; keys are
+// ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var quotedValue = regexp.MustCompile(" `[^`]*`")
+
+// keycloakIssuer matches a Keycloak realm URL (…/realms/NAME).
+var keycloakIssuer = regexp.MustCompile(`/realms/[^/]+$`)
 
 // hideSecretValues removes from a yaml error message the values it quotes
 // ("cannot unmarshal !!str `MDEyMzQ...` into []string") when they are (the
@@ -324,8 +575,11 @@ var envVars = []struct {
 	{"CLOAKROOM_TRUSTED_PROXIES", "trusted_proxies", func(c *Config, v string) error { c.TrustedProxies = splitList(v); return nil }},
 	{"CLOAKROOM_FORWARD_ACCESS_TOKEN", "forward_access_token", func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
 		c.ForwardAccessToken = b
-		return err
+		return nil
 	}},
 	{"CLOAKROOM_PROFILE", "profile", func(c *Config, v string) error { c.Profile = v; return nil }},
 	{"CLOAKROOM_ROLES_CLAIM", "roles_claim", func(c *Config, v string) error { c.RolesClaim = v; return nil }},
@@ -477,6 +731,10 @@ func (c *Config) Validate() error {
 		bad("issuer", "required: the Keycloak realm URL, e.g. https://sso.example.com/realms/myrealm")
 	} else if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("issuer", "%q is not an http(s) URL", c.Issuer)
+	} else if trimmed := strings.TrimRight(c.Issuer, "/"); trimmed != c.Issuer && keycloakIssuer.MatchString(trimmed) {
+		// Keycloak's iss never ends with a slash, and tokens are compared
+		// with the issuer exactly: say so rather than guess.
+		bad("issuer", "%q ends with a slash, but Keycloak's tokens name the realm without one: write %s", c.Issuer, trimmed)
 	}
 	if c.ClientID == "" {
 		bad("client_id", "required: the gateway's confidential client in Keycloak")

@@ -63,8 +63,10 @@ type Gateway struct {
 	// busy gateway into a new TCP connection.
 	transport *http.Transport
 
+	secret string // the client secret (from client_secret_file too)
+
 	readyMu  sync.Mutex
-	idpErr   error // nil once keys were fetched
+	idp      idpState
 	idpReady atomic.Bool
 
 	stopBackground context.CancelFunc
@@ -120,14 +122,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	g.metrics = newMetrics(o.registerer, o.gatherer)
 
-	secret := cfg.ClientSecret
-	if cfg.ClientSecretFile != "" {
-		b, err := os.ReadFile(cfg.ClientSecretFile)
-		if err != nil {
-			return nil, &FieldError{Field: "client_secret_file", Msg: err.Error()}
-		}
-		secret = strings.TrimSpace(string(b))
+	secret, err := clientSecret(cfg)
+	if err != nil {
+		return nil, err
 	}
+	g.secret = secret
 	for _, p := range cfg.TrustedProxies {
 		pr, _ := parsePrefix(p)
 		g.trusted = append(g.trusted, pr)
@@ -138,7 +137,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	realm, err := cloakroom.NewRealm(cfg.Issuer, realmOpts...)
 	if err != nil {
-		return nil, &FieldError{Field: "issuer", Msg: err.Error()}
+		return nil, &FieldError{Field: "issuer", Msg: strings.TrimPrefix(err.Error(), "cloakroom: ")}
 	}
 	g.realm = realm
 	profile, _ := cloakroom.ParseProfile(cfg.Profile) // checked by Validate
@@ -200,12 +199,18 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		// Other providers may return the profile (email, username) only at
 		// userinfo when they issue an access token (OIDC Core 5.4).
 		FetchUserinfo: profile != cloakroom.Keycloak,
+		// After logout: "You have been signed out", with a way back in.
+		SignedOutPage: true,
 		Logger:        logger,
 		AfterLogin: func(ctx context.Context, e *login.LoginEvent) error {
 			g.metrics.logins.Inc()
+			g.clientAccepted()
 			return nil
 		},
-		AfterLogout: func(ctx context.Context, s *login.Session) { g.metrics.logouts.WithLabelValues("rp").Inc() },
+		// A wrong issuer, client id or secret: logged once at ERROR with
+		// the setting to fix, and reported by readyz.
+		OnMisconfigured: func(ctx context.Context, err error) { g.reportMisconfigured(err) },
+		AfterLogout:     func(ctx context.Context, s *login.Session) { g.metrics.logouts.WithLabelValues("rp").Inc() },
 		OnBackchannelLogout: func(ctx context.Context, e *login.BackchannelLogoutEvent) {
 			g.metrics.logouts.WithLabelValues("backchannel").Inc()
 		},
@@ -213,6 +218,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 			result := "ok"
 			if err != nil {
 				result = "failed"
+			} else {
+				g.clientAccepted()
 			}
 			g.metrics.refreshes.WithLabelValues(result).Inc()
 		},
@@ -259,7 +266,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.stopBackground = cancel
-	g.idpErr = errors.New("not contacted yet")
+	g.idp.discovery = errors.New("not contacted yet")
 	g.background.Add(1)
 	go g.warmUp(bctx)
 	return g, nil
@@ -276,14 +283,21 @@ func (g *Gateway) warmUp(ctx context.Context) {
 			return // shutting down
 		}
 		g.readyMu.Lock()
-		g.idpErr = err
+		g.idp.discovery = err
 		g.readyMu.Unlock()
 		if err == nil {
 			g.idpReady.Store(true)
 			g.logger.Info("identity provider reachable", "issuer", g.realm.Issuer())
+			g.checkClient(ctx)
 			return
 		}
-		g.logger.Warn("identity provider not reachable yet; retrying", "issuer", g.cfg.Issuer, "error", err, "retry_in", backoff)
+		if errors.Is(err, cloakroom.ErrMisconfigured) {
+			// Not an outage: logged at ERROR with the fix. Still retried,
+			// so that a realm created later is picked up.
+			g.reportMisconfigured(err)
+		} else {
+			g.logger.Warn("identity provider not reachable yet; retrying", "issuer", g.cfg.Issuer, "error", err, "retry_in", backoff)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -294,14 +308,25 @@ func (g *Gateway) warmUp(ctx context.Context) {
 }
 
 // Ready reports why the gateway cannot serve yet (nil when it can): the
-// identity provider was never reached, or the session store fails.
+// identity provider was never reached or refuses the issuer
+// (identity_provider), refuses the client id or secret
+// (client_credentials), or the session store fails (session_store).
+// Misconfigurations are reported as "misconfigured: " and the message
+// naming the setting to fix; secrets never appear.
 func (g *Gateway) Ready(ctx context.Context) map[string]string {
 	checks := map[string]string{}
+	g.readyMu.Lock()
 	if !g.idpReady.Load() {
-		g.readyMu.Lock()
-		checks["identity_provider"] = fmt.Sprintf("not reachable: %v", g.idpErr)
-		g.readyMu.Unlock()
+		if _, msg, ok := Misconfiguration(g.idp.discovery); ok {
+			checks["identity_provider"] = "misconfigured: " + msg
+		} else {
+			checks["identity_provider"] = fmt.Sprintf("not reachable: %v", g.idp.discovery)
+		}
 	}
+	if _, msg, ok := Misconfiguration(g.idp.client); ok {
+		checks["client_credentials"] = "misconfigured: " + msg
+	}
+	g.readyMu.Unlock()
 	sctx, cancel := context.WithTimeout(session.WithoutCache(ctx), 2*time.Second)
 	defer cancel()
 	if _, err := g.store.Load(sctx, "readyz-probe"); err != nil && !errors.Is(err, session.ErrNotFound) {

@@ -102,7 +102,7 @@ func TestHostileProviderGateway(t *testing.T) {
 		{"kid absent, one key", hostileop.KIDAbsentSingleKey, 400, `ID token: token signing key not found: token header has no kid`},
 		{"kid absent, several keys", hostileop.KIDAbsentManyKeys, 400, `ID token: token signing key not found: token header has no kid`},
 		{"token from another issuer", hostileop.IssuerMismatch, 400, `ID token: token issuer mismatch: token was issued by "https://impostor\.example/realms/hostile"`},
-		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 503, `document names issuer "https://impostor\.example/realms/hostile", but the configured issuer is`},
+		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 500, `document names issuer "https://impostor\.example/realms/hostile", but the configured issuer is`}, // misconfigured, not an outage
 		{"token for another client", hostileop.AudienceMismatch, 400, `ID token: token audience not accepted: aud \["another-client"\] does not include this client`},
 		{"two audiences, no azp", hostileop.MultipleAudiencesNoAZP, 400, `ID token: token audience not accepted: aud includes "another-client", an audience this client does not trust`},
 		{"wrong azp", hostileop.WrongAZP, 400, `ID token: token audience not accepted: azp "another-client" is not this client`},

@@ -224,7 +224,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, extra map[s
 	}
 	meta, err := h.realm.Discover(r.Context())
 	if err != nil {
-		h.unavailable(w, r, err)
+		h.providerFailure(w, r, err)
 		return
 	}
 	if meta.AuthorizationEndpoint == "" || meta.TokenEndpoint == "" {
@@ -289,7 +289,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	// RFC 9207: the response must come from the issuer the request went to.
 	meta, err := h.realm.Discover(r.Context())
 	if err != nil {
-		h.unavailable(w, r, err)
+		h.providerFailure(w, r, err)
 		return
 	}
 	if iss, present := q["iss"]; present {
@@ -317,6 +317,15 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	if err != nil {
 		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil {
+			// The provider refusing the client itself (a wrong secret, an
+			// unknown client) is this application's misconfiguration:
+			// every login would fail the same way.
+			if pe := h.realm.ClientRefusal(meta.TokenEndpoint, h.cfg.ClientID, re.Response.StatusCode, re.ErrorCode, re.ErrorDescription); pe != nil {
+				h.misconfigured(w, r, pe)
+				return
+			}
+		}
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			h.logger.Debug("login: code exchange refused", "error", re.ErrorCode, "description", re.ErrorDescription)
 			h.errorPage(w, r, http.StatusBadRequest, "Login failed", "The identity provider refused the login code ("+re.ErrorCode+"). Please log in again.", h.LoginURL(p.ReturnTo))
@@ -332,7 +341,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.logger.Debug("login: tokens refused", "reason", err.Error())
 		if errors.Is(err, cloakroom.ErrUnavailable) {
-			h.unavailable(w, r, err)
+			h.providerFailure(w, r, err)
 			return
 		}
 		h.errorPage(w, r, http.StatusBadRequest, "Login failed", "The identity provider's answer did not pass verification.", h.LoginURL(p.ReturnTo))

@@ -206,8 +206,9 @@ func TestRefreshFailures(t *testing.T) {
 // TestRefreshWithWrongClientSecret: Keycloak 26 answers a refresh sent
 // with a wrong client secret 401 unauthorized_client (observed on 26.7.3,
 // conformance token-errors/wrong-secret). That is the application's
-// misconfiguration, not the end of the user's session: the user gets 503
-// and keeps the session, which works again once the secret is right.
+// misconfiguration, not the end of the user's session: the user gets 500
+// "sign-in is misconfigured" (not 503: waiting does not help) and keeps
+// the session, which works again once the secret is right.
 func TestRefreshWithWrongClientSecret(t *testing.T) {
 	t.Parallel()
 	p := newIDP(t, nil)
@@ -217,7 +218,7 @@ func TestRefreshWithWrongClientSecret(t *testing.T) {
 	b := newBrowser(t)
 	b.login(good, "/private", "alice", "alice")
 	p.clock.Advance(6 * time.Minute)
-	if pg := b.get(bad.srv.URL + "/private"); pg.status != http.StatusServiceUnavailable {
+	if pg := b.get(bad.srv.URL + "/private"); pg.status != http.StatusInternalServerError || !strings.Contains(pg.body, "misconfigured") {
 		t.Fatalf("refresh with a wrong client secret: %d %s", pg.status, pg.url)
 	}
 	if pg := b.get(good.srv.URL + "/private"); pg.status != http.StatusOK || !strings.Contains(pg.body, "private page of alice") {

@@ -139,7 +139,7 @@ func TestHostileProviderLogin(t *testing.T) {
 		{"ID token without kid, several keys", hostileop.KIDAbsentManyKeys, hostileop.IDTokens, 400, `ID token: token signing key not found: token header has no kid`, false},
 		{"ID token from another issuer", hostileop.IssuerMismatch, hostileop.IDTokens, 400, `ID token: token issuer mismatch: token was issued by .https://impostor\.example/realms/hostile.`, false},
 		{"access token from another issuer", hostileop.IssuerMismatch, hostileop.AccessTokens, 400, `access token: token issuer mismatch`, false},
-		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 0, 503, `document names issuer .https://impostor\.example/realms/hostile., but the configured issuer is`, false},
+		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 0, 500, `document names issuer .https://impostor\.example/realms/hostile., but the configured issuer is`, false},
 		{"ID token for another client", hostileop.AudienceMismatch, hostileop.IDTokens, 400, `ID token: token audience not accepted: aud .*another-client.* does not include this client`, false},
 		{"access token for another client", hostileop.AudienceMismatch, hostileop.AccessTokens, 400, `access token: token audience not accepted`, false},
 		{"ID token with two audiences, no azp", hostileop.MultipleAudiencesNoAZP, hostileop.IDTokens, 400, `ID token: token audience not accepted: aud includes .another-client., an audience this client does not trust`, false},

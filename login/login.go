@@ -97,6 +97,13 @@ type Config struct {
 	AllowedRedirectOrigins []string
 	// PostLogoutRedirect is where users land after logout (default "/").
 	PostLogoutRedirect string
+	// SignedOutPage ends a logout that names no return_to on a "You have
+	// been signed out" page with a button to sign in again (back to
+	// PostLogoutRedirect), instead of redirecting to PostLogoutRedirect:
+	// for sites whose home page requires a login, where users would
+	// otherwise land on the login form without a word. A logout with a
+	// return_to still ends there.
+	SignedOutPage bool
 	// RefreshBefore refreshes access tokens this long before they expire
 	// (default 30 s).
 	RefreshBefore time.Duration
@@ -145,6 +152,14 @@ type Config struct {
 	// OnRefresh runs after every attempt to refresh a session's tokens at
 	// Keycloak: err is nil on success (for metrics).
 	OnRefresh func(ctx context.Context, err error)
+	// OnMisconfigured runs when the identity provider's answer shows this
+	// application's settings to be wrong (errors.Is(err,
+	// cloakroom.ErrMisconfigured); a *cloakroom.ProviderError whose
+	// Setting is "issuer", "client_id" or "client_secret"): discovery
+	// found no realm or another issuer, or the token endpoint refused the
+	// client at a callback or a refresh. The user is shown that sign-in is
+	// misconfigured. err never holds a secret.
+	OnMisconfigured func(ctx context.Context, err error)
 	// Logger receives warnings and debug messages (default: the Realm's).
 	Logger *slog.Logger
 }
@@ -170,6 +185,7 @@ type Handler struct {
 	tokenClient *http.Client // the Realm's client, answers bounded
 	mux         *http.ServeMux
 	now         func() time.Time
+	misconfigLog
 }
 
 // New returns a Handler.

@@ -25,19 +25,32 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	returnTo, ok := h.safeRedirect(r.FormValue("return_to"))
-	if !ok || r.FormValue("return_to") == "" {
+	explicit := ok && r.FormValue("return_to") != ""
+	if !explicit {
 		returnTo = h.postLogoutTarget()
+	}
+	// With Config.SignedOutPage, a logout without return_to ends on the
+	// signed-out page (served by logged-out), not at returnTo.
+	showPage := h.cfg.SignedOutPage && !explicit
+	after := returnTo
+	if showPage {
+		after = h.prefix + "/logged-out"
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		if s == nil {
+			if showPage {
+				h.signedOut(w, returnTo)
+				return
+			}
 			http.Redirect(w, r, returnTo, http.StatusFound)
 			return
 		}
-		renderPage(w, http.StatusOK, page{
-			Title: "Log out", Message: "Do you want to log out?",
-			Form: h.prefix + "/logout", CSRF: s.CSRFToken, ReturnTo: r.FormValue("return_to"),
-		})
+		confirmReturn := ""
+		if explicit {
+			confirmReturn = returnTo
+		}
+		renderPage(w, http.StatusOK, h.logoutConfirmation(r, usernameOf(r, s), s.CSRFToken, confirmReturn))
 		return
 	case http.MethodPost:
 	default:
@@ -46,12 +59,12 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s == nil {
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		http.Redirect(w, r, after, http.StatusSeeOther)
 		return
 	}
 	if !h.sameOrigin(r) || !validCSRF(r, s.CSRFToken) {
 		h.logger.Debug("login: logout refused: missing or wrong CSRF token, or cross-origin request")
-		h.errorPage(w, r, http.StatusForbidden, "Logout refused", "The logout request did not come from this site. Use the application's logout button.", "")
+		h.logoutRefused(w, r)
 		return
 	}
 	if err := h.sessions.Destroy(r.Context(), w, s); err != nil {
@@ -69,14 +82,18 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			h.logger.Warn("login: local session ended, but the Keycloak session could not be (discovery failed)", "error", err)
 		}
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		http.Redirect(w, r, after, http.StatusSeeOther)
 		return
 	}
 	state := session.NewID()
-	h.setLogoutCookie(w, state, returnTo)
+	if showPage {
+		h.setLogoutCookie(w, state, "") // "": show the signed-out page
+	} else {
+		h.setLogoutCookie(w, state, returnTo)
+	}
 	u, err := url.Parse(meta.EndSessionEndpoint)
 	if err != nil {
-		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		http.Redirect(w, r, after, http.StatusSeeOther)
 		return
 	}
 	q := u.Query()
@@ -142,20 +159,29 @@ func (h *Handler) setLogoutCookie(w http.ResponseWriter, state, returnTo string)
 
 // handleLoggedOut is the post_logout_redirect_uri: it checks the state
 // Keycloak echoes and sends the browser on to where logout was asked to
-// lead. A missing or wrong state leads to the default page instead.
+// lead. A missing or wrong state leads to the default page instead: with
+// Config.SignedOutPage, the signed-out page (unless the browser has a
+// session, when there is nothing to tell).
 func (h *Handler) handleLoggedOut(w http.ResponseWriter, r *http.Request) {
 	target := h.postLogoutTarget()
+	showPage := h.cfg.SignedOutPage
 	state := r.URL.Query().Get("state")
 	if c, err := r.Cookie(h.logoutCookieName()); err == nil && state != "" {
 		if raw, err := base64.RawURLEncoding.DecodeString(c.Value); err == nil {
-			if dest, err := h.sessions.Keyring().Open(raw, []byte("logout:"+state)); err == nil {
+			if dest, err := h.sessions.Keyring().Open(raw, []byte("logout:"+state)); err == nil && len(dest) > 0 {
 				if safe, ok := h.safeRedirect(string(dest)); ok {
-					target = safe
+					target, showPage = safe, false
 				}
 			}
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: h.logoutCookieName(), Value: "", Path: h.prefix + "/", MaxAge: -1, HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteLaxMode})
+	if showPage {
+		if s, err := h.sessions.Get(r); err != nil || s == nil {
+			h.signedOut(w, target)
+			return
+		}
+	}
 	http.Redirect(w, r, target, http.StatusFound)
 }
 

@@ -49,7 +49,7 @@ func (h *Handler) Middleware(next http.Handler) http.Handler {
 
 func (h *Handler) loadFailure(w http.ResponseWriter, r *http.Request, err error) {
 	if isUnavailable(err) {
-		h.unavailable(w, r, err)
+		h.providerFailure(w, r, err)
 		return
 	}
 	h.storeFailure(w, r, err)
@@ -83,7 +83,11 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 		case err != nil && h.now().Before(s.AccessExpiry):
 			// Keycloak is unreachable but the access token still works:
 			// carry on, the next request tries again.
-			h.logger.Warn("login: token refresh failed; using the current access token until it expires", "sub", s.Subject, "error", err)
+			if errors.Is(err, cloakroom.ErrMisconfigured) {
+				h.reportMisconfigured(r.Context(), err)
+			} else {
+				h.logger.Warn("login: token refresh failed; using the current access token until it expires", "sub", s.Subject, "error", err)
+			}
 		case err != nil:
 			return nil, err
 		default:
@@ -183,9 +187,14 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 
 // clientRefused reports whether a token-endpoint error is the provider
 // refusing the client itself (invalid_client, or Keycloak 26's 401
-// unauthorized_client for a wrong secret) rather than the grant.
-func clientRefused(re *oauth2.RetrieveError) bool {
-	return re.ErrorCode == "invalid_client" || (re.Response != nil && re.Response.StatusCode == http.StatusUnauthorized)
+// unauthorized_client for a wrong secret) rather than the grant; see
+// cloakroom.Realm.ClientRefusal.
+func (h *Handler) clientRefused(tokenURL string, re *oauth2.RetrieveError) *cloakroom.ProviderError {
+	status := 0
+	if re.Response != nil {
+		status = re.Response.StatusCode
+	}
+	return h.realm.ClientRefusal(tokenURL, h.cfg.ClientID, status, re.ErrorCode, re.ErrorDescription)
 }
 
 // spendRefreshToken calls the token endpoint while holding the lease.
@@ -210,15 +219,17 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 	cancel()
 	if err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && clientRefused(re) {
-			// Keycloak 26 answers a wrong client secret with 401
-			// unauthorized_client: a misconfiguration of this
-			// application, not the end of the user's session, which
-			// stays for when the secret is fixed.
-			h.logger.Error("login: Keycloak refused this application's client credentials on refresh: check the client ID and secret",
-				"client_id", h.cfg.ClientID, "error", re.ErrorCode, "description", re.ErrorDescription)
-			release()
-			return nil, &cloakroom.ProviderError{Op: "refresh", URL: meta.TokenEndpoint, Err: scrubOAuthError(err)}
+		if errors.As(err, &re) {
+			if pe := h.clientRefused(meta.TokenEndpoint, re); pe != nil {
+				// Keycloak 26 answers a wrong client secret with 401
+				// unauthorized_client: a misconfiguration of this
+				// application, not the end of the user's session, which
+				// stays for when the secret is fixed. The request is
+				// answered "misconfigured" (see providerFailure).
+				pe.Op = "refresh"
+				release()
+				return nil, pe
+			}
 		}
 		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_token" || re.ErrorCode == "unauthorized_client") {
 			h.logger.Debug("login: refresh refused; the user must log in again", "sub", cur.Subject, "error", re.ErrorCode, "description", re.ErrorDescription)
@@ -305,14 +316,15 @@ func (h *Handler) notLoggedIn(w http.ResponseWriter, r *http.Request, extra map[
 
 // Require returns middleware (implying RequireLogin) that lets a request
 // through only when allow accepts the session; otherwise 403. what
-// describes the requirement in the refusal.
+// describes the requirement in the refusal, which reads "…, but this page
+// requires "+what+"." (e.g. `membership of the finance team`).
 func (h *Handler) Require(what string, allow func(*Session) bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s, _ := FromContext(r.Context())
 			if !allow(s) {
 				h.logger.Debug("login: request refused", "sub", s.Subject, "requires", what)
-				h.errorPage(w, r, http.StatusForbidden, "Access denied", "This page requires "+what+".", "")
+				h.forbidden(w, r, s, what)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -346,7 +358,7 @@ func (s *Session) hasClientRole(clientID, role string) bool {
 // roles: Keycloak's realm roles, or the Config.RolesClaim of another
 // provider (Claims.HasRole).
 func (h *Handler) RequireAnyRealmRole(roles ...string) func(http.Handler) http.Handler {
-	return h.Require("one of the roles "+fmt.Sprint(roles), func(s *Session) bool {
+	return h.Require(roleRequirement(false, "", roles), func(s *Session) bool {
 		return slices.ContainsFunc(roles, s.hasRole)
 	})
 }
@@ -354,7 +366,7 @@ func (h *Handler) RequireAnyRealmRole(roles ...string) func(http.Handler) http.H
 // RequireAllRealmRoles lets through users holding every one of the roles
 // (read as RequireAnyRealmRole reads them).
 func (h *Handler) RequireAllRealmRoles(roles ...string) func(http.Handler) http.Handler {
-	return h.Require("all of the roles "+fmt.Sprint(roles), func(s *Session) bool {
+	return h.Require(roleRequirement(true, "", roles), func(s *Session) bool {
 		for _, r := range roles {
 			if !s.hasRole(r) {
 				return false
@@ -367,7 +379,7 @@ func (h *Handler) RequireAllRealmRoles(roles ...string) func(http.Handler) http.
 // RequireAnyClientRole lets through users holding at least one of the roles
 // of client clientID.
 func (h *Handler) RequireAnyClientRole(clientID string, roles ...string) func(http.Handler) http.Handler {
-	return h.Require("one of the "+clientID+" roles "+fmt.Sprint(roles), func(s *Session) bool {
+	return h.Require(roleRequirement(false, clientID, roles), func(s *Session) bool {
 		for _, r := range roles {
 			if s.hasClientRole(clientID, r) {
 				return true
@@ -380,7 +392,7 @@ func (h *Handler) RequireAnyClientRole(clientID string, roles ...string) func(ht
 // RequireAllClientRoles lets through users holding every one of the roles
 // of client clientID.
 func (h *Handler) RequireAllClientRoles(clientID string, roles ...string) func(http.Handler) http.Handler {
-	return h.Require("all of the "+clientID+" roles "+fmt.Sprint(roles), func(s *Session) bool {
+	return h.Require(roleRequirement(true, clientID, roles), func(s *Session) bool {
 		for _, r := range roles {
 			if !s.hasClientRole(clientID, r) {
 				return false
@@ -401,8 +413,7 @@ func (h *Handler) RequireACR(level string) func(http.Handler) http.Handler {
 			if !h.acrSatisfies(s.acr(), level) {
 				if h.stepUpJustFailed(s, level) {
 					h.logger.Debug("login: step-up did not reach the required level", "sub", s.Subject, "want", level, "have", s.acr())
-					h.errorPage(w, r, http.StatusForbidden, "Stronger login required",
-						"This page requires authentication level "+level+", but the identity provider completed the login at level "+s.acr()+". Set up the required second factor, then try again.", h.LoginURL(returnPath(r)))
+					h.stepUpFailed(w, r, level, s.acr())
 					return
 				}
 				h.notLoggedIn(w, r, map[string]string{"acr_values": level})

@@ -24,12 +24,19 @@ then flags (flags win). The simple case needs no file:
   cloakroom serve --listen 127.0.0.1:4180 --issuer URL --client-id ID \
     --client-secret S --upstream http://127.0.0.1:9000`
 
+// serveMode is what `cloakroom serve` was asked to do.
+type serveMode struct {
+	check  bool // --check-config: validate, print, exit
+	online bool // --online: also contact the identity provider
+}
+
 // loadServeConfig merges file, environment and flags (in that order of
 // increasing precedence) into a validated Config.
-func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer) (gateway.Config, bool, error) {
+func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer) (gateway.Config, serveMode, error) {
 	fs := newFlagSet("serve", serveSynopsis, stderr)
 	file := fs.String("config", getenv("CLOAKROOM_CONFIG"), "YAML configuration file (or CLOAKROOM_CONFIG)")
 	check := fs.Bool("check-config", false, "validate the configuration, print it (secrets redacted) and exit")
+	online := fs.Bool("online", false, "with --check-config: also contact the identity provider (discovery, signing keys) and prove the client id and secret at its token endpoint")
 	set := map[string]func(*gateway.Config, string) error{}
 	str := func(name, usage string, apply func(*gateway.Config, string)) {
 		fs.String(name, "", usage)
@@ -67,17 +74,21 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		return nil
 	}
 	if err := parseFlags(fs, args); err != nil {
-		return gateway.Config{}, false, err
+		return gateway.Config{}, serveMode{}, err
+	}
+	mode := serveMode{check: *check, online: *online}
+	if mode.online && !mode.check {
+		return gateway.Config{}, mode, usageError("--online goes with --check-config: cloakroom serve --check-config --online")
 	}
 	var cfg gateway.Config
 	if *file != "" {
 		var err error
 		if cfg, err = gateway.LoadFile(*file); err != nil {
-			return cfg, *check, err
+			return cfg, mode, err
 		}
 	}
 	if err := cfg.ApplyEnv(getenv); err != nil {
-		return cfg, *check, err
+		return cfg, mode, err
 	}
 	var ferr error
 	fs.Visit(func(f *flag.Flag) {
@@ -86,9 +97,9 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		}
 	})
 	if ferr != nil {
-		return cfg, *check, usageError("%v", ferr)
+		return cfg, mode, usageError("%v", ferr)
 	}
-	return cfg, *check, cfg.Validate()
+	return cfg, mode, cfg.Validate()
 }
 
 func splitComma(v string) []string {
@@ -102,7 +113,7 @@ func splitComma(v string) []string {
 }
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	cfg, check, err := loadServeConfig(args, os.Getenv, stderr)
+	cfg, mode, err := loadServeConfig(args, os.Getenv, stderr)
 	if err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) || errors.Is(err, flag.ErrHelp) {
@@ -110,9 +121,12 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		return &exitError{code: 1, err: err}
 	}
-	if check {
+	if mode.check {
 		out, _ := yaml.Marshal(cfg.Redacted())
 		fmt.Fprintf(stdout, "configuration OK\n\n%s", out)
+		if mode.online {
+			return checkOnline(ctx, cfg, stdout)
+		}
 		return nil
 	}
 	g, err := gateway.New(ctx, cfg)
@@ -121,6 +135,28 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	defer g.Close()
 	if err := g.Run(ctx); err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	return nil
+}
+
+// checkOnline runs gateway.CheckOnline and prints one line per check.
+func checkOnline(ctx context.Context, cfg gateway.Config, stdout io.Writer, opts ...gateway.Option) error {
+	checks, err := gateway.CheckOnline(ctx, cfg, opts...)
+	if len(checks) > 0 {
+		fmt.Fprintf(stdout, "\nonline checks against %s:\n", cfg.Issuer)
+	}
+	for _, c := range checks {
+		status := "OK"
+		if !c.OK {
+			status = "FAILED"
+			if c.Detail == "skipped" {
+				status, c.Detail = "SKIPPED", "(needs the check above)"
+			}
+		}
+		fmt.Fprintf(stdout, "  %-20s %-7s %s\n", c.Name+":", status, c.Detail)
+	}
+	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/keycloaktest"
 	"github.com/cloakroom/cloakroom/session"
 )
 
@@ -56,10 +57,20 @@ func TestServeConfigErrorsNameTheField(t *testing.T) {
 		{name: "issuer not a URL", args: append(without("--issuer"), "--issuer", "sso.example.com"), want: []string{`issuer: "sso.example.com" is not an http(s) URL`}},
 		{name: "bad upstream", args: append(without("--upstream"), "--upstream", "127.0.0.1:9000"), want: []string{`routes[0].upstream: "127.0.0.1:9000" must be an http(s) URL`}},
 		{name: "every problem at once", args: []string{"--upstream", "http://127.0.0.1:9000"}, want: []string{"3 problems", "issuer: required", "client_id: required", "client_secret: required"}},
-		{name: "unknown YAML key", args: without("--client-id"), yaml: "client_idd: gw\n", want: []string{"cloakroom.yaml", "line 1", "client_idd"}},
-		{name: "unknown YAML key in a route", args: without("--upstream"), yaml: "routes:\n  - path: /\n    upstrem: http://127.0.0.1:9000\n", want: []string{"line 3", "upstrem", "(routes[0].upstrem)"}},
-		{name: "bad YAML value", args: validFlags, yaml: "session:\n  idle_timeout: soon\n", want: []string{"line 2", "soon", "(session.idle_timeout)"}},
-		{name: "bad env boolean", args: validFlags, env: map[string]string{"CLOAKROOM_FORWARD_ACCESS_TOKEN": "maybe"}, want: []string{"CLOAKROOM_FORWARD_ACCESS_TOKEN (forward_access_token)", `"maybe"`}},
+		{name: "unknown YAML key", args: without("--client-id"), yaml: "client_idd: gw\n", want: []string{"cloakroom.yaml:1: client_idd: unknown key; did you mean client_id?"}},
+		{name: "unknown YAML key in a route", args: without("--upstream"), yaml: "routes:\n  - path: /\n    upstrem: http://127.0.0.1:9000\n", want: []string{"cloakroom.yaml:3: routes[0].upstrem: unknown key; did you mean upstream?"}},
+		{name: "misspelt YAML key", args: validFlags, yaml: "routes:\n  - path: /admin\n    upstream: http://127.0.0.1:9000\n    realm_role: {any: [admin]}\n", want: []string{"cloakroom.yaml:4: routes[0].realm_role: unknown key; did you mean realm_roles?"}},
+		{name: "YAML key with a dash", args: validFlags, yaml: "public-url: https://app.example.com\n", want: []string{"cloakroom.yaml:1: public-url: unknown key; did you mean public_url?"}},
+		{name: "YAML key in the wrong section", args: validFlags, yaml: "store: \"memory:\"\n", want: []string{"cloakroom.yaml:1: store: unknown key; did you mean session.store? (it belongs in another section)"}},
+		{name: "bad YAML value", args: validFlags, yaml: "session:\n  idle_timeout: soon\n", want: []string{`cloakroom.yaml:2: session.idle_timeout: "soon" is not a duration with a unit, e.g. 30s, 45m or 10h (write 0 as 0s)`}},
+		{name: "bad YAML boolean", args: validFlags, yaml: "forward_access_token: maybe\n", want: []string{`cloakroom.yaml:1: forward_access_token: "maybe" is not true or false`}},
+		{name: "YAML scalar for a list", args: validFlags, yaml: "trusted_proxies: 10.0.0.0/8\n", want: []string{`cloakroom.yaml:1: trusted_proxies: "10.0.0.0/8" is not a list`}},
+		{name: "not YAML", args: validFlags, yaml: "listen: a: b\n", want: []string{"cloakroom.yaml:1: not valid YAML: mapping values are not allowed in this context"}},
+		{name: "YAML key twice", args: validFlags, yaml: "listen: 127.0.0.1:4180\nlisten: 127.0.0.1:4181\n", want: []string{"cloakroom.yaml:2: listen: given twice (also on line 1): keep one"}},
+		{name: "every YAML problem at once", args: validFlags, yaml: "isuer: x\nsession:\n  idle_timeout: soon\n", want: []string{"cloakroom.yaml: 2 problems:", "cloakroom.yaml:1: isuer: unknown key; did you mean issuer?", "cloakroom.yaml:3: session.idle_timeout:"}},
+		{name: "issuer with a trailing slash", args: append(without("--issuer"), "--issuer", "https://sso.example.com/realms/demo/"), want: []string{`issuer: "https://sso.example.com/realms/demo/" ends with a slash, but Keycloak's tokens name the realm without one: write https://sso.example.com/realms/demo`}},
+		{name: "online without check-config", args: append(validFlags, "--online"), want: []string{"--online goes with --check-config"}, usage: true},
+		{name: "bad env boolean", args: validFlags, env: map[string]string{"CLOAKROOM_FORWARD_ACCESS_TOKEN": "maybe"}, want: []string{`CLOAKROOM_FORWARD_ACCESS_TOKEN (forward_access_token): "maybe" is not true or false`}},
 		{name: "bad env store", args: validFlags, env: map[string]string{"CLOAKROOM_SESSION_STORE": "mysql://db"}, want: []string{"session.store", "mysql://db"}},
 		{name: "bad env upstream", args: without("--upstream"), env: map[string]string{"CLOAKROOM_UPSTREAM": "ftp://files"}, want: []string{"routes[0].upstream"}},
 		{name: "bad flag boolean", args: append(validFlags, "--forward-access-token", "maybe"), want: []string{`--forward-access-token: "maybe" is not true or false`}, usage: true},
@@ -88,6 +99,12 @@ func TestServeConfigErrorsNameTheField(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "file-secret") {
 				t.Errorf("the error shows a secret: %v", err)
+			}
+			// Written for operators: no Go types, packages or parser jargon.
+			for _, jargon := range []string{"gateway.", "time.Duration", "[]string", "!!", "unmarshal", "strconv", ": yaml: ", "cloakroom: "} {
+				if strings.Contains(err.Error(), jargon) {
+					t.Errorf("the error shows %q: %v", jargon, err)
+				}
 			}
 		})
 	}
@@ -142,11 +159,11 @@ routes:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cfg, check, err := loadServeConfig(tt.args, envFunc(tt.env), io.Discard)
+			cfg, mode, err := loadServeConfig(tt.args, envFunc(tt.env), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if check {
+			if mode.check || mode.online {
 				t.Error("check-config set without the flag")
 			}
 			got := result{cfg.Listen, cfg.Issuer, cfg.ClientID, cfg.ClientSecret, cfg.Log.Level, "", cfg.ForwardAccessToken}
@@ -239,5 +256,32 @@ func TestServeExitStatus(t *testing.T) {
 				t.Errorf("exit status %d, stderr:\n%s\nwant %d and %q", code, errOut.String(), tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// TestServeCheckOnline: --check-config --online contacts the provider and
+// names the setting it refuses; with the right settings every check
+// passes.
+func TestServeCheckOnline(t *testing.T) {
+	t.Parallel()
+	idp := keycloaktest.NewServer(t, keycloaktest.WithDemoRealm())
+	issuer := idp.Realm("demo").Issuer()
+	run := func(secret string) (string, error) {
+		var out strings.Builder
+		err := runServe(context.Background(), []string{"--check-config", "--online", "--issuer", issuer, "--client-id", "cloakroom",
+			"--client-secret", secret, "--upstream", "http://127.0.0.1:9000", "--session-store", "memory:"}, nil, &out, io.Discard)
+		return out.String(), err
+	}
+	out, err := run(keycloaktest.DemoClientSecret)
+	if err != nil || strings.Count(out, " OK ") != 3 {
+		t.Fatalf("right settings: %v\n%s", err, out)
+	}
+	out, err = run("not-the-secret")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(err.Error(), `client credentials: client_secret is wrong: token `+issuer+`/protocol/openid-connect/token: HTTP 401: Keycloak refuses the secret of client "cloakroom"`) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if !strings.Contains(out, "FAILED  client_secret is wrong") || strings.Contains(out+err.Error(), "not-the-secret") {
+		t.Errorf("output:\n%s", out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -114,17 +115,43 @@ func runTokenVerify(ctx context.Context, args []string, stdin io.Reader, stdout,
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	realm, err := cloakroom.NewRealm(*issuer, cloakroom.WithRequestTimeout(*timeout), cloakroom.WithLogger(quiet))
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("bad --issuer: %s", libraryMessage(err))
 	}
 	v, err := realm.NewVerifier(cfg)
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%s", libraryMessage(err))
 	}
 	claims, err := v.Verify(ctx, token)
 	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("token refused: %w", err)}
+		return &exitError{code: 1, err: verifyFailure(*issuer, err)}
 	}
 	return writeJSON(stdout, json.RawMessage(claims.RawJSON()))
+}
+
+// libraryMessage is a library error as a CLI user should read it: without
+// the package's "cloakroom: " prefix (the command adds its own) and with
+// the flags of this command where the library names its Go settings.
+func libraryMessage(err error) string {
+	return strings.NewReplacer(
+		"cloakroom: ", "",
+		"Config.AuthorizedParties", "--azp",
+		"Config.ClientID", "--audience",
+		"Config.Algorithms", "--alg",
+		"Config.Leeway", "--leeway",
+	).Replace(err.Error())
+}
+
+// verifyFailure tells a token that was checked and refused from one that
+// could not be checked because the issuer did not answer as expected.
+func verifyFailure(issuer string, err error) error {
+	var pe *cloakroom.ProviderError
+	if errors.As(err, &pe) {
+		if pe.Setting != "" {
+			return fmt.Errorf("could not check the token: %s (check --issuer %s)", libraryMessage(err), issuer)
+		}
+		return fmt.Errorf("could not check the token: the issuer did not answer: %s", libraryMessage(err))
+	}
+	return fmt.Errorf("token refused: %s", libraryMessage(err))
 }
 
 func runTokenDecode(args []string, stdin io.Reader, stdout, stderr io.Writer) error {

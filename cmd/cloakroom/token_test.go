@@ -47,9 +47,10 @@ func TestTokenVerify(t *testing.T) {
 		{"empty stdin", "", []string{"--issuer", iss}, 2, "", "no token on stdin"},
 		{"two tokens", good + " " + good, []string{"--issuer", iss}, 2, "", "more than one word"},
 		{"missing issuer", good, nil, 2, "", "--issuer is required"},
-		{"bad issuer", good, []string{"--issuer", "ftp://x"}, 2, "", "scheme"},
+		{"bad issuer", good, []string{"--issuer", "ftp://x"}, 2, "", "cloakroom token: bad --issuer: issuer URL \"ftp://x\": scheme"},
+		{"audience hint names the flag", kc.MustToken(t, "alice", "cloakroom", keycloaktest.WithAudience("account")), []string{"--issuer", iss, "--audience", "orders"}, 1, "", "or accept that client with --azp"},
 		{"bad kind", good, []string{"--issuer", iss, "--kind", "refresh"}, 2, "", "--kind"},
-		{"unreachable issuer", good, []string{"--issuer", "http://127.0.0.1:1/realms/demo", "--timeout", "2s"}, 1, "", "discovery http://127.0.0.1:1/realms/demo/.well-known/openid-configuration: dial tcp"},
+		{"unreachable issuer", good, []string{"--issuer", "http://127.0.0.1:1/realms/demo", "--timeout", "2s"}, 1, "", "could not check the token: the issuer did not answer: discovery http://127.0.0.1:1/realms/demo/.well-known/openid-configuration: dial tcp"},
 		{"unknown flag", good, []string{"--nope"}, 2, "", "flag provided but not defined"},
 	}
 	for _, tt := range tests {

@@ -8,15 +8,22 @@ import (
 	"github.com/cloakroom/cloakroom/login"
 )
 
+// pageCSS is the style of cloakroom's own pages (login.Stylesheet), so the
+// application and its sign-in pages look alike, plus the navigation bar and
+// the claims table.
+const pageCSS = login.Stylesheet +
+	`main{max-width:44rem}nav{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem 1rem;padding-bottom:.75rem;margin-bottom:1rem;border-bottom:1px solid #d8dce3}nav form{margin:0 0 0 auto}` +
+	`table{border-collapse:collapse;width:100%}td,th{border:1px solid #d8dce3;padding:.25rem .5rem;text-align:left;vertical-align:top}th{font-weight:600;background:#f4f5f7}`
+
 var layout = template.Must(template.New("layout").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{.Title}} · cloakroom webapp</title>
-<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem}nav a,nav form{margin-right:1rem;display:inline}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left;vertical-align:top}</style>
-</head><body>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{{.Title}} · cloakroom webapp</title>
+<style>` + pageCSS + `</style>
+</head><body><main>
 <nav><a href="/">Home</a><a href="/profile">Profile</a><a href="/admin">Admin</a>
-{{if .S}}<form method="post" action="/auth/logout"><input type="hidden" name="csrf_token" value="{{.S.CSRFToken}}"><button id="logout">Log out {{.S.Username}}</button></form>
-{{else}}<a id="login" href="/auth/login?return_to=/profile">Log in</a> <a href="/auth/register">Register</a>{{end}}</nav>
+{{if .S}}<form method="post" action="/auth/logout"><input type="hidden" name="csrf_token" value="{{.S.CSRFToken}}"><button type="submit" id="logout">Sign out {{.S.Username}}</button></form>
+{{else}}<a id="login" href="/auth/login?return_to=/profile">Sign in</a> <a href="/auth/register">Register</a>{{end}}</nav>
 <h1>{{.Title}}</h1>
-{{if eq .Page "home"}}<p id="greeting">{{if .S}}Hello {{.S.IDClaims.Name}}.{{else}}Hello, stranger. Log in to see your profile.{{end}}</p>
+{{if eq .Page "home"}}<p id="greeting">{{if .S}}Hello {{.S.IDClaims.Name}}.{{else}}Hello, stranger. Sign in to see your profile.{{end}}</p>
 {{else if eq .Page "profile"}}
 <table id="claims">
 <tr><th>subject (your id)</th><td id="sub">{{.S.Subject}}</td></tr>
@@ -29,7 +36,7 @@ var layout = template.Must(template.New("layout").Parse(`<!doctype html>
 <tr><th>access token expires</th><td>{{.S.ExpiresAt.Format "15:04:05"}}</td></tr>
 </table>
 {{else if eq .Page "admin"}}<p id="admin">Only users with the realm role "admin" see this page.</p>{{end}}
-</body></html>`))
+</main></body></html>`))
 
 type view struct {
 	Title, Page string
