@@ -114,6 +114,7 @@ func (r *Realm) startAuthLocked(e env, params url.Values, register bool) outcome
 	redirectParam := params.Get("redirect_uri")
 	redirectURI, ok := validRedirect(c.cfg.RedirectURIs, redirectParam)
 	if !ok {
+		r.logRefusedRedirect(e.s, clientID, redirectParam, c.cfg.RedirectURIs)
 		return errorOutcome(http.StatusBadRequest, msgInvalidParameter("redirect_uri"))
 	}
 
@@ -429,8 +430,72 @@ func validRedirect(valid []string, redirect string) (string, bool) {
 	return "", false
 }
 
-// matchesRedirect is Keycloak's redirect-URI matching.
+// Log messages of a refused redirect_uri at the authorization endpoint
+// (`cloakroom dev` recognises the first and adds the flag that fixes it).
+const (
+	logRedirectNotRegistered = "keycloaktest: redirect_uri refused: it is not one of the client's valid redirect URIs"
+	logRedirectMissing       = "keycloaktest: redirect_uri refused: the request has none and the client has no single fixed redirect URI to use instead"
+	logRedirectMalformed     = "keycloaktest: redirect_uri refused: it has userinfo, a fragment, a \"..\" segment, control characters or an OAuth response parameter"
+)
+
+// logRefusedRedirect tells the developer why the authorization endpoint
+// answered "Invalid parameter: redirect_uri": the page only says that, as
+// Keycloak's does, and Keycloak's log says little more.
+func (r *Realm) logRefusedRedirect(s *Server, clientID, redirect string, valid []string) {
+	if s == nil || s.logger == nil {
+		return
+	}
+	msg := logRedirectNotRegistered
+	switch {
+	case redirect == "":
+		msg = logRedirectMissing
+	case matchesRedirect(valid, redirect):
+		msg = logRedirectMalformed
+	}
+	s.logger.Warn(msg, "realm", r.name, "client", clientID, "redirect_uri", redirect, "valid_redirect_uris", strings.Join(valid, " "))
+}
+
+// loopbackHosts are the hosts whose port Keycloak ignores in an http
+// redirect URI (RFC 8252 section 7.3), as url.URL.Hostname spells them.
+var loopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// matchesRedirect is Keycloak's redirect-URI matching. Like Keycloak 26.x,
+// when nothing matches and the URI is http on localhost, 127.0.0.1 or
+// [::1] (spelled so, in lower case), it is matched again without its port:
+// a valid redirect URI registered without a port, such as
+// "http://127.0.0.1/*", accepts a loopback redirect URI on any port, while
+// one registered with a port accepts that port only (observed on Keycloak
+// 26.7.3). The three hosts are not interchangeable, and https is matched
+// as written.
 func matchesRedirect(valid []string, redirect string) bool {
+	if matchesRedirectAsWritten(valid, redirect) {
+		return true
+	}
+	if portless, ok := withoutLoopbackPort(redirect); ok {
+		return matchesRedirectAsWritten(valid, portless)
+	}
+	return false
+}
+
+// withoutLoopbackPort returns an http loopback URI without its port.
+func withoutLoopbackPort(redirect string) (string, bool) {
+	const scheme = "http://"
+	if !strings.HasPrefix(redirect, scheme) {
+		return "", false
+	}
+	u, err := url.Parse(redirect)
+	if err != nil || u.User != nil || !strings.HasPrefix(redirect[len(scheme):], u.Host) || !slices.Contains(loopbackHosts, u.Hostname()) {
+		return "", false
+	}
+	host := u.Hostname()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + host + redirect[len(scheme)+len(u.Host):], true
+}
+
+// matchesRedirectAsWritten matches exactly or against "*" patterns.
+func matchesRedirectAsWritten(valid []string, redirect string) bool {
 	noQuery, _, _ := strings.Cut(redirect, "?")
 	for _, v := range valid {
 		if v == redirect {

@@ -85,6 +85,10 @@ type RealmConfig struct {
 	// Groups are the realm's top-level groups (with their subgroups). Users
 	// join them by path (UserConfig.Groups); members inherit their roles.
 	Groups []GroupConfig
+	// LoginNote is a line of text the login page shows under the form, such
+	// as the users of DemoRealm. Keycloak has no such setting: ParseRealm
+	// never sets it and Realm.Export leaves it out.
+	LoginNote string
 	// ClientScopes are client scopes beyond Keycloak's built-in ones (acr,
 	// basic, email, profile, roles, web-origins, address, phone,
 	// microprofile-jwt, offline_access, organization, service_account),
@@ -336,10 +340,16 @@ const DemoPublicClientID = "cloakroom-public"
 // adding "cloakroom" to aud, and a service account holding the
 // realm-management roles manage-users, view-users, query-groups and
 // view-clients for the admin API) and the public client "cloakroom-public".
+// Both clients have the valid redirect URIs http://127.0.0.1:8000/*,
+// http://localhost:8000/*, http://127.0.0.1/*, http://localhost/* and
+// http://[::1]/*: any path on those three hosts, on any port, as in a
+// Keycloak realm with these redirect URIs. The login page names the users
+// (RealmConfig.LoginNote).
 func DemoRealm(clientSecret string) RealmConfig {
-	redirects := []string{"http://127.0.0.1:8000/*", "http://localhost:8000/*"}
+	redirects := demoRedirectURIs()
 	return RealmConfig{
 		Name:       "demo",
+		LoginNote:  "Demo users: alice / alice (roles admin, user) and bob / bob (role user).",
 		RealmRoles: []string{"admin", "user"},
 		Clients: []ClientConfig{
 			{
@@ -376,6 +386,19 @@ func DemoRealm(clientSecret string) RealmConfig {
 				FirstName: "Bob", LastName: "Builder", RealmRoles: []string{"user"},
 			},
 		},
+	}
+}
+
+// demoRedirectURIs returns the valid redirect URIs of DemoRealm's clients.
+// Keycloak matches an http redirect URI on localhost, 127.0.0.1 or [::1]
+// that no valid redirect URI matches a second time without its port, so
+// the port-less patterns accept those hosts on any port (RFC 8252 section
+// 7.3). The port-8000 patterns are there for their web origins ("+"):
+// CORS origins are compared with their port.
+func demoRedirectURIs() []string {
+	return []string{
+		"http://127.0.0.1:8000/*", "http://localhost:8000/*",
+		"http://127.0.0.1/*", "http://localhost/*", "http://[::1]/*",
 	}
 }
 

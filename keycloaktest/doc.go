@@ -140,6 +140,12 @@
 // credentialData (a plaintext password is shown as Keycloak 26 stores it,
 // argon2); DELETE /users/{id}/credentials/{id} removes one.
 //
+// Redirect and post-logout redirect URIs match as in Keycloak, including
+// its loopback rule: a URI registered on http://127.0.0.1, http://localhost
+// or http://[::1] without a port accepts any port on that same host
+// (RFC 8252 §7.3), so an application on any loopback port logs in to the
+// demo realm. A refused redirect_uri is logged at WARN with the client.
+//
 // # Realm files
 //
 // ParseRealm and LoadRealmFile read what `kc.sh export` writes (Keycloak 24

@@ -138,6 +138,7 @@ func (r *Realm) renderStepLocked(e env, as *authSession, msg string, p *page) ou
 	default:
 		p.Kind, p.Title = "login", "Sign in to "+r.name
 		p.Action = r.actionURL(e, as, "authenticate", execLogin)
+		p.Note = r.cfg.LoginNote
 		if p.Username == "" {
 			p.Username = as.username
 		}

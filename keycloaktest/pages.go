@@ -32,7 +32,8 @@ type page struct {
 	SessionCode string
 	Link        string // "back to application" or "continue" link
 	LinkText    string
-	Reauth      bool // username fixed, re-authentication
+	Reauth      bool   // username fixed, re-authentication
+	Note        string // RealmConfig.LoginNote, under the login form
 }
 
 func (p *page) Value(name string) string { return p.Fields[name] }
@@ -62,7 +63,7 @@ input[type=submit],button{margin-top:1rem;padding:.5rem 1rem}
 <div id="kc-header"><div id="kc-header-wrapper">{{.Realm}}</div></div>
 <div id="kc-content">
 <h1 id="kc-page-title">{{.Title}}</h1>
-{{if .Message}}<div class="alert-{{if .MessageType}}{{.MessageType}}{{else}}error{{end}} pf-c-alert pf-m-inline"><span class="kc-feedback-text">{{.Message}}</span></div>{{end}}
+{{if and .Message (ne .Kind "error")}}<div class="alert-{{if .MessageType}}{{.MessageType}}{{else}}error{{end}} pf-c-alert pf-m-inline"><span class="kc-feedback-text">{{.Message}}</span></div>{{end}}
 {{template "body" .}}
 </div>
 </div>
@@ -78,7 +79,8 @@ var pageBodies = map[string]string{
 <input tabindex="2" id="password" name="password" type="password" autocomplete="current-password"{{if .Reauth}} autofocus{{end}}>
 <div id="kc-form-buttons"><input tabindex="4" name="login" id="kc-login" type="submit" value="Sign In"></div>
 </form>
-{{if .RegisterURL}}<div id="kc-registration"><span>New user? <a tabindex="6" href="{{.RegisterURL}}">Register</a></span></div>{{end}}`,
+{{if .RegisterURL}}<div id="kc-registration"><span>New user? <a tabindex="6" href="{{.RegisterURL}}">Register</a></span></div>{{end}}
+{{with .Note}}<p id="cloakroom-login-note" style="margin-top:1.5rem;color:#555;font-size:.9em">{{.}}</p>{{end}}`,
 
 	"otp": `<form id="kc-otp-login-form" action="{{.Action}}" method="post">
 <label for="otp">One-time code</label>

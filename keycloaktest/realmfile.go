@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Keycloak's built-in clients. A realm file may refer to their roles without
@@ -22,16 +24,113 @@ import (
 var builtinClients = []string{"account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console"}
 
 // LoadRealmFile reads a Keycloak realm-export JSON file (see ParseRealm).
+// Its errors name the file and, where the problem has one, the line and
+// column: "realm file realm.json:12:20: users[0].enabled: expected a
+// boolean, got a string", "realm file realm.json is empty". They match
+// ErrInvalidRealmFile and unwrap to the *RealmFileError, or to the
+// file-system error (errors.Is(err, fs.ErrNotExist)).
 func LoadRealmFile(path string) (RealmConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return RealmConfig{}, fmt.Errorf("keycloaktest: read realm file: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return RealmConfig{}, fmt.Errorf("read realm file %s: %w", path, err)
 	}
 	cfg, err := ParseRealm(data)
 	if err != nil {
-		return RealmConfig{}, fmt.Errorf("%s: %w", path, err)
+		fe := &realmFileLoadError{file: path, err: err}
+		var rfe *RealmFileError
+		if errors.As(err, &rfe) {
+			var se *jsonSyntax
+			switch {
+			case rfe.Path == "" && errors.As(rfe.Err, &se):
+				fe.line, fe.col = se.line, se.col
+			case rfe.Path != "":
+				if off, ok := locateJSONPath(data, rfe.Path); ok {
+					fe.line, fe.col = lineColumn(data, off)
+				}
+			}
+		}
+		return RealmConfig{}, fe
 	}
 	return cfg, nil
+}
+
+// realmFileLoadError is an error of LoadRealmFile: the file, the place in
+// it, and ParseRealm's error.
+type realmFileLoadError struct {
+	file      string
+	line, col int // 0 when unknown
+	err       error
+}
+
+func (e *realmFileLoadError) Error() string {
+	var rfe *RealmFileError
+	if !errors.As(e.err, &rfe) {
+		return fmt.Sprintf("realm file %s: %v", e.file, e.err)
+	}
+	if errors.Is(rfe.Err, errEmptyDocument) {
+		return fmt.Sprintf("realm file %s is empty", e.file)
+	}
+	where := e.file
+	if e.line > 0 {
+		where = fmt.Sprintf("%s:%d:%d", e.file, e.line, e.col)
+	}
+	var se *jsonSyntax
+	switch {
+	case rfe.Path == "" && errors.As(rfe.Err, &se):
+		return fmt.Sprintf("realm file %s: invalid JSON: %s", where, se.msg)
+	case rfe.Path != "":
+		return fmt.Sprintf("realm file %s: %s: %v", where, rfe.Path, rfe.Err)
+	}
+	return fmt.Sprintf("realm file %s: %v", where, rfe.Err)
+}
+
+func (e *realmFileLoadError) Unwrap() error { return e.err }
+
+// errEmptyDocument is the cause of a RealmFileError for an empty document.
+var errEmptyDocument = errors.New("the document is empty")
+
+// jsonSyntax is invalid JSON at a line and column (1-based; columns count
+// characters), described without echoing the document, which may hold
+// secrets.
+type jsonSyntax struct {
+	line, col int
+	msg       string
+}
+
+func (e *jsonSyntax) Error() string {
+	return fmt.Sprintf("line %d, column %d: invalid JSON: %s", e.line, e.col, e.msg)
+}
+
+// lineColumn turns a byte offset into a 1-based line and column.
+func lineColumn(data []byte, off int) (line, col int) {
+	off = min(max(off, 0), len(data))
+	before := data[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	if i := bytes.LastIndexByte(before, '\n'); i >= 0 {
+		before = before[i+1:]
+	}
+	return line, utf8.RuneCount(before) + 1
+}
+
+// syntaxContexts rewords the contexts of encoding/json's syntax errors.
+var syntaxContexts = []struct{ goText, text string }{
+	{"looking for beginning of object key string", `where a "quoted" member name should be (a comma too many?)`},
+	{"looking for beginning of value", "where a value should be (a comma too many, or a missing value?)"},
+	{"after object key:value pair", `after a member (a missing "," or "}"?)`},
+	{"after object key", `after a member name (a missing ":"?)`},
+	{"after array element", `after an array element (a missing "," or "]"?)`},
+	{"after top-level value", "after the end of the document"},
+	{"in string literal", "inside a string (control characters such as line breaks must be escaped)"},
+	{"in string escape code", `in a string's escape sequence (write \\ for a backslash)`},
+	{"hexadecimal character escape", `in a string's \u escape`},
+	{"in literal", "in true, false or null (misspelt?)"},
+	{"numeric literal", "in a number"},
+	{"after decimal point", "in a number"},
+	{"exponent", "in a number"},
 }
 
 // ParseRealm reads a Keycloak realm-export JSON document: realm settings,
@@ -68,10 +167,29 @@ func ParseRealm(data []byte) (RealmConfig, error) {
 	// would refuse is reported now.
 	scratch := &Server{clock: time.Now, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), realms: map[string]*Realm{}}
 	if _, err := newRealm(scratch, cfg); err != nil {
-		return RealmConfig{}, &RealmFileError{Err: err}
+		return RealmConfig{}, &RealmFileError{Err: plainError(cfg.Name, err)}
 	}
 	return cfg, nil
 }
+
+// plainError words an error of a realm the document describes for its
+// reader: without the realm's name (the document is the realm) and without
+// this package's name and sentinel wording. It unwraps to err.
+func plainError(realm string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("realm %q: ", realm))
+	msg = strings.ReplaceAll(msg, ErrInvalidConfig.Error()+": ", "")
+	msg = strings.ReplaceAll(msg, "keycloaktest: ", "")
+	return &wordedError{msg: msg, err: err}
+}
+
+// wordedError is an error with another message.
+type wordedError struct {
+	msg string
+	err error
+}
+
+func (e *wordedError) Error() string { return e.msg }
+func (e *wordedError) Unwrap() error { return e.err }
 
 type realmParser struct{}
 
@@ -1095,9 +1213,15 @@ type jsonObj struct {
 func parseObject(path string, raw []byte) (jsonObj, error) {
 	o := jsonObj{path: path}
 	trimmed := bytes.TrimSpace(raw)
+	if path == "" && len(trimmed) == 0 {
+		return o, &RealmFileError{Err: errEmptyDocument}
+	}
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		if path == "" && !json.Valid(raw) {
 			return o, &RealmFileError{Err: jsonSyntaxError(raw)}
+		}
+		if path == "" && trimmed[0] == '[' {
+			return o, &RealmFileError{Err: errors.New("expected an object, got an array (an export of several realms? a realm file holds one: kc.sh export --realm NAME)")}
 		}
 		return o, &RealmFileError{Path: path, Err: fmt.Errorf("expected an object, got %s", jsonKind(raw))}
 	}
@@ -1107,19 +1231,146 @@ func parseObject(path string, raw []byte) (jsonObj, error) {
 	return o, nil
 }
 
-// jsonSyntaxError describes invalid JSON without echoing its content, which
-// may hold secrets.
+// jsonSyntaxError describes invalid JSON by line and column, without
+// echoing its content (which may hold secrets) beyond the one offending
+// character.
 func jsonSyntaxError(raw []byte) error {
 	var v any
 	err := json.Unmarshal(raw, &v)
 	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("invalid JSON at byte offset %d", se.Offset)
+	if !errors.As(err, &se) {
+		if err != nil {
+			return errors.New("invalid JSON")
+		}
+		return errors.New("unexpected JSON")
 	}
-	if err != nil {
-		return errors.New("invalid JSON")
+	off := int(se.Offset)
+	if off >= len(raw) && strings.Contains(se.Error(), "unexpected end") {
+		line, col := lineColumn(raw, len(raw))
+		return &jsonSyntax{line: line, col: col, msg: "the document ends early (an object, array or string is not closed)"}
 	}
-	return errors.New("unexpected JSON")
+	off = max(off-1, 0) // encoding/json reports the offset after the offending byte
+	line, col := lineColumn(raw, off)
+	if bytes.HasPrefix(raw, []byte("\xef\xbb\xbf")) && off < 3 {
+		return &jsonSyntax{line: line, col: col, msg: "the file starts with a byte order mark; save it as UTF-8 without BOM"}
+	}
+	what := "unexpected character"
+	if c := raw[off]; c >= 0x20 && c < 0x7f {
+		what += fmt.Sprintf(" %q", rune(c))
+	}
+	for _, sc := range syntaxContexts {
+		if strings.Contains(se.Error(), sc.goText) {
+			return &jsonSyntax{line: line, col: col, msg: what + " " + sc.text}
+		}
+	}
+	return &jsonSyntax{line: line, col: col, msg: what}
+}
+
+// locateJSONPath returns the byte offset of the value at a RealmFileError
+// path (e.g. `users[2].credentials[0].type`, `attributes["a.b"]`) in a
+// document, when it is there.
+func locateJSONPath(data []byte, path string) (int, bool) {
+	type step struct {
+		key   string
+		index int // -1 for a key
+	}
+	var steps []step
+	for i := 0; i < len(path); {
+		switch {
+		case path[i] == '[' && i+1 < len(path) && path[i+1] == '"':
+			q, err := strconv.QuotedPrefix(path[i+1:])
+			if err != nil {
+				return 0, false
+			}
+			key, _ := strconv.Unquote(q)
+			i += 1 + len(q)
+			if i >= len(path) || path[i] != ']' {
+				return 0, false
+			}
+			steps, i = append(steps, step{key: key, index: -1}), i+1
+		case path[i] == '[':
+			end := strings.IndexByte(path[i:], ']')
+			n, err := strconv.Atoi(path[i+1 : i+max(end, 1)])
+			if end < 0 || err != nil || n < 0 {
+				return 0, false
+			}
+			steps, i = append(steps, step{index: n}), i+end+1
+		default:
+			if path[i] == '.' {
+				i++
+			}
+			end := strings.IndexAny(path[i:], ".[")
+			if end < 0 {
+				end = len(path) - i
+			}
+			if end == 0 {
+				return 0, false
+			}
+			steps, i = append(steps, step{key: path[i : i+end], index: -1}), i+end
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	skip := func() error { // the next value
+		depth := 0
+		for {
+			t, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			switch t {
+			case json.Delim('{'), json.Delim('['):
+				depth++
+			case json.Delim('}'), json.Delim(']'):
+				depth--
+			}
+			if depth == 0 {
+				return nil
+			}
+		}
+	}
+	for _, st := range steps {
+		t, err := dec.Token()
+		if err != nil {
+			return 0, false
+		}
+		if st.index < 0 {
+			if t != json.Delim('{') {
+				return 0, false
+			}
+			for {
+				if !dec.More() {
+					return 0, false
+				}
+				k, err := dec.Token()
+				if err != nil {
+					return 0, false
+				}
+				if k == st.key {
+					break
+				}
+				if skip() != nil {
+					return 0, false
+				}
+			}
+			continue
+		}
+		if t != json.Delim('[') {
+			return 0, false
+		}
+		for j := 0; j < st.index; j++ {
+			if !dec.More() || skip() != nil {
+				return 0, false
+			}
+		}
+		if !dec.More() {
+			return 0, false
+		}
+	}
+	off := int(dec.InputOffset())
+	for off < len(data) && strings.IndexByte(" \t\r\n:,", data[off]) >= 0 {
+		off++
+	}
+	return off, off < len(data)
 }
 
 func jsonKind(raw []byte) string {

@@ -145,7 +145,7 @@ func startDemo(ctx context.Context, o demoOptions, logger *slog.Logger) (_ *demo
 		c.BackchannelLogoutURL = d.gatewayURL + gateway.DefaultPrefix + "/backchannel-logout"
 		c.BackchannelLogoutSessionRequired = true
 	}
-	idpLogger := logger.With("component", "keycloaktest")
+	idpLogger := slog.New(devLogHandler{Handler: logger.Handler()}).With("component", "provider")
 	d.idp, err = keycloaktest.New(keycloaktest.WithRealm(d.realm), keycloaktest.WithLogger(idpLogger))
 	if err != nil {
 		return nil, fmt.Errorf("provider: %w", err)

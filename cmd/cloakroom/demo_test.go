@@ -325,8 +325,19 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("no logout confirmation form: %.300s", confirm.body)
 		}
 		after := alice.do(http.MethodPost, d.gatewayURL+"/_cloakroom/logout", url.Values{"csrf_token": {html.UnescapeString(m[1])}}, "Origin", d.gatewayURL)
-		if !demoLoginForm.MatchString(after.body) {
-			t.Fatalf("after logout the next page is not the password form: %d at %s", after.status, after.url)
+		// Back from the provider's end-session endpoint, the gateway says so
+		// and offers to sign in again; that asks for the password again:
+		// the provider's session ended too.
+		again := regexp.MustCompile(`<a[^>]*id="login"[^>]*href="([^"]+)"|<a[^>]*href="([^"]+)"[^>]*id="login"`).FindStringSubmatch(after.body)
+		if after.status != http.StatusOK || !strings.Contains(after.body, "You have been signed out.") || again == nil {
+			t.Fatalf("after logout: %d at %s: %.500s", after.status, after.url, after.body)
+		}
+		href := html.UnescapeString(again[1] + again[2])
+		if !strings.HasPrefix(href, "http") {
+			href = d.gatewayURL + href
+		}
+		if next := alice.get(href); !demoLoginForm.MatchString(next.body) {
+			t.Fatalf("signing in again after logout does not ask for the password: %d at %s", next.status, next.url)
 		}
 		if r := alice.get(d.gatewayURL+"/api/hello", "Accept", "application/json"); r.status != 401 {
 			t.Fatalf("the session still works after logout: %d", r.status)

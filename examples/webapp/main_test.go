@@ -4,6 +4,7 @@ import (
 	"html"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -86,5 +87,84 @@ func TestWebapp(t *testing.T) {
 	}
 	if _, body := visit(http.DefaultClient, app.URL+"/"); !strings.Contains(body, "Hello, stranger") {
 		t.Fatalf("anonymous home: %.200s", body)
+	}
+}
+
+func TestDefaultBaseURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		addr string
+		want string
+	}{
+		{"127.0.0.1:8000", "http://127.0.0.1:8000"},
+		{"0.0.0.0:8000", "http://127.0.0.1:8000"},
+		{"[::]:8000", "http://127.0.0.1:8000"},
+		{"[::1]:3000", "http://[::1]:3000"},
+		{"192.0.2.7:80", "http://192.0.2.7:80"},
+	}
+	for _, tc := range tests {
+		addr, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := defaultBaseURL(addr); got != tc.want {
+			t.Errorf("defaultBaseURL(%s) = %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+}
+
+// TestWebappAgainstDemoRealm: the demo realm of cloakroom dev, unchanged,
+// takes the app on whatever loopback port it runs (here a random one, as
+// README.md promises for --listen): login, profile and logout through
+// Keycloak's end-session endpoint.
+func TestWebappAgainstDemoRealm(t *testing.T) {
+	t.Parallel()
+	kc := keycloaktest.NewServer(t, keycloaktest.WithDemoRealm())
+	var h http.Handler
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	defer app.Close()
+	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	addr, _ := net.ResolveTCPAddr("tcp", strings.TrimPrefix(app.URL, "http://"))
+	h, err = newApp(config{
+		baseURL: defaultBaseURL(addr), issuer: kc.Issuer("demo"), clientID: keycloaktest.DemoClientID,
+		clientSecret: keycloaktest.DemoClientSecret, sessionKeys: session.GenerateKey(),
+	}, store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	read := func(resp *http.Response, err error) (int, string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, body := read(c.Get(app.URL + "/profile"))
+	m := loginForm.FindStringSubmatch(body)
+	if status != http.StatusOK || m == nil {
+		t.Fatalf("no login page for the app on %s: %d %.400s", app.URL, status, body)
+	}
+	status, body = read(c.PostForm(html.UnescapeString(m[1]), url.Values{"username": {"alice"}, "password": {"alice"}}))
+	if status != http.StatusOK || !strings.Contains(body, `id="username">alice<`) {
+		t.Fatalf("alice did not land on the profile: %d %.400s", status, body)
+	}
+	csrf := regexp.MustCompile(`name="csrf_token" value="([^"]+)"`).FindStringSubmatch(body)
+	if csrf == nil {
+		t.Fatalf("no logout form: %.400s", body)
+	}
+	status, body = read(c.PostForm(app.URL+"/auth/logout", url.Values{"csrf_token": {csrf[1]}}))
+	if status != http.StatusOK || strings.Contains(body, "Invalid redirect uri") {
+		t.Fatalf("logout: %d %.400s", status, body)
+	}
+	if _, body := read(c.Get(app.URL + "/")); !strings.Contains(body, "Hello, stranger") {
+		t.Fatalf("still logged in after logout: %.300s", body)
 	}
 }
