@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"html/template"
 	"net/http"
 	"strings"
 
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/login"
 )
 
 // demoApp is the sample upstream application of `cloakroom demo`. It knows
@@ -74,7 +77,7 @@ func (a *demoApp) page(t *template.Template) http.HandlerFunc {
 func (a *demoApp) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", demoCSP)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = t.Execute(w, struct {
@@ -107,19 +110,29 @@ func (a *demoApp) hello(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// demoCSS is the style of the gateway's own pages (login.Stylesheet), so
+// the sample application and the sign-in pages look alike, plus the
+// navigation bar and the identity table.
+const demoCSS = login.Stylesheet +
+	`main{max-width:46rem}nav{display:flex;flex-wrap:wrap;gap:.5rem 1rem;padding-bottom:.75rem;margin-bottom:1rem;border-bottom:1px solid #d8dce3}` +
+	`table{border-collapse:collapse;margin:1rem 0;width:100%}th,td{border:1px solid #d8dce3;padding:.35rem .6rem;text-align:left;vertical-align:top}` +
+	`th{background:#f4f5f7;font-weight:600}code,pre{background:#f4f5f7;padding:.1rem .3rem}pre{padding:.6rem;overflow-x:auto;white-space:pre-wrap}.muted{color:#5b6473}`
+
+// demoCSP allows the page's one inline stylesheet by its hash, the API
+// page's script from this origin, and nothing else.
+var demoCSP = func() string {
+	sum := sha256.Sum256([]byte(demoCSS))
+	return "default-src 'self'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+}()
+
 const demoLayout = `{{define "top"}}<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{block "title" .}}cloakroom demo{{end}}</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222;line-height:1.45}
-nav a{margin-right:1rem} table{border-collapse:collapse;margin:1rem 0} th,td{border:1px solid #ccc;padding:.35rem .6rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4;font-weight:600} code,pre{background:#f4f4f4;padding:.1rem .3rem} pre{padding:.6rem;overflow-x:auto;white-space:pre-wrap}
-.muted{color:#666}
-</style></head><body>
+<style>` + demoCSS + `</style></head><body><main>
 <nav><a id="home-link" href="/">Home</a><a id="admin-link" href="/admin">Admin page</a><a id="api-page-link" href="/call-api">Call the API</a><a id="logout-link" href="/_cloakroom/logout">Log out</a></nav>
 {{end}}
 {{define "bottom"}}<p class="muted">Signed in as <strong id="signed-in-as">{{.ID.Username}}</strong> through the cloakroom gateway.</p>
-</body></html>
+</main></body></html>
 {{end}}`
 
 func demoTemplate(name, body string) *template.Template {
