@@ -52,6 +52,11 @@ import (
 
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/keycloaktest"
+
+	// The session stores -store may name.
+	_ "github.com/cloakroom/cloakroom/session/pgstore"
+	_ "github.com/cloakroom/cloakroom/session/redisstore"
+	_ "github.com/cloakroom/cloakroom/session/sqlitestore"
 )
 
 // config is what the flags set.
@@ -679,10 +684,22 @@ func (u *user) rpLogout() {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	// Back at "/", which needs a login: Keycloak's login form, because the
-	// Keycloak session ended too.
+	// Back at the gateway's "You have been signed out" page; signing in
+	// again shows Keycloak's login form, because the Keycloak session
+	// ended too.
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "You have been signed out.") {
+		u.fail("%s logout ended with %d at %s (want the signed-out page)", u.name, resp.StatusCode, resp.Request.URL)
+		return
+	}
+	resp, err = u.client.Get(inst + "/_cloakroom/login?return_to=%2Fapp%2Fpage")
+	if err != nil {
+		u.fail("%s sign in again after logout: %v", u.name, err)
+		return
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if resp.StatusCode != 200 || !loginForm.Match(page) {
-		u.fail("%s logout ended with %d at %s (want Keycloak's login form)", u.name, resp.StatusCode, resp.Request.URL)
+		u.fail("%s sign in again after logout ended with %d at %s (want Keycloak's login form)", u.name, resp.StatusCode, resp.Request.URL)
 		return
 	}
 	u.cnt.rpLogouts.Add(1)
