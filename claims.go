@@ -23,7 +23,7 @@ import (
 type Claims struct {
 	c   claimSet
 	raw []byte // the JSON payload
-	// rolesClaim is the path Roles reads ("" = DefaultRolesClaim).
+	// rolesClaim is the path RealmRoles reads ("" = DefaultRolesClaim).
 	rolesClaim string
 
 	rawOnce sync.Once
@@ -257,11 +257,7 @@ func (c *Claims) HasScope(s string) bool {
 	return false
 }
 
-// RealmRoles returns realm_access.roles (Keycloak's realm roles, whatever
-// the profile). Roles reads the configured roles claim.
-func (c *Claims) RealmRoles() []string { return slices.Clone(c.c.RealmAccess.Roles) }
-
-// RolesClaim returns the claim path Roles reads: the Verifier's
+// RolesClaim returns the claim path RealmRoles reads: the Verifier's
 // Config.RolesClaim, or DefaultRolesClaim.
 func (c *Claims) RolesClaim() string {
 	if c.rolesClaim == "" {
@@ -270,11 +266,16 @@ func (c *Claims) RolesClaim() string {
 	return c.rolesClaim
 }
 
-// Roles returns the user's roles from the configured roles claim (see
-// Config.RolesClaim; realm_access.roles by default): an array of strings,
-// one string, or an object whose member names are the roles (ZITADEL's
-// project roles claim has that shape).
-func (c *Claims) Roles() []string {
+// RealmRoles returns the user's roles, read from the roles claim: the
+// Config.RolesClaim of the Verifier that returned the claims, or for
+// ParseClaims the path given to WithRolesClaim; realm_access.roles
+// (Keycloak's realm roles) by default. The claim may be an array of
+// strings, one string, or an object whose member names are the roles
+// (ZITADEL's project roles claim has that shape). It is the one place
+// roles are read: HasRealmRole, the AnyRealmRole/AllRealmRoles
+// requirements and the gateway's realm_roles rules and roles header all
+// read the same list.
+func (c *Claims) RealmRoles() []string {
 	path := c.RolesClaim()
 	if path == DefaultRolesClaim {
 		return slices.Clone(c.c.RealmAccess.Roles)
@@ -294,24 +295,20 @@ func (c *Claims) Roles() []string {
 	return c.Strings(path)
 }
 
-// HasRole reports whether Roles contains role.
-func (c *Claims) HasRole(role string) bool {
+// HasRealmRole reports whether RealmRoles contains role.
+func (c *Claims) HasRealmRole(role string) bool {
 	if c.RolesClaim() == DefaultRolesClaim {
 		return slices.Contains(c.c.RealmAccess.Roles, role)
 	}
-	return slices.Contains(c.Roles(), role)
+	return slices.Contains(c.RealmRoles(), role)
 }
 
-// WithRolesClaim returns claims equal to c whose Roles read path (empty:
-// DefaultRolesClaim). It is for claims parsed with ParseClaims, e.g. the
-// stored ID-token claims of a session; a Verifier sets it itself.
+// WithRolesClaim returns claims equal to c whose RealmRoles read path
+// (empty: DefaultRolesClaim). It is for claims parsed with ParseClaims,
+// e.g. the stored ID-token claims of a session; a Verifier sets it
+// itself.
 func (c *Claims) WithRolesClaim(path string) *Claims {
 	return &Claims{c: c.c, raw: c.raw, rolesClaim: path}
-}
-
-// HasRealmRole reports whether realm_access.roles contains role.
-func (c *Claims) HasRealmRole(role string) bool {
-	return slices.Contains(c.c.RealmAccess.Roles, role)
 }
 
 // ClientRoles returns resource_access.{clientID}.roles.

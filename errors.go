@@ -49,6 +49,14 @@ var (
 	ErrMisconfigured = errors.New("identity provider refuses this configuration")
 )
 
+// ErrRejected refuses a user the identity provider accepted, e.g. one
+// deactivated in the application's own user table. An application hook
+// (login.Config.AfterLogin, a bearer.UserMapper) returns it wrapped; the
+// user sees the wrapping error's message with 403. login.ErrLoginRejected
+// and bearer.ErrUserRejected wrap it, so hooks that know neither package
+// (directory's) can refuse through both.
+var ErrRejected = errors.New("rejected")
+
 // ProviderError describes a failed exchange with the identity provider:
 // discovery, JWKS, introspection. It wraps ErrUnavailable so that callers
 // can fail closed with errors.Is(err, ErrUnavailable).

@@ -87,11 +87,13 @@ type Config struct {
 	// detection from the provider's discovery document (AutoDetect).
 	Profile Profile
 
-	// RolesClaim is the dotted claim path Claims.Roles and Claims.HasRole
-	// read (default DefaultRolesClaim, Keycloak's realm_access.roles), e.g.
-	// "groups" or "roles" for other providers. The claim may be an array
-	// of strings, one string, or an object whose member names are the
-	// roles.
+	// RolesClaim is the dotted claim path roles are read from (default
+	// DefaultRolesClaim, Keycloak's realm_access.roles), e.g. "groups" or
+	// "roles" for other providers. The claim may be an array of strings,
+	// one string, or an object whose member names are the roles. The
+	// Claims a Verifier returns carry it: Claims.RealmRoles and
+	// Claims.HasRealmRole read it, and so do the AnyRealmRole and
+	// AllRealmRoles Requirements.
 	RolesClaim string
 
 	// CacheEntries bounds the verified-token cache (default 10,000 entries;

@@ -26,9 +26,11 @@
 //	UserClientRoles, UserGroups, GroupMembers,
 //	GroupByPath, FederatedIdentities
 //	CreateUser, UpdateUser, DeleteUser,          manage-users
-//	EnableUser, DisableUser, AddRequiredActions,
+//	EnableUser, DisableUser,
+//	DisableUserAndLogout, AddRequiredActions,
 //	ExecuteActionsEmail, ResetPassword,
-//	DeleteSession, LogoutUser, JoinGroup,
+//	ResetTemporaryPassword, DeleteSession,
+//	LogoutUser, JoinGroup,
 //	LeaveGroup, (Un)LinkFederatedIdentity
 //	Add/RemoveUserRealmRoles                     manage-users and view-users
 //	RealmRoles                                   view-realm

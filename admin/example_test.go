@@ -97,7 +97,7 @@ func ExampleClient_AllUsers() {
 	// bob bob@example.com
 }
 
-func ExampleClient_DisableUser() {
+func ExampleClient_DisableUserAndLogout() {
 	srv, c := startDemo()
 	defer srv.Close()
 	ctx := context.Background()
@@ -108,7 +108,7 @@ func ExampleClient_DisableUser() {
 	}
 	// Disable and end every session: disabling alone leaves issued tokens
 	// and (in some Keycloak versions) sessions alive.
-	if err := c.DisableUser(ctx, bob.ID, true); err != nil {
+	if err := c.DisableUserAndLogout(ctx, bob.ID); err != nil {
 		log.Fatal(err)
 	}
 	sessions, _ := c.UserSessions(ctx, bob.ID)

@@ -225,22 +225,25 @@ func (c *Client) EnableUser(ctx context.Context, id string) error {
 	return c.UpdateUser(ctx, id, UserUpdate{Enabled: Ptr(true)})
 }
 
-// DisableUser disables a user; with logout it then ends every session of
-// the user (LogoutUser).
+// DisableUser disables a user. It ends no session: see
+// DisableUserAndLogout.
 //
 // The pitfall: disabling alone does not revoke anything already issued.
 // Access tokens stay valid until their exp to every service that verifies
 // them locally, and depending on the Keycloak version sessions may live on
-// until their refresh fails. Pass logout=true (and keep access tokens
-// short-lived, or introspect) to cut a user off.
-func (c *Client) DisableUser(ctx context.Context, id string, logout bool) error {
-	if err := c.UpdateUser(ctx, id, UserUpdate{Enabled: Ptr(false)}); err != nil {
+// until their refresh fails. To cut a user off, use DisableUserAndLogout
+// (and keep access tokens short-lived, or introspect).
+func (c *Client) DisableUser(ctx context.Context, id string) error {
+	return c.UpdateUser(ctx, id, UserUpdate{Enabled: Ptr(false)})
+}
+
+// DisableUserAndLogout disables a user, then ends every session of the
+// user (LogoutUser).
+func (c *Client) DisableUserAndLogout(ctx context.Context, id string) error {
+	if err := c.DisableUser(ctx, id); err != nil {
 		return err
 	}
-	if logout {
-		return c.LogoutUser(ctx, id)
-	}
-	return nil
+	return c.LogoutUser(ctx, id)
 }
 
 // AddRequiredActions adds required actions (e.g. "UPDATE_PASSWORD",
@@ -284,9 +287,18 @@ func (c *Client) ExecuteActionsEmail(ctx context.Context, id string, actions []s
 		body: actions, role: roleManageUsers})
 }
 
-// ResetPassword sets the user's password; temporary makes the user change
-// it at the next login (required action UPDATE_PASSWORD).
-func (c *Client) ResetPassword(ctx context.Context, id, password string, temporary bool) error {
+// ResetPassword sets the user's password for good.
+func (c *Client) ResetPassword(ctx context.Context, id, password string) error {
+	return c.resetPassword(ctx, id, password, false)
+}
+
+// ResetTemporaryPassword sets a password the user must change at the next
+// login (required action UPDATE_PASSWORD).
+func (c *Client) ResetTemporaryPassword(ctx context.Context, id, password string) error {
+	return c.resetPassword(ctx, id, password, true)
+}
+
+func (c *Client) resetPassword(ctx context.Context, id, password string, temporary bool) error {
 	if password == "" {
 		return fmt.Errorf("%w: empty password", ErrBadRequest)
 	}

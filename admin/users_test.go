@@ -128,7 +128,7 @@ func TestUserLifecycle(t *testing.T) {
 	}
 
 	// Temporary password: the user must change it.
-	if err := c.ResetPassword(ctx, id, "temp-pw", true); err != nil {
+	if err := c.ResetTemporaryPassword(ctx, id, "temp-pw"); err != nil {
 		t.Fatal(err)
 	}
 	if u, _ = c.GetUser(ctx, id); !slices.Contains(u.RequiredActions, "UPDATE_PASSWORD") {
@@ -137,7 +137,7 @@ func TestUserLifecycle(t *testing.T) {
 	if body, code := passwordGrant(t, e, "carol", "temp-pw"); code != http.StatusBadRequest || body["error_description"] != "Account is not fully set up" {
 		t.Errorf("login with temporary password: %d %v", code, body)
 	}
-	if err := c.ResetPassword(ctx, id, "final-pw", false); err != nil {
+	if err := c.ResetPassword(ctx, id, "final-pw"); err != nil {
 		t.Fatal(err)
 	}
 	if _, code := passwordGrant(t, e, "carol", "final-pw"); code != http.StatusOK {
@@ -184,7 +184,7 @@ func TestFailureAnswers(t *testing.T) {
 			want: []error{admin.ErrForbidden}, status: 403, role: "query-groups"},
 		{name: "client lookup without query-clients", call: func() error { _, err := viewer.ClientByClientID(ctx, "cloakroom"); return err },
 			want: []error{admin.ErrForbidden}, status: 403, role: "query-clients"},
-		{name: "reset password without manage-users", call: func() error { return viewer.ResetPassword(ctx, bob, "x", false) },
+		{name: "reset password without manage-users", call: func() error { return viewer.ResetPassword(ctx, bob, "x") },
 			want: []error{admin.ErrForbidden}, status: 403, role: "manage-users"},
 		{name: "duplicate username", call: func() error { _, err := manager.CreateUser(ctx, admin.NewUser{Username: "BOB"}); return err },
 			want: []error{admin.ErrConflict, admin.ErrDuplicateUsername}, status: 409, msg: "User exists with same username"},
@@ -662,7 +662,7 @@ func TestDisableUser(t *testing.T) {
 	ctx := t.Context()
 	bob, _ := e.kc.UserID("bob")
 	tok, _ := passwordGrant(t, e, "bob", "bob")
-	if err := c.DisableUser(ctx, bob, true); err != nil {
+	if err := c.DisableUserAndLogout(ctx, bob); err != nil {
 		t.Fatal(err)
 	}
 	if u, _ := c.GetUser(ctx, bob); u.Enabled {

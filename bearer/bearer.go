@@ -64,8 +64,9 @@ func (p *Principal) String() string {
 
 // ErrUserRejected may be returned (wrapped) by a user mapper to refuse an
 // otherwise valid token, e.g. for a user deactivated locally: the request
-// gets 403 permission_denied.
-var ErrUserRejected = errors.New("user rejected")
+// gets 403 permission_denied. It wraps cloakroom.ErrRejected, which refuses
+// the request as well.
+var ErrUserRejected = fmt.Errorf("user %w", cloakroom.ErrRejected)
 
 // UserMapper maps a verified caller to the application's user, e.g. by
 // looking up or creating the local user row keyed by p.ID. Its result is
@@ -326,7 +327,7 @@ func (a *Authenticator) authenticate(r *http.Request) (*Principal, *Error) {
 	if a.mapper != nil {
 		u, err := a.mapper(ctx, p)
 		switch {
-		case errors.Is(err, ErrUserRejected):
+		case errors.Is(err, cloakroom.ErrRejected):
 			return nil, &Error{Status: http.StatusForbidden, Code: "permission_denied", Detail: err.Error(), Err: err}
 		case err != nil:
 			a.logger.Error("bearer: user mapper failed", "sub", claims.Subject(), "error", err)

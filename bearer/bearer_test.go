@@ -177,7 +177,7 @@ func TestRequire(t *testing.T) {
 		{"any realm role, alice", bearer.RequireAnyRealmRole("admin", "auditor"), alice, 200, ""},
 		{"any realm role, bob", bearer.RequireAnyRealmRole("admin", "auditor"), bob, 403, `error="insufficient_scope"`},
 		{"all realm roles, alice", bearer.RequireAllRealmRoles("admin", "user"), alice, 200, ""},
-		{"all realm roles, bob", bearer.RequireAllRealmRoles("admin", "user"), bob, 403, "all of the realm roles: admin, user"},
+		{"all realm roles, bob", bearer.RequireAllRealmRoles("admin", "user"), bob, 403, `error_description="This page requires the roles 'admin' and 'user'."`},
 		{"any client role", bearer.RequireAnyClientRole("account", "view-profile"), bob, 200, ""},
 		{"any client role, other client", bearer.RequireAnyClientRole("cloakroom", "view-profile"), bob, 403, ""},
 		{"all client roles", bearer.RequireAllClientRoles("account", "view-profile", "manage-account"), alice, 200, ""},
@@ -187,9 +187,12 @@ func TestRequire(t *testing.T) {
 		{"any scope", bearer.RequireAnyScope("orders:write", "email"), alice, 200, ""},
 		{"permission claim", bearer.RequireAnyPermission("manage-account"), alice, 200, ""},
 		{"permission claim, missing", bearer.RequireAllPermissions("manage-account", "admin-everything"), alice, 403, ""},
-		{"predicate", bearer.Require("an example.com email", func(p *bearer.Principal) bool { return strings.HasSuffix(p.Claims.Email(), "@example.com") }), bob, 200, ""},
-		{"predicate refused", bearer.Require("the name Alice", func(p *bearer.Principal) bool { return p.Claims.GivenName() == "Alice" }), bob, 403, "requires the name Alice"},
+		{"predicate", bearer.RequireFunc("an example.com email", func(p *bearer.Principal) bool { return strings.HasSuffix(p.Claims.Email(), "@example.com") }), bob, 200, ""},
+		{"predicate refused", bearer.RequireFunc("the name Alice", func(p *bearer.Principal) bool { return p.Claims.GivenName() == "Alice" }), bob, 403, "requires the name Alice"},
 		{"anonymous on a role route", bearer.RequireAnyRealmRole("user"), "", 401, ""},
+		{"requirement", bearer.Require(cloakroom.AllOf(cloakroom.AnyRealmRole("admin"), cloakroom.AllScopes("email"))), alice, 200, ""},
+		{"requirement refused, scope named", bearer.Require(cloakroom.AllOf(cloakroom.AnyRealmRole("user"), cloakroom.AllScopes("orders:write"))), alice, 403, `error="insufficient_scope", error_description="This page requires the role 'user' and the scope 'orders:write'.", scope="orders:write"`},
+		{"no roles configured", bearer.RequireAllRealmRoles(), alice, 403, "a role, but none is configured"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -65,7 +65,7 @@ func ExampleAuthenticator_Authenticate() {
 	// alice /api/me    200 hello alice
 	// alice /api/admin 200 admin area
 	// bob   /api/me    200 hello bob
-	// bob   /api/admin 403 Bearer realm="demo", error="insufficient_scope", error_description="requires one of the realm roles: admin"
+	// bob   /api/admin 403 Bearer realm="demo", error="insufficient_scope", error_description="This page requires the role 'admin'."
 	//       /api/me    401 Bearer realm="demo"
 	//       /api/admin 401 Bearer realm="demo"
 }

@@ -1,10 +1,9 @@
 package bearer
 
 import (
-	"fmt"
 	"net/http"
-	"slices"
-	"strings"
+
+	"github.com/cloakroom/cloakroom"
 )
 
 // Middleware is the standard shape of HTTP middleware; it drops into chi
@@ -13,13 +12,27 @@ import (
 type Middleware = func(http.Handler) http.Handler
 
 // Require returns middleware that lets a request through only when an
-// authenticated caller satisfies allow. what describes the requirement in
-// the 403 answer, e.g. "an active subscription". Anonymous requests get 401.
-func Require(what string, allow func(*Principal) bool) Middleware {
-	return require(what, nil, allow)
+// authenticated caller's token satisfies req, e.g.
+// Require(cloakroom.AnyRealmRole("admin")) or
+// Require(cloakroom.AllOf(cloakroom.AnyRealmRole("admin"), cloakroom.AllScopes("orders"))).
+// Anonymous requests get 401; others 403 insufficient_scope with
+// cloakroom.Refusal's sentence, and scope="…" when req names scopes.
+func Require(req cloakroom.Requirement) Middleware {
+	return require(func(*state) cloakroom.Requirement { return req })
 }
 
-func require(what string, scopes []string, allow func(*Principal) bool) Middleware {
+// RequireFunc is Require for a rule on the whole Principal (e.g. the
+// local user of WithUserMapper): what describes it in the 403 answer,
+// as in "This page requires "+what+"." (e.g. "an active subscription").
+func RequireFunc(what string, allow func(*Principal) bool) Middleware {
+	return require(func(st *state) cloakroom.Requirement {
+		return cloakroom.NewRequirement(what, func(*cloakroom.Claims) bool { return allow(st.principal) })
+	})
+}
+
+// require checks the Requirement rule gives for the request (nil: any
+// authenticated caller).
+func require(rule func(*state) cloakroom.Requirement) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st, _ := r.Context().Value(ctxKey{}).(*state)
@@ -34,9 +47,11 @@ func require(what string, scopes []string, allow func(*Principal) bool) Middlewa
 				a.refuse(w, r, &Error{Status: http.StatusUnauthorized, Code: "not_authenticated", Detail: "Authentication credentials were not provided."})
 				return
 			}
-			if allow != nil && !allow(st.principal) {
-				a.refuse(w, r, &Error{Status: http.StatusForbidden, Code: "permission_denied", Detail: "requires " + what, Scope: scopes})
-				return
+			if rule != nil {
+				if req := rule(st); !req.Allows(st.principal.Claims) {
+					a.refuse(w, r, &Error{Status: http.StatusForbidden, Code: "permission_denied", Detail: cloakroom.Refusal("", req.String()), Scope: req.Scopes()})
+					return
+				}
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -44,96 +59,48 @@ func require(what string, scopes []string, allow func(*Principal) bool) Middlewa
 }
 
 // RequireAuthenticated lets through any authenticated caller.
-func RequireAuthenticated() Middleware { return require("", nil, nil) }
+func RequireAuthenticated() Middleware { return require(nil) }
 
-func list(roles []string) string { return strings.Join(roles, ", ") }
-
-// RequireAnyRealmRole lets through callers holding at least one of the
-// roles: realm_access.roles (Keycloak's realm roles), or the Verifier's
-// Config.RolesClaim, e.g. "groups" for another provider (Claims.HasRole).
+// RequireAnyRealmRole is Require(cloakroom.AnyRealmRole(roles...)): at
+// least one of the roles, read from the roles claim (Claims.RealmRoles:
+// realm_access.roles, or the Verifier's Config.RolesClaim).
 func RequireAnyRealmRole(roles ...string) Middleware {
-	return require(fmt.Sprintf("one of the realm roles: %s", list(roles)), nil, func(p *Principal) bool {
-		return slices.ContainsFunc(roles, p.Claims.HasRole)
-	})
+	return Require(cloakroom.AnyRealmRole(roles...))
 }
 
-// RequireAllRealmRoles lets through callers holding every one of the roles
-// (read as RequireAnyRealmRole reads them).
+// RequireAllRealmRoles is Require(cloakroom.AllRealmRoles(roles...)).
 func RequireAllRealmRoles(roles ...string) Middleware {
-	return require(fmt.Sprintf("all of the realm roles: %s", list(roles)), nil, func(p *Principal) bool {
-		for _, r := range roles {
-			if !p.Claims.HasRole(r) {
-				return false
-			}
-		}
-		return true
-	})
+	return Require(cloakroom.AllRealmRoles(roles...))
 }
 
-// RequireAnyClientRole lets through callers holding at least one of the
-// roles of client clientID (resource_access.{clientID}.roles).
+// RequireAnyClientRole is Require(cloakroom.AnyClientRole(clientID, roles...)).
 func RequireAnyClientRole(clientID string, roles ...string) Middleware {
-	return require(fmt.Sprintf("one of the %s client roles: %s", clientID, list(roles)), nil, func(p *Principal) bool {
-		for _, r := range roles {
-			if p.Claims.HasClientRole(clientID, r) {
-				return true
-			}
-		}
-		return false
-	})
+	return Require(cloakroom.AnyClientRole(clientID, roles...))
 }
 
-// RequireAllClientRoles lets through callers holding every one of the
-// roles of client clientID.
+// RequireAllClientRoles is Require(cloakroom.AllClientRoles(clientID, roles...)).
 func RequireAllClientRoles(clientID string, roles ...string) Middleware {
-	return require(fmt.Sprintf("all of the %s client roles: %s", clientID, list(roles)), nil, func(p *Principal) bool {
-		for _, r := range roles {
-			if !p.Claims.HasClientRole(clientID, r) {
-				return false
-			}
-		}
-		return true
-	})
+	return Require(cloakroom.AllClientRoles(clientID, roles...))
 }
 
-// RequireScopes lets through callers whose token was granted every scope.
+// RequireScopes is Require(cloakroom.AllScopes(scopes...)): every scope.
 // The 403 names the scopes in WWW-Authenticate (RFC 6750 section 3).
 func RequireScopes(scopes ...string) Middleware {
-	return require(fmt.Sprintf("the scopes: %s", list(scopes)), scopes, func(p *Principal) bool {
-		for _, s := range scopes {
-			if !p.Claims.HasScope(s) {
-				return false
-			}
-		}
-		return true
-	})
+	return Require(cloakroom.AllScopes(scopes...))
 }
 
-// RequireAnyScope lets through callers whose token was granted at least one
-// of the scopes.
+// RequireAnyScope is Require(cloakroom.AnyScope(scopes...)).
 func RequireAnyScope(scopes ...string) Middleware {
-	return require(fmt.Sprintf("one of the scopes: %s", list(scopes)), scopes, func(p *Principal) bool {
-		return slices.ContainsFunc(scopes, p.Claims.HasScope)
-	})
+	return Require(cloakroom.AnyScope(scopes...))
 }
 
-// RequireAnyPermission lets through callers whose permission claim (see
-// WithPermissionsClaim) holds at least one of perms.
+// RequireAnyPermission is Require(cloakroom.AnyPermission(path, perms...))
+// with the path set by WithPermissionsClaim (none set: refused).
 func RequireAnyPermission(perms ...string) Middleware {
-	return require(fmt.Sprintf("one of the permissions: %s", list(perms)), nil, func(p *Principal) bool {
-		return slices.ContainsFunc(perms, func(x string) bool { return slices.Contains(p.permissions, x) })
-	})
+	return require(func(st *state) cloakroom.Requirement { return cloakroom.AnyPermission(st.auth.permClaim, perms...) })
 }
 
-// RequireAllPermissions lets through callers whose permission claim holds
-// every one of perms.
+// RequireAllPermissions is RequireAnyPermission for every one of perms.
 func RequireAllPermissions(perms ...string) Middleware {
-	return require(fmt.Sprintf("all of the permissions: %s", list(perms)), nil, func(p *Principal) bool {
-		for _, x := range perms {
-			if !slices.Contains(p.permissions, x) {
-				return false
-			}
-		}
-		return true
-	})
+	return require(func(st *state) cloakroom.Requirement { return cloakroom.AllPermissions(st.auth.permClaim, perms...) })
 }

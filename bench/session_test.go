@@ -85,7 +85,7 @@ func BenchmarkSessionLookup(b *testing.B) {
 			keys, _ := session.ParseKeys(session.GenerateKey())
 			ring, _ := session.NewKeyring(keys...)
 			mgr, _ := session.NewManager(session.Config{Store: store, Keyring: ring})
-			s := &session.Session{
+			s := &session.State{
 				Subject: "7c9e6679-7425-40de-944b-e07fc1f90ae7", SID: randomName(),
 				AccessToken: tokenLike(1100), RefreshToken: tokenLike(600), IDToken: tokenLike(1000),
 				AccessExpiry: time.Now().Add(time.Hour), IDClaims: []byte(`{"sub":"x","name":"Alice Liddell","email":"alice@example.com"}`),

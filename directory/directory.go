@@ -6,12 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/cloakroom/cloakroom/admin"
+	"github.com/cloakroom/cloakroom/internal/sqldb"
 )
 
 // Sentinel errors; compare with errors.Is. Errors returned by this package
@@ -200,86 +195,21 @@ func (d *Directory) apply(cfg config) {
 // the same file; writes are serialised by SQLite's lock.
 func OpenSQLite(path string, opts ...Option) (*Directory, error) {
 	cfg := newConfig(opts)
-	if path == "" {
-		return nil, errors.New("directory: no SQLite database path given")
-	}
-	abs, err := filepath.Abs(path)
+	abs, err := sqldb.PrepareFile(path, "directory", "user database")
 	if err != nil {
-		return nil, fmt.Errorf("directory: database path %q: %w", path, err)
-	}
-	if err := prepareFile(abs); err != nil {
 		return nil, err
 	}
 	d := &Directory{where: abs, usersT: `"` + UsersTable + `"`, syncT: `"` + SyncTable + `"`}
 	d.apply(cfg)
-	// One writer connection: this process's writes queue in database/sql
-	// rather than fight over SQLite's lock; the busy timeout covers other
-	// processes. Readers run in parallel (WAL).
-	if d.w, err = sql.Open("sqlite", sqliteDSN(abs, cfg.busyTimeout, true)); err != nil {
+	if d.w, d.r, err = sqldb.OpenSQLite(abs, cfg.busyTimeout); err != nil {
 		return nil, fmt.Errorf("directory: open %s: %w", abs, err)
 	}
-	d.w.SetMaxOpenConns(1)
-	d.w.SetMaxIdleConns(1)
-	d.w.SetConnMaxLifetime(0)
-	d.w.SetConnMaxIdleTime(0)
-	if d.r, err = sql.Open("sqlite", sqliteDSN(abs, cfg.busyTimeout, false)); err != nil {
-		_ = d.w.Close()
-		return nil, fmt.Errorf("directory: open %s: %w", abs, err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	d.r.SetMaxOpenConns(n)
-	d.r.SetMaxIdleConns(n)
-	d.r.SetConnMaxLifetime(0)
-	d.r.SetConnMaxIdleTime(0)
 	d.q = buildQueries(false, d.usersT, d.syncT)
-	ctx := context.Background()
-	if err := d.w.PingContext(ctx); err != nil {
-		_ = d.Close()
-		return nil, fmt.Errorf("directory: open %s: %w", abs, err)
-	}
-	if err := migrate(ctx, d.w, sqliteDialect{}, len(sqliteMigrations)); err != nil {
+	if err := migrate(context.Background(), d.w, sqldb.SQLite{}); err != nil {
 		_ = d.Close()
 		return nil, fmt.Errorf("directory: migrate the schema of %s: %w", abs, err)
 	}
 	return d, nil
-}
-
-// sqliteDSN is a file: URI with the connection pragmas.
-func sqliteDSN(abs string, busy time.Duration, writer bool) string {
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
-	if !strings.HasPrefix(u.Path, "/") {
-		u.Path = "/" + u.Path
-	}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	if writer {
-		// Transactions take the write lock at BEGIN: a batch reads and
-		// writes under one lock, and two transactions never deadlock on
-		// a lock upgrade.
-		q.Set("_txlock", "immediate")
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// prepareFile creates the parent directories (0700) and the file (0600)
-// before SQLite does, so that permissions are right and failures name the
-// path.
-func prepareFile(abs string) error {
-	dir := filepath.Dir(abs)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("directory: cannot create the directory %s for the user database: %w", dir, err)
-	}
-	if fi, err := os.Stat(abs); err == nil && !fi.Mode().IsRegular() {
-		return fmt.Errorf("directory: %s is not a regular file: choose another path for the user database", abs)
-	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("directory: cannot open the user database %s: %w", abs, err)
-	}
-	return f.Close()
 }
 
 // OpenPostgres connects to PostgreSQL (a postgres:// URL or key=value
@@ -330,7 +260,7 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Dire
 		usersT: pgx.Identifier{cfg.schema, UsersTable}.Sanitize(), syncT: pgx.Identifier{cfg.schema, SyncTable}.Sanitize()}
 	d.apply(cfg)
 	d.q = buildQueries(true, d.usersT, d.syncT)
-	if err := migrate(ctx, db, pgDialect{schema: cfg.schema}, len(pgMigrations)); err != nil {
+	if err := migrate(ctx, db, sqldb.Postgres{Schema: cfg.schema}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("directory: migrate %s in PostgreSQL schema %q: %w", UsersTable, cfg.schema, err)
 	}

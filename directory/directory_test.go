@@ -17,6 +17,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/admin"
 	"github.com/cloakroom/cloakroom/bearer"
+	"github.com/cloakroom/cloakroom/internal/sqldb"
 	"github.com/cloakroom/cloakroom/keycloaktest"
 	"github.com/cloakroom/cloakroom/login"
 	"github.com/cloakroom/cloakroom/session/sqlitestore"
@@ -61,9 +62,9 @@ func TestMigrations(t *testing.T) {
 
 func (d *Directory) migrationsIdent() string {
 	if d.pg {
-		return pgDialect{schema: d.schema}.migrationsTable()
+		return sqldb.Postgres{Schema: d.schema}.MigrationsTable()
 	}
-	return migrationsTable
+	return sqldb.MigrationsTable
 }
 
 // Concurrent first opens migrate once; the other waits and finds the
@@ -109,8 +110,8 @@ func TestSQLiteSharesFileWithSessionStore(t *testing.T) {
 	}
 	defer d.Close()
 	var n int
-	if err := d.r.QueryRow(`SELECT count(*) FROM ` + migrationsTable).Scan(&n); err != nil || n != 2 {
-		t.Fatalf("components in %s: %d, %v", migrationsTable, n, err)
+	if err := d.r.QueryRow(`SELECT count(*) FROM ` + sqldb.MigrationsTable).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("components in %s: %d, %v", sqldb.MigrationsTable, n, err)
 	}
 }
 
@@ -235,8 +236,8 @@ func TestUpsertRefusals(t *testing.T) {
 		t.Errorf("nil claims: %v", err)
 	}
 	// ID and access token of different users.
-	err := d.LoginHook()(ctx, &login.LoginEvent{IDClaims: mustClaims(t, `{"iss":"https://kc/realms/demo","sub":"a"}`),
-		AccessClaims: mustClaims(t, `{"iss":"https://kc/realms/demo","sub":"b"}`)})
+	err := d.AfterLogin(ctx, mustClaims(t, `{"iss":"https://kc/realms/demo","sub":"a"}`),
+		mustClaims(t, `{"iss":"https://kc/realms/demo","sub":"b"}`), nil)
 	if !errors.Is(err, ErrInvalidClaims) {
 		t.Errorf("mixed subjects: %v", err)
 	}
@@ -349,11 +350,12 @@ func TestDeactivateRefusesOlderTokens(t *testing.T) {
 				t.Fatalf("old token: %v", err)
 			}
 			// The hooks turn it into their refusals.
-			if _, err := d.BearerMapper()(ctx, &bearer.Principal{ID: u.Subject, Claims: oldToken}); !errors.Is(err, bearer.ErrUserRejected) || !errors.Is(err, ErrDeactivated) {
+			if _, err := d.MapUser(ctx, oldToken); !errors.Is(err, cloakroom.ErrRejected) || !errors.Is(err, ErrDeactivated) ||
+				err.Error() != "user rejected: this account has been deactivated" {
 				t.Fatalf("bearer mapper: %v", err)
 			}
-			err := d.LoginHook()(ctx, &login.LoginEvent{IDClaims: oldToken, AccessClaims: oldToken})
-			if !errors.Is(err, login.ErrLoginRejected) || !strings.Contains(err.Error(), "deactivated") {
+			err := d.AfterLogin(ctx, oldToken, oldToken, map[string]string{})
+			if !errors.Is(err, cloakroom.ErrRejected) || err.Error() != "login rejected: this account has been deactivated" {
 				t.Fatalf("login hook: %v", err)
 			}
 			// Re-enabled in Keycloak; a new token reactivates.
@@ -630,7 +632,10 @@ func TestHooks(t *testing.T) {
 		AccessClaims: e.claims(t, "alice"),
 	}
 	var cfg login.Config
-	cfg.AfterLogin = d.LoginHook()
+	cfg.AfterLogin = func(ctx context.Context, e *login.LoginEvent) error {
+		return d.AfterLogin(ctx, e.IDClaims, e.AccessClaims, e.Values)
+	}
+	ev.Values = map[string]string{}
 	if err := cfg.AfterLogin(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
@@ -644,7 +649,7 @@ func TestHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := bearer.New(v, bearer.WithUserMapper(d.BearerMapper()))
+	auth, err := bearer.New(v, bearer.WithUserMapper(func(ctx context.Context, p *bearer.Principal) (any, error) { return d.MapUser(ctx, p.Claims) }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,10 @@
 //
 // Three things write rows:
 //
-//   - Logins and API calls: UpsertFromClaims, wired in one line with
-//     LoginHook (login.Config.AfterLogin) or BearerMapper
-//     (bearer.WithUserMapper). A claim missing from a token leaves the
+//   - Logins and API calls: UpsertFromClaims, through AfterLogin and
+//     MapUser, which the application wires into login.Config.AfterLogin
+//     and bearer.WithUserMapper with one line each (see the example of
+//     AfterLogin; this package imports neither login nor bearer). A claim missing from a token leaves the
 //     stored value alone; roles are replaced as a whole when the token
 //     carries realm_access or resource_access. A request whose token
 //     changes nothing does not write.
@@ -44,7 +45,8 @@
 // enabled again (sync, refresh) or when a token issued after the
 // deactivation arrives (which proves Keycloak re-enabled the user). Tokens
 // issued before the deactivation are refused: UpsertFromClaims returns
-// ErrDeactivated, which the hooks turn into a refused login or a 403, so
+// ErrDeactivated, which AfterLogin and MapUser turn into a refusal wrapping
+// cloakroom.ErrRejected (a refused login, or a 403), so
 // disabling a user cuts access at once even while their tokens live on.
 //
 // # Sync

@@ -117,7 +117,7 @@ func ExampleDirectory_Sync() {
 
 // Wiring the directory into browser logins and API requests is one line
 // each.
-func ExampleDirectory_LoginHook() {
+func ExampleDirectory_AfterLogin() {
 	srv, realm, ac := demo()
 	defer srv.Close()
 	dir, _ := os.MkdirTemp("", "directory-example")
@@ -128,13 +128,16 @@ func ExampleDirectory_LoginHook() {
 	}
 	defer users.Close()
 
-	// Browser logins: login.New(login.Config{..., AfterLogin: users.LoginHook()}).
-	cfg := login.Config{AfterLogin: users.LoginHook()}
-	_ = cfg
+	// Browser logins: the profile and roles of every login, and the local
+	// id in the session.
+	cfg := login.Config{ /* Realm, ClientID, ... */ }
+	cfg.AfterLogin = func(ctx context.Context, e *login.LoginEvent) error {
+		return users.AfterLogin(ctx, e.IDClaims, e.AccessClaims, e.Values)
+	}
 
 	// API requests: the mapper puts the *directory.User in the principal.
 	v, _ := realm.NewVerifier(cloakroom.Config{ClientID: keycloaktest.DemoClientID})
-	auth, err := bearer.New(v, bearer.WithUserMapper(users.BearerMapper()))
+	auth, err := bearer.New(v, bearer.WithUserMapper(func(ctx context.Context, p *bearer.Principal) (any, error) { return users.MapUser(ctx, p.Claims) }))
 	if err != nil {
 		log.Fatal(err)
 	}

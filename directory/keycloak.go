@@ -190,7 +190,7 @@ func (d *Directory) Deactivate(ctx context.Context, id int64) (*User, error) {
 		return nil, err
 	}
 	reason := ReasonDeactivated
-	if err := d.admin.DisableUser(ctx, u.Subject, true); errors.Is(err, admin.ErrNotFound) {
+	if err := d.admin.DisableUserAndLogout(ctx, u.Subject); errors.Is(err, admin.ErrNotFound) {
 		reason = ReasonNotInKeycloak
 	} else if err != nil {
 		return nil, fmt.Errorf("directory: deactivate user %d (sub %s) in Keycloak: %w", id, u.Subject, err)
@@ -211,7 +211,7 @@ func (d *Directory) Delete(ctx context.Context, id int64) (*User, error) {
 		return nil, err
 	}
 	if d.deletePolicy == DisableInKeycloak {
-		err = d.admin.DisableUser(ctx, u.Subject, true)
+		err = d.admin.DisableUserAndLogout(ctx, u.Subject)
 	} else {
 		err = d.admin.DeleteUser(ctx, u.Subject)
 	}

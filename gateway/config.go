@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/canonical"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"gopkg.in/yaml.v3"
 )
 
@@ -134,10 +135,15 @@ type Route struct {
 	// request carries one.
 	Public bool `yaml:"public"`
 	// Methods, if set, are the only HTTP methods allowed (others get 405).
-	Methods     []string    `yaml:"methods"`
+	Methods []string `yaml:"methods"`
+	// RealmRoles and ClientRoles compile to cloakroom.AnyRealmRole,
+	// AllRealmRoles, AnyClientRole and AllClientRoles, checked alike on
+	// sessions and bearer tokens.
 	RealmRoles  RoleRule    `yaml:"realm_roles"`
 	ClientRoles ClientRoles `yaml:"client_roles"`
-	// ACR demands an authentication level (step-up, browser routes).
+	// ACR demands an authentication level (cloakroom.MinACR with
+	// ACRLevels): a session below it is sent to Keycloak for a step-up, a
+	// bearer token on a "both" route is refused (403).
 	ACR string `yaml:"acr"`
 	// Introspect checks bearer tokens with Keycloak on every request (API
 	// routes), so revoked tokens are refused before they expire.
@@ -745,12 +751,11 @@ func (c *Config) Validate() error {
 	if c.ClientSecret != "" && c.ClientSecretFile != "" {
 		bad("client_secret_file", "set client_secret or client_secret_file, not both")
 	}
-	storeErr := validStoreSpec(c.Session.Store)
+	store, storeErr := storeurl.Check(c.Session.Store)
 	if storeErr != nil {
 		bad("session.store", "%v", storeErr)
 	}
-	shared := storeErr == nil && !strings.HasPrefix(c.Session.Store, "memory:") && !strings.HasPrefix(c.Session.Store, "sqlite:")
-	if len(c.Session.EncryptionKeys) == 0 && shared {
+	if len(c.Session.EncryptionKeys) == 0 && store.Shared() {
 		bad("session.encryption_keys", "required with a shared store: set CLOAKROOM_ENCRYPTION_KEY to the same base64 key on every instance (generate one with `openssl rand -base64 32`)")
 	}
 	for i, k := range c.Session.EncryptionKeys {
@@ -909,11 +914,6 @@ func (c Config) Redacted() Config {
 		keys[i] = "[redacted]"
 	}
 	c.Session.EncryptionKeys = keys
-	if u, err := url.Parse(c.Session.Store); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "redacted")
-			c.Session.Store = u.String()
-		}
-	}
+	c.Session.Store = storeurl.Redact(c.Session.Store)
 	return c
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/bearer"
 	"github.com/cloakroom/cloakroom/internal/bodylimit"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/login"
 	"github.com/cloakroom/cloakroom/session"
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,7 +158,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	if err != nil {
 		return nil, &FieldError{Field: "session.encryption_keys", Msg: err.Error()}
 	}
-	store, err := openStore(ctx, cfg.Session.Store)
+	store, err := storeurl.Open(ctx, cfg.Session.Store)
 	if err != nil {
 		return nil, &FieldError{Field: "session.store", Msg: err.Error()}
 	}
@@ -175,7 +176,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 			store.Close()
 			return nil, &FieldError{Field: "session.store", Msg: "subscribing to invalidations: " + err.Error()}
 		}
-		if !cached.Notified() && !strings.HasPrefix(cfg.Session.Store, "memory:") && !strings.HasPrefix(cfg.Session.Store, "sqlite:") {
+		if u, _ := storeurl.Parse(cfg.Session.Store); !cached.Notified() && u.Shared() {
 			logger.Warn("the session store cannot notify other instances; a logout reaches them within the cache TTL", "cache_ttl", ttl)
 		}
 		st = cached

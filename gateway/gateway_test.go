@@ -104,6 +104,8 @@ func TestRolesMethodsAndModes(t *testing.T) {
 			{Name: "api", Path: "/api", Upstream: e.upstream.URL, Mode: "api", RealmRoles: gateway.RoleRule{All: []string{"user"}}},
 			{Name: "api-admin", Path: "/api/admin", Upstream: e.upstream.URL, Mode: "api", RealmRoles: gateway.RoleRule{Any: []string{"admin"}}},
 			{Name: "both", Path: "/both", Upstream: e.upstream.URL, Mode: "both"},
+			{Name: "both-gold", Path: "/gold", Upstream: e.upstream.URL, Mode: "both", ACR: "2"},
+			{Name: "api-client", Path: "/audit", Upstream: e.upstream.URL, Mode: "api", ClientRoles: gateway.ClientRoles{Client: "gateway", RoleRule: gateway.RoleRule{Any: []string{"auditor"}}}},
 			{Name: "app", Path: "/", Upstream: e.upstream.URL},
 		}
 	})
@@ -135,6 +137,12 @@ func TestRolesMethodsAndModes(t *testing.T) {
 		{"api expired", "/api/x", []string{"Authorization", "Bearer " + e.kc.MustToken(t, "bob", "gateway", keycloaktest.WithExpired())}, 401, "token_expired"},
 		{"api other audience", "/api/x", []string{"Authorization", "Bearer " + e.kc.MustToken(t, "bob", "gateway", keycloaktest.WithAudience("account"), keycloaktest.WithAZP("cloakroom"))}, 401, "token_not_valid"},
 		{"api role missing", "/api/admin/x", []string{"Authorization", "Bearer " + bobToken}, 403, "insufficient"},
+		{"api role missing, the one wording", "/api/admin/x", []string{"Authorization", "Bearer " + bobToken}, 403, `"detail":"This page requires the role \"admin\"."`},
+		{"api client role missing", "/audit/x", []string{"Authorization", "Bearer " + bobToken}, 403, `"detail":"This page requires the role \"auditor\" of client \"gateway\"."`},
+		// acr compiles to the same requirement on the bearer chain: a token
+		// cannot skip the step-up a session must make.
+		{"both, bearer below acr", "/gold/x", []string{"Authorization", "Bearer " + e.kc.MustToken(t, "bob", "gateway", keycloaktest.WithClaim("acr", "1"))}, 403, `"detail":"This page requires authentication level \"2\" or higher."`},
+		{"both, bearer at acr", "/gold/x", []string{"Authorization", "Bearer " + e.kc.MustToken(t, "bob", "gateway", keycloaktest.WithClaim("acr", "2"))}, 200, `"X-Forwarded-User"`},
 		{"both with bearer", "/both/x", []string{"Authorization", "Bearer " + bobToken}, 200, `"X-Forwarded-User"`},
 		{"both anonymous JSON", "/both/x", []string{"Accept", "application/json"}, 401, "login_url"},
 	}

@@ -96,42 +96,33 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 		rt.proxy.ServeHTTP(w, r)
 	})
 
+	// The route's rules, compiled once into the Requirements both chains
+	// check, in this order (the first unmet one is refused).
+	reqs := rc.requirements()
+
 	// Browser chain: the login middleware loads the session; requirements
-	// follow.
+	// follow. acr is a step-up on this chain (RequireACR checks the same
+	// cloakroom.MinACR, and sends a session below it back to Keycloak).
 	var b http.Handler = proxy
 	if rc.ACR != "" {
 		b = g.login.RequireACR(rc.ACR)(b)
 	}
-	if len(rc.ClientRoles.All) > 0 {
-		b = g.login.RequireAllClientRoles(rc.ClientRoles.Client, rc.ClientRoles.All...)(b)
-	}
-	if len(rc.ClientRoles.Any) > 0 {
-		b = g.login.RequireAnyClientRole(rc.ClientRoles.Client, rc.ClientRoles.Any...)(b)
-	}
-	if len(rc.RealmRoles.All) > 0 {
-		b = g.login.RequireAllRealmRoles(rc.RealmRoles.All...)(b)
-	}
-	if len(rc.RealmRoles.Any) > 0 {
-		b = g.login.RequireAnyRealmRole(rc.RealmRoles.Any...)(b)
+	for _, req := range slices.Backward(reqs) {
+		b = g.login.Require(req)(b)
 	}
 	if !rc.Public {
 		b = g.login.RequireLogin(b)
 	}
 	rt.browser = g.login.Middleware(b)
 
-	// API chain: bearer tokens.
+	// API chain: bearer tokens. A token below acr is refused (403): an API
+	// client cannot be sent to a login form.
 	var a http.Handler = proxy
-	if len(rc.ClientRoles.All) > 0 {
-		a = bearer.RequireAllClientRoles(rc.ClientRoles.Client, rc.ClientRoles.All...)(a)
+	if rc.ACR != "" {
+		a = bearer.Require(cloakroom.MinACR(rc.ACR, g.cfg.ACRLevels))(a)
 	}
-	if len(rc.ClientRoles.Any) > 0 {
-		a = bearer.RequireAnyClientRole(rc.ClientRoles.Client, rc.ClientRoles.Any...)(a)
-	}
-	if len(rc.RealmRoles.All) > 0 {
-		a = bearer.RequireAllRealmRoles(rc.RealmRoles.All...)(a)
-	}
-	if len(rc.RealmRoles.Any) > 0 {
-		a = bearer.RequireAnyRealmRole(rc.RealmRoles.Any...)(a)
+	for _, req := range slices.Backward(reqs) {
+		a = bearer.Require(req)(a)
 	}
 	if !rc.Public {
 		a = bearer.RequireAuthenticated()(a)
@@ -153,6 +144,26 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 		}
 	})
 	return rt, nil
+}
+
+// requirements compiles the route's realm_roles and client_roles rules
+// into Requirements, checked in this order: realm_roles any, all, then
+// client_roles any, all.
+func (rc *Route) requirements() []cloakroom.Requirement {
+	var reqs []cloakroom.Requirement
+	if len(rc.RealmRoles.Any) > 0 {
+		reqs = append(reqs, cloakroom.AnyRealmRole(rc.RealmRoles.Any...))
+	}
+	if len(rc.RealmRoles.All) > 0 {
+		reqs = append(reqs, cloakroom.AllRealmRoles(rc.RealmRoles.All...))
+	}
+	if len(rc.ClientRoles.Any) > 0 {
+		reqs = append(reqs, cloakroom.AnyClientRole(rc.ClientRoles.Client, rc.ClientRoles.Any...))
+	}
+	if len(rc.ClientRoles.All) > 0 {
+		reqs = append(reqs, cloakroom.AllClientRoles(rc.ClientRoles.Client, rc.ClientRoles.All...))
+	}
+	return reqs
 }
 
 // matches reports whether the route serves the canonical host (lower
@@ -225,7 +236,7 @@ func identityFromClaims(c *cloakroom.Claims, id *cloakroom.Claims, token string)
 			who.username = id.Username()
 		}
 	}
-	who.roles = c.Roles()
+	who.roles = c.RealmRoles()
 	for client, roles := range c.ResourceAccess() {
 		for _, role := range roles {
 			who.roles = append(who.roles, client+":"+role)

@@ -416,7 +416,7 @@ func TestRealKeycloakIntrospectionRevocation(t *testing.T) {
 		revoke               func(id string) error
 	}{
 		{"sessions ended by the admin API", "alice", "alice-pw", func(id string) error { return ac.LogoutUser(ctx, id) }},
-		{"user disabled (sessions kept)", "bob", "bob-pw", func(id string) error { return ac.DisableUser(ctx, id, false) }},
+		{"user disabled (sessions kept)", "bob", "bob-pw", func(id string) error { return ac.DisableUser(ctx, id) }},
 		{"user deleted", "erin", "erin-pw-1", func(id string) error { return ac.DeleteUser(ctx, id) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -516,7 +516,7 @@ func TestRealKeycloakDirectorySync(t *testing.T) {
 	}
 
 	disabled, deleted, renamed := ids[7], ids[13], ids[21]
-	if err := ac.DisableUser(ctx, disabled, false); err != nil {
+	if err := ac.DisableUser(ctx, disabled); err != nil {
 		t.Fatal(err)
 	}
 	if err := ac.DeleteUser(ctx, deleted); err != nil {

@@ -233,7 +233,7 @@ func TestRealKeycloakAdmin(t *testing.T) {
 	}
 	// Disabling a user must not wipe the profile: Keycloak 24+ removes
 	// the profile fields a PUT leaves out.
-	if err := c.DisableUser(ctx, bob.ID, true); err != nil {
+	if err := c.DisableUserAndLogout(ctx, bob.ID); err != nil {
 		t.Fatal(err)
 	}
 	after, err := c.GetUser(ctx, bob.ID)
@@ -283,7 +283,7 @@ func TestRealKeycloakAdmin(t *testing.T) {
 	if _, err := c.CreateUser(ctx, admin.NewUser{Username: "zoe"}); !errors.Is(err, admin.ErrConflict) {
 		t.Errorf("a duplicate username: %v, want ErrConflict", err)
 	}
-	if err := c.ResetPassword(ctx, id, "Zoe-password-1", false); err != nil {
+	if err := c.ResetPassword(ctx, id, "Zoe-password-1"); err != nil {
 		t.Errorf("reset password: %v", err)
 	}
 	if err := c.DeleteUser(ctx, id); err != nil {

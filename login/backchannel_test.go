@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,5 +255,61 @@ func TestDisabledUserLosesSessions(t *testing.T) {
 	}
 	if pg := b.get(a.srv.URL + "/"); pg.body != "home of nobody" {
 		t.Fatalf("disabled and logged-out user still logged in: %q", pg.body)
+	}
+}
+
+// TestBackchannelLogoutReplayAcrossInstances: a logout token is accepted
+// once across every instance sharing the store (Store.MarkOnce), also when
+// it arrives at several at the same moment.
+func TestBackchannelLogoutReplayAcrossInstances(t *testing.T) {
+	t.Parallel()
+	for name, open := range sharedStores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := newIDP(t, nil)
+			store := open(t)
+			apps := []*app{newApp(t, p, appOptions{store: store}), newApp(t, p, appOptions{store: store, noClient: true})}
+			post := func(a *app, tok string) int {
+				resp, err := http.PostForm(a.h.BackchannelLogoutURL(), url.Values{"logout_token": {tok}})
+				if err != nil {
+					t.Error(err)
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			tok := p.kc.MustToken(t, "alice", "webapp", keycloaktest.WithKind(keycloaktest.LogoutToken), keycloaktest.WithSID("sid-"+randomHex()))
+			if got := post(apps[0], tok); got != 200 {
+				t.Fatalf("first delivery: %d", got)
+			}
+			if got := post(apps[1], tok); got != 400 {
+				t.Fatalf("the same token at the other instance: %d, want 400 (replay)", got)
+			}
+			// Racing deliveries of a fresh token: exactly one is accepted.
+			tok = p.kc.MustToken(t, "alice", "webapp", keycloaktest.WithKind(keycloaktest.LogoutToken), keycloaktest.WithSID("sid-"+randomHex()))
+			var wg sync.WaitGroup
+			statuses := make([]int, 8)
+			for i := range statuses {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					statuses[i] = post(apps[i%2], tok)
+				}()
+			}
+			wg.Wait()
+			ok := 0
+			for _, s := range statuses {
+				switch s {
+				case 200:
+					ok++
+				case 400:
+				default:
+					t.Fatalf("concurrent deliveries answered %v", statuses)
+				}
+			}
+			if ok != 1 {
+				t.Fatalf("%d of %d concurrent deliveries accepted (%v), want exactly 1", ok, len(statuses), statuses)
+			}
+		})
 	}
 }

@@ -11,10 +11,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -350,7 +350,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 	ev.Request = r
 	if h.cfg.AfterLogin != nil {
 		if err := h.cfg.AfterLogin(r.Context(), ev); err != nil {
-			if errors.Is(err, ErrLoginRejected) {
+			if errors.Is(err, cloakroom.ErrRejected) {
 				h.errorPage(w, r, http.StatusForbidden, "Login refused", err.Error(), "")
 				return
 			}
@@ -359,25 +359,19 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	for k, v := range s.Values { // markers of verifyTokens win over the hook's
-		ev.Values[k] = v
-	}
-	s.Values = ev.Values
+	s.Values = appValues(ev.Values)
 	if ev.Userinfo != nil {
-		var extra string
-		if s.IDClaims, extra = addProfileMembers(s.IDClaims, ev.Userinfo.RawJSON()); extra != "" {
-			s.Values[userinfoKey] = extra
-		}
+		s.IDClaims, s.UserinfoClaims = addProfileMembers(s.IDClaims, ev.Userinfo.RawJSON())
 	}
 	if p.ACR != "" {
 		// Remember the step-up, so RequireACR does not loop when the
 		// provider cannot reach the level.
-		s.Values[stepUpKey] = p.ACR + "@" + strconv.FormatInt(h.now().Unix(), 10)
+		s.StepUpACR, s.StepUpAt = p.ACR, h.now()
 	}
 	// A session the browser had before (maybe planted by someone else) is
 	// dropped; the new one gets a new id.
 	if old, err := h.sessions.Get(r); err == nil {
-		_ = h.sessions.Store().Delete(r.Context(), old.Key())
+		_ = h.sessions.Delete(r.Context(), old)
 	}
 	if err := h.sessions.Create(r.Context(), w, s); err != nil {
 		h.storeFailure(w, r, err)
@@ -403,16 +397,21 @@ func (h *Handler) callbackError(w http.ResponseWriter, r *http.Request, p *pendi
 	}
 }
 
-// opaqueAccessKey marks a session whose access token is opaque to this
-// client (GenericOIDC): it is not verified on each request, and roles come
-// from the ID token.
-const opaqueAccessKey = "cloakroom.opaque_at"
+// appValues returns the values a login hook stored, without the keys
+// reserved for the package ("cloakroom."), or nil when none is left.
+func appValues(v map[string]string) map[string]string {
+	maps.DeleteFunc(v, func(k, _ string) bool { return strings.HasPrefix(k, "cloakroom.") })
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
 
 // verifyTokens checks a token response and builds the session from it:
 // token_type Bearer, the ID token (signature, audience, nonce when given,
 // at_hash), the access token, and one subject across both. wantSub is set
 // on refresh.
-func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wantSub string) (*session.Session, *LoginEvent, error) {
+func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wantSub string) (*session.State, *LoginEvent, error) {
 	if !strings.EqualFold(tok.TokenType, "Bearer") {
 		return nil, nil, fmt.Errorf("token_type %q is not Bearer", tok.TokenType)
 	}
@@ -442,7 +441,7 @@ func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wa
 	default:
 		return nil, nil, fmt.Errorf("access token: %w", err)
 	}
-	s := &session.Session{
+	s := &session.State{
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
 		AccessExpiry: tok.Expiry,
@@ -454,7 +453,9 @@ func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wa
 			s.AccessExpiry = ac.Expiry()
 		}
 	} else {
-		s.Values = map[string]string{opaqueAccessKey: "1"}
+		// Opaque to us: not verified on each request; roles come from the
+		// ID token.
+		s.OpaqueAccessToken = true
 	}
 	if rex, ok := tok.Extra("refresh_expires_in").(float64); ok && rex > 0 {
 		s.RefreshExpiry = h.now().Add(time.Duration(rex) * time.Second)

@@ -42,8 +42,9 @@ const (
 )
 
 // ErrLoginRejected may be returned (wrapped) by Config.AfterLogin to refuse
-// a login; the user sees its message.
-var ErrLoginRejected = errors.New("login rejected")
+// a login; the user sees its message. It wraps cloakroom.ErrRejected, which
+// refuses the login as well.
+var ErrLoginRejected = fmt.Errorf("login %w", cloakroom.ErrRejected)
 
 // LoginEvent is passed to Config.AfterLogin after Keycloak authenticated
 // the user and every token was verified, before the session is created.
@@ -59,7 +60,9 @@ type LoginEvent struct {
 	// token's; the profile members the ID token lacks are added to the
 	// session's IDClaims (see Config.FetchUserinfo).
 	Userinfo *cloakroom.Claims
-	// Values are stored in the session; the hook may add to them.
+	// Values are stored in the session (session.State.Values); the hook
+	// may add to them. Keys starting with "cloakroom." are reserved: they
+	// are not stored.
 	Values map[string]string
 	// Request is the callback request.
 	Request *http.Request
@@ -83,13 +86,17 @@ type Config struct {
 	// BaseURL is the application's external URL (scheme, host and optional
 	// path), e.g. "https://app.example.com". The callback is
 	// BaseURL+Prefix+"/callback" and must be a valid redirect URI of the
-	// client. An https BaseURL makes cookies Secure.
+	// client. An https BaseURL makes cookies Secure (with the __Host-
+	// prefix for the session cookie), whatever session.Config.Secure says:
+	// the Handler uses Sessions.WithSecure (see Handler.Sessions).
 	BaseURL string
 	// Prefix is the path the Handler is mounted at (default "/auth").
 	Prefix string
 	// Scopes requested (default openid, profile, email).
 	Scopes []string
-	// Sessions keeps the sessions (required).
+	// Sessions keeps the sessions (required). The Handler does not close
+	// its store: whoever opened the store closes it, after the server
+	// stopped.
 	Sessions *session.Manager
 	// AllowedRedirectOrigins lists other origins (scheme://host[:port]) that
 	// return_to and post-logout targets may point to; by default only paths
@@ -214,7 +221,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{
 		cfg:      cfg,
 		realm:    cfg.Realm,
-		sessions: cfg.Sessions,
+		sessions: cfg.Sessions.WithSecure(base.Scheme == "https"),
 		base:     base,
 		prefix:   prefix,
 		logger:   cfg.Logger,
@@ -226,9 +233,6 @@ func New(cfg Config) (*Handler, error) {
 	h.tokenClient = newTokenClient(cfg.Realm.HTTPClient(), maxTokenResponseBytes)
 	if h.logger == nil {
 		h.logger = cfg.Realm.Logger()
-	}
-	if h.secure != cfg.Sessions.Secure() {
-		return nil, fmt.Errorf("login: BaseURL is %s but the session cookie's Secure flag is %v: set session.Config.Secure to %v", base.Scheme, cfg.Sessions.Secure(), h.secure)
 	}
 	h.redirectURI = base.String() + prefix + "/callback"
 	h.scopes = cfg.Scopes
@@ -293,6 +297,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // form, a back-channel logout token): small, and sent at once.
 var endpointBodyLimits = bodylimit.Limits{Timeout: 20 * time.Second, MaxBytes: maxLogoutBody}
 
+// Sessions returns the session Manager the Handler uses: Config.Sessions,
+// with cookies Secure when BaseURL is https (Manager.WithSecure). Use it
+// for the session cookie's name.
+func (h *Handler) Sessions() *session.Manager { return h.sessions }
+
 // Prefix returns the path the Handler serves.
 func (h *Handler) Prefix() string { return h.prefix }
 
@@ -333,11 +342,10 @@ type Session struct {
 	// X-CSRF-Token).
 	CSRFToken string
 
-	s *session.Session
+	s *session.State
 }
 
-// Value returns a value stored at login (LoginEvent.Values). Keys starting
-// with "cloakroom." are reserved for the package.
+// Value returns a value stored at login (LoginEvent.Values).
 func (s *Session) Value(key string) string { return s.s.Values[key] }
 
 // SID returns the Keycloak session id.
@@ -368,11 +376,11 @@ type flightGroup struct {
 
 type flight struct {
 	done chan struct{}
-	val  *session.Session
+	val  *session.State
 	err  error
 }
 
-func (g *flightGroup) do(key string, fn func() (*session.Session, error)) (*session.Session, error) {
+func (g *flightGroup) do(key string, fn func() (*session.State, error)) (*session.State, error) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = map[string]*flight{}

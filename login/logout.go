@@ -225,13 +225,12 @@ func (h *Handler) handleBackchannelLogout(w http.ResponseWriter, r *http.Request
 		fail(http.StatusBadRequest, "invalid logout token: "+err.Error())
 		return
 	}
-	if err := h.rememberJTI(r, claims); err != nil {
-		if errors.Is(err, session.ErrConflict) {
-			fail(http.StatusBadRequest, "logout token replayed (jti already seen)")
-			return
-		}
+	if first, err := h.rememberJTI(r, claims); err != nil {
 		h.logger.Warn("login: session store failed during back-channel logout", "error", err)
 		fail(http.StatusServiceUnavailable, "the session store is unavailable")
+		return
+	} else if !first {
+		fail(http.StatusBadRequest, "logout token replayed (jti already seen)")
 		return
 	}
 	keys, err := h.endSessions(r, claims.SessionID(), claims.Subject())
@@ -251,9 +250,10 @@ func (h *Handler) handleBackchannelLogout(w http.ResponseWriter, r *http.Request
 	w.WriteHeader(http.StatusOK)
 }
 
-// rememberJTI records the logout token's jti in the shared store until the
-// token expires; a second use is a replay (ErrConflict), on any instance.
-func (h *Handler) rememberJTI(r *http.Request, c *cloakroom.Claims) error {
+// rememberJTI marks the logout token's jti in the shared store until the
+// token expires and reports whether this was its first use: a second use
+// is a replay, on any instance.
+func (h *Handler) rememberJTI(r *http.Request, c *cloakroom.Claims) (first bool, err error) {
 	sum := sha256.Sum256([]byte("jti\x00" + c.Issuer() + "\x00" + c.ID()))
 	exp := c.Expiry()
 	if exp.IsZero() {
@@ -263,20 +263,16 @@ func (h *Handler) rememberJTI(r *http.Request, c *cloakroom.Claims) error {
 	if floor := h.now().Add(5 * time.Minute); exp.Before(floor) {
 		exp = floor
 	}
-	return h.sessions.Store().Save(r.Context(), &session.Record{
-		Key:       "jti:" + base64.RawURLEncoding.EncodeToString(sum[:]),
-		ExpiresAt: exp,
-		Payload:   []byte{0},
-	})
+	return h.sessions.MarkOnce(r.Context(), "logout-jti:"+base64.RawURLEncoding.EncodeToString(sum[:]), exp)
 }
 
 // endSessions deletes the sessions of a Keycloak session (sid), or all of a
 // user's when there is no sid.
 func (h *Handler) endSessions(r *http.Request, sid, sub string) ([]string, error) {
 	if sid != "" {
-		return h.sessions.Store().DeleteBySID(r.Context(), sid)
+		return h.sessions.DeleteBySID(r.Context(), sid)
 	}
-	return h.sessions.Store().DeleteBySubject(r.Context(), sub)
+	return h.sessions.DeleteBySubject(r.Context(), sub)
 }
 
 // handleFrontchannelLogout implements OIDC Front-Channel Logout: Keycloak's
@@ -287,7 +283,7 @@ func (h *Handler) handleFrontchannelLogout(w http.ResponseWriter, r *http.Reques
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	keys, err := h.sessions.Store().DeleteBySID(r.Context(), q.Get("sid"))
+	keys, err := h.sessions.DeleteBySID(r.Context(), q.Get("sid"))
 	if err != nil {
 		h.logger.Warn("login: session store failed during front-channel logout", "error", err)
 		w.WriteHeader(http.StatusServiceUnavailable)

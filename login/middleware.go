@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -65,7 +64,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 		return nil, err
 	}
 	if h.now().Add(h.refreshBefore()).After(s.AccessExpiry) {
-		fresh, err := h.refreshes.do(s.Key(), func() (*session.Session, error) { return h.refresh(r.Context(), s) })
+		fresh, err := h.refreshes.do(s.Key(), func() (*session.State, error) { return h.refresh(r.Context(), s) })
 		switch {
 		case errors.Is(err, errSessionEnded):
 			h.sessions.ClearCookie(w)
@@ -100,7 +99,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 	if err := h.sessions.Touch(r.Context(), s); err != nil {
 		h.logger.Warn("login: could not extend the session", "error", err)
 	}
-	if s.Values[opaqueAccessKey] != "" {
+	if s.OpaqueAccessToken {
 		// Opaque to us (GenericOIDC): nothing to verify; the provider
 		// answers for it, and refresh renews it before AccessExpiry.
 		return h.view(s, h.idClaims(s), nil), nil
@@ -119,7 +118,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 	return h.view(s, h.idClaims(s), ac), nil
 }
 
-func (h *Handler) view(s *session.Session, ic, ac *cloakroom.Claims) *Session {
+func (h *Handler) view(s *session.State, ic, ac *cloakroom.Claims) *Session {
 	v := &Session{Subject: s.Subject, IDClaims: ic, AccessClaims: ac, AccessToken: s.AccessToken, CSRFToken: s.CSRFToken, s: s}
 	switch {
 	case ic != nil && ic.Username() != "":
@@ -145,7 +144,7 @@ const leaseTime = 10 * time.Second
 // one takes a lease on the session (a compare-and-swap on its record) and
 // spends the refresh token; the others wait for its result, so Keycloak's
 // refresh-token rotation never sees the same token twice from us.
-func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Session, error) {
+func (h *Handler) refresh(ctx context.Context, s *session.State) (*session.State, error) {
 	deadline := h.now().Add(leaseTime + 5*time.Second)
 	for {
 		cur, err := h.sessions.Reload(ctx, s)
@@ -160,7 +159,7 @@ func (h *Handler) refresh(ctx context.Context, s *session.Session) (*session.Ses
 			return cur, nil // someone else refreshed it
 		}
 		if cur.RefreshToken == "" || (!cur.RefreshExpiry.IsZero() && !now.Before(cur.RefreshExpiry)) {
-			_ = h.sessions.Store().Delete(ctx, cur.Key())
+			_ = h.sessions.Delete(ctx, cur)
 			return nil, errSessionEnded
 		}
 		if now.Before(cur.RefreshLease) {
@@ -198,7 +197,7 @@ func (h *Handler) clientRefused(tokenURL string, re *oauth2.RetrieveError) *cloa
 }
 
 // spendRefreshToken calls the token endpoint while holding the lease.
-func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (s *session.Session, err error) {
+func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.State) (s *session.State, err error) {
 	if h.cfg.OnRefresh != nil {
 		defer func() { h.cfg.OnRefresh(ctx, err) }()
 	}
@@ -233,7 +232,7 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 		}
 		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_token" || re.ErrorCode == "unauthorized_client") {
 			h.logger.Debug("login: refresh refused; the user must log in again", "sub", cur.Subject, "error", re.ErrorCode, "description", re.ErrorDescription)
-			_ = h.sessions.Store().Delete(context.WithoutCancel(ctx), cur.Key())
+			_ = h.sessions.Delete(context.WithoutCancel(ctx), cur)
 			return nil, errSessionEnded
 		}
 		release()
@@ -247,15 +246,7 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 		}
 		return nil, fmt.Errorf("%w: %w", errRefreshRefused, err)
 	}
-	cur.AccessToken, cur.AccessExpiry = fresh.AccessToken, fresh.AccessExpiry
-	if cur.Values == nil {
-		cur.Values = map[string]string{}
-	}
-	if fresh.Values[opaqueAccessKey] != "" {
-		cur.Values[opaqueAccessKey] = "1"
-	} else {
-		delete(cur.Values, opaqueAccessKey)
-	}
+	cur.AccessToken, cur.AccessExpiry, cur.OpaqueAccessToken = fresh.AccessToken, fresh.AccessExpiry, fresh.OpaqueAccessToken
 	if fresh.RefreshToken != "" {
 		cur.RefreshToken = fresh.RefreshToken
 	}
@@ -264,8 +255,8 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 	}
 	if fresh.IDToken != "" {
 		cur.IDToken, cur.IDClaims = fresh.IDToken, fresh.IDClaims
-		if extra := cur.Values[userinfoKey]; extra != "" {
-			cur.IDClaims, _ = addProfileMembers(cur.IDClaims, []byte(extra))
+		if len(cur.UserinfoClaims) > 0 {
+			cur.IDClaims, _ = addProfileMembers(cur.IDClaims, cur.UserinfoClaims)
 		}
 	}
 	cur.RefreshLease = time.Time{}
@@ -273,7 +264,7 @@ func (h *Handler) spendRefreshToken(ctx context.Context, cur *session.Session) (
 		// We hold the lease, so a conflict comes from a Touch: merge.
 		if errors.Is(err, session.ErrConflict) {
 			if again, rerr := h.sessions.Reload(ctx, cur); rerr == nil {
-				again.AccessToken, again.AccessExpiry, again.Values = cur.AccessToken, cur.AccessExpiry, cur.Values
+				again.AccessToken, again.AccessExpiry, again.OpaqueAccessToken = cur.AccessToken, cur.AccessExpiry, cur.OpaqueAccessToken
 				again.RefreshToken, again.RefreshExpiry = cur.RefreshToken, cur.RefreshExpiry
 				again.IDToken, again.IDClaims, again.RefreshLease = cur.IDToken, cur.IDClaims, time.Time{}
 				if err = h.sessions.Save(ctx, again); err == nil {
@@ -315,10 +306,18 @@ func (h *Handler) notLoggedIn(w http.ResponseWriter, r *http.Request, extra map[
 }
 
 // Require returns middleware (implying RequireLogin) that lets a request
-// through only when allow accepts the session; otherwise 403. what
-// describes the requirement in the refusal, which reads "…, but this page
-// requires "+what+"." (e.g. `membership of the finance team`).
-func (h *Handler) Require(what string, allow func(*Session) bool) func(http.Handler) http.Handler {
+// through only when the session's token satisfies req (read from
+// Session.RoleClaims), e.g. Require(cloakroom.AnyRealmRole("admin"));
+// otherwise 403 with cloakroom.Refusal's sentence: "You are signed in as
+// bob, but this page requires the role "admin"."
+func (h *Handler) Require(req cloakroom.Requirement) func(http.Handler) http.Handler {
+	return h.RequireFunc(req.String(), func(s *Session) bool { return req.Allows(s.RoleClaims()) })
+}
+
+// RequireFunc is Require for a rule on the whole Session: what describes
+// it in the refusal, which reads "…, but this page requires "+what+"."
+// (e.g. `membership of the finance team`).
+func (h *Handler) RequireFunc(what string, allow func(*Session) bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s, _ := FromContext(r.Context())
@@ -332,9 +331,9 @@ func (h *Handler) Require(what string, allow func(*Session) bool) func(http.Hand
 	}
 }
 
-// RoleClaims returns the claims roles are read from: the access token's
+// RoleClaims returns the claims requirements read: the access token's
 // when it was verified, else the ID token's (an opaque access token,
-// GenericOIDC). It may be nil.
+// GenericOIDC). Both read roles from Config.RolesClaim. It may be nil.
 func (s *Session) RoleClaims() *cloakroom.Claims {
 	if s.AccessClaims != nil {
 		return s.AccessClaims
@@ -342,75 +341,39 @@ func (s *Session) RoleClaims() *cloakroom.Claims {
 	return s.IDClaims
 }
 
-// hasRole reports whether the session's roles claim (Config.RolesClaim,
-// default realm_access.roles) holds role.
-func (s *Session) hasRole(role string) bool {
-	c := s.RoleClaims()
-	return c != nil && c.HasRole(role)
-}
-
-func (s *Session) hasClientRole(clientID, role string) bool {
-	c := s.RoleClaims()
-	return c != nil && c.HasClientRole(clientID, role)
-}
-
-// RequireAnyRealmRole lets through users holding at least one of the
-// roles: Keycloak's realm roles, or the Config.RolesClaim of another
-// provider (Claims.HasRole).
+// RequireAnyRealmRole is Require(cloakroom.AnyRealmRole(roles...)): at
+// least one of the roles, read from the roles claim (Claims.RealmRoles:
+// Keycloak's realm roles, or the Config.RolesClaim of another provider).
 func (h *Handler) RequireAnyRealmRole(roles ...string) func(http.Handler) http.Handler {
-	return h.Require(roleRequirement(false, "", roles), func(s *Session) bool {
-		return slices.ContainsFunc(roles, s.hasRole)
-	})
+	return h.Require(cloakroom.AnyRealmRole(roles...))
 }
 
-// RequireAllRealmRoles lets through users holding every one of the roles
-// (read as RequireAnyRealmRole reads them).
+// RequireAllRealmRoles is Require(cloakroom.AllRealmRoles(roles...)).
 func (h *Handler) RequireAllRealmRoles(roles ...string) func(http.Handler) http.Handler {
-	return h.Require(roleRequirement(true, "", roles), func(s *Session) bool {
-		for _, r := range roles {
-			if !s.hasRole(r) {
-				return false
-			}
-		}
-		return true
-	})
+	return h.Require(cloakroom.AllRealmRoles(roles...))
 }
 
-// RequireAnyClientRole lets through users holding at least one of the roles
-// of client clientID.
+// RequireAnyClientRole is Require(cloakroom.AnyClientRole(clientID, roles...)).
 func (h *Handler) RequireAnyClientRole(clientID string, roles ...string) func(http.Handler) http.Handler {
-	return h.Require(roleRequirement(false, clientID, roles), func(s *Session) bool {
-		for _, r := range roles {
-			if s.hasClientRole(clientID, r) {
-				return true
-			}
-		}
-		return false
-	})
+	return h.Require(cloakroom.AnyClientRole(clientID, roles...))
 }
 
-// RequireAllClientRoles lets through users holding every one of the roles
-// of client clientID.
+// RequireAllClientRoles is Require(cloakroom.AllClientRoles(clientID, roles...)).
 func (h *Handler) RequireAllClientRoles(clientID string, roles ...string) func(http.Handler) http.Handler {
-	return h.Require(roleRequirement(true, clientID, roles), func(s *Session) bool {
-		for _, r := range roles {
-			if !s.hasClientRole(clientID, r) {
-				return false
-			}
-		}
-		return true
-	})
+	return h.Require(cloakroom.AllClientRoles(clientID, roles...))
 }
 
 // RequireACR demands an authentication level (Keycloak's acr, e.g. the
 // ACR name mapped to the second factor). A session below it is sent back
 // to Keycloak with acr_values=level, Keycloak's way to ask for the missing
-// factor; scripts get 401 {"code":"step_up_required"}.
+// factor; scripts get 401 {"code":"step_up_required"}. Levels compare
+// as cloakroom.MinACR(level, Config.ACRLevels) compares them.
 func (h *Handler) RequireACR(level string) func(http.Handler) http.Handler {
+	req := cloakroom.MinACR(level, h.cfg.ACRLevels)
 	return func(next http.Handler) http.Handler {
 		return h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s, _ := FromContext(r.Context())
-			if !h.acrSatisfies(s.acr(), level) {
+			if !req.Allows(s.acrClaims()) {
 				if h.stepUpJustFailed(s, level) {
 					h.logger.Debug("login: step-up did not reach the required level", "sub", s.Subject, "want", level, "have", s.acr())
 					h.stepUpFailed(w, r, level, s.acr())
@@ -424,51 +387,35 @@ func (h *Handler) RequireACR(level string) func(http.Handler) http.Handler {
 	}
 }
 
-// stepUpKey is the session value recording the last step-up asked for.
-const stepUpKey = "cloakroom.stepup"
-
 // stepUpWindow is how long after a step-up login an insufficient level is
 // an answer (403) rather than a reason to ask again.
 const stepUpWindow = 2 * time.Minute
 
+// stepUpJustFailed reports whether the session comes from a step-up login
+// that asked for level moments ago (session.State.StepUpACR, StepUpAt).
 func (h *Handler) stepUpJustFailed(s *Session, level string) bool {
-	marker := s.Value(stepUpKey)
-	asked, at, ok := strings.Cut(marker, "@")
-	if !ok || asked != level {
-		return false
+	return s.s.StepUpACR == level && h.now().Sub(s.s.StepUpAt) < stepUpWindow
+}
+
+// acrClaims returns the claims the session's authentication level is
+// read from: the ID token's when it has acr, else the access token's.
+func (s *Session) acrClaims() *cloakroom.Claims {
+	if s.IDClaims != nil && s.IDClaims.ACR() != "" {
+		return s.IDClaims
 	}
-	t, err := strconv.ParseInt(at, 10, 64)
-	return err == nil && h.now().Sub(time.Unix(t, 0)) < stepUpWindow
+	return s.AccessClaims
 }
 
 func (s *Session) acr() string {
-	if s.IDClaims != nil && s.IDClaims.ACR() != "" {
-		return s.IDClaims.ACR()
-	}
-	if s.AccessClaims != nil {
-		return s.AccessClaims.ACR()
+	if c := s.acrClaims(); c != nil {
+		return c.ACR()
 	}
 	return ""
 }
 
-// acrSatisfies compares levels by Config.ACRLevels, else numerically, else
-// by equality.
-func (h *Handler) acrSatisfies(have, want string) bool {
-	if have == want {
-		return true
-	}
-	if levels := h.cfg.ACRLevels; len(levels) > 0 {
-		hi, wi := slices.Index(levels, have), slices.Index(levels, want)
-		return hi >= 0 && wi >= 0 && hi >= wi
-	}
-	hn, err1 := strconv.Atoi(have)
-	wn, err2 := strconv.Atoi(want)
-	return err1 == nil && err2 == nil && hn >= wn
-}
-
 // idClaims returns the session's stored ID-token claims, parsed once per
 // session and ID token rather than on every request.
-func (h *Handler) idClaims(s *session.Session) *cloakroom.Claims {
+func (h *Handler) idClaims(s *session.State) *cloakroom.Claims {
 	if len(s.IDClaims) == 0 {
 		return nil
 	}

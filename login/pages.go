@@ -233,50 +233,14 @@ func (h *Handler) tryAgain(r *http.Request) []action {
 
 func isUnavailable(err error) bool { return errors.Is(err, cloakroom.ErrUnavailable) }
 
-// quoteList writes names as a person reads them: "a", "a" or "b",
-// "a", "b" or "c" (conj "or"; "and" likewise).
-func quoteList(names []string, conj string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = strconv.Quote(n)
-	}
-	switch len(q) {
-	case 0:
-		return ""
-	case 1:
-		return q[0]
-	}
-	return strings.Join(q[:len(q)-1], ", ") + " " + conj + " " + q[len(q)-1]
-}
-
-// roleRequirement describes a role rule for the refusal: `the role
-// "admin"`, `the role "admin" or "editor"`, `the roles "admin" and
-// "editor"`, each followed by ` of client "orders"` for client roles.
-func roleRequirement(all bool, clientID string, roles []string) string {
-	var s string
-	switch {
-	case len(roles) == 0:
-		s = "a role, but none is configured"
-	case len(roles) == 1:
-		s = "the role " + quoteList(roles, "")
-	case all:
-		s = "the roles " + quoteList(roles, "and")
-	default:
-		s = "the role " + quoteList(roles, "or")
-	}
-	if clientID != "" && len(roles) > 0 {
-		s += " of client " + strconv.Quote(clientID)
-	}
-	return s
-}
-
 // forbidden answers a signed-in user who lacks what the page requires:
 // 403, with a way home and a way to sign in as someone else (sign out,
-// then sign in and come back here).
+// then sign in and come back here). The words are cloakroom.Refusal's,
+// as in bearer's and the gateway's 403 answers.
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, s *Session, what string) {
 	p := page{
 		Title:   "Access denied",
-		Message: "This page requires " + what + ".",
+		Message: cloakroom.Refusal("", what),
 		Note:    "If you need access, ask the site's administrator.",
 	}
 	if wantsPage(r) {
@@ -284,7 +248,7 @@ func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, s *Session, 
 		if s.Username != "" {
 			who += " as " + s.Username
 		}
-		p.Message = who + ", but this page requires " + what + "."
+		p.Message = cloakroom.Refusal(who, what)
 		p.Actions = []action{{
 			ID: "switch-user", Text: "Sign in as someone else",
 			Form: h.prefix + "/logout", CSRF: s.CSRFToken, ReturnTo: h.LoginURL(returnPath(r)),
@@ -314,7 +278,7 @@ func (h *Handler) logoutConfirmation(r *http.Request, username, csrf, returnTo s
 }
 
 // usernameOf returns the signed-in user's preferred_username, for display.
-func usernameOf(r *http.Request, s *session.Session) string {
+func usernameOf(r *http.Request, s *session.State) string {
 	if v, ok := FromContext(r.Context()); ok && v.Subject == s.Subject {
 		return v.Username
 	}

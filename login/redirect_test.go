@@ -46,32 +46,6 @@ func TestSafeRedirect(t *testing.T) {
 	}
 }
 
-func TestACRSatisfies(t *testing.T) {
-	t.Parallel()
-	ordered := &Handler{cfg: Config{ACRLevels: []string{"0", "1", "silver", "gold"}}}
-	numeric := &Handler{}
-	tests := []struct {
-		h          *Handler
-		have, want string
-		ok         bool
-	}{
-		{ordered, "gold", "silver", true},
-		{ordered, "silver", "gold", false},
-		{ordered, "1", "silver", false},
-		{ordered, "unknown", "1", false},
-		{numeric, "2", "1", true},
-		{numeric, "1", "2", false},
-		{numeric, "0", "1", false},
-		{numeric, "gold", "gold", true},
-		{numeric, "", "1", false},
-	}
-	for _, tt := range tests {
-		if got := tt.h.acrSatisfies(tt.have, tt.want); got != tt.ok {
-			t.Errorf("acrSatisfies(%q, %q) = %v", tt.have, tt.want, got)
-		}
-	}
-}
-
 func mustURL(s string) *url.URL {
 	u, err := url.Parse(s)
 	if err != nil {

@@ -74,10 +74,6 @@ func (h *Handler) fetchUserinfo(ctx context.Context, meta *cloakroom.Metadata, a
 	return info, nil
 }
 
-// userinfoKey keeps the profile members userinfo added to a session's ID
-// claims, so that they survive a refresh whose ID token lacks them too.
-const userinfoKey = "cloakroom.userinfo"
-
 // tokenMembers are never taken from userinfo: they describe a token or an
 // authentication, which only a verified ID token may state.
 var tokenMembers = map[string]bool{
@@ -89,27 +85,28 @@ var tokenMembers = map[string]bool{
 // addProfileMembers returns the ID claims (JSON) with the userinfo
 // members they lack added (profile attributes such as email or
 // preferred_username, which OIDC Core 5.4 lets a provider return only at
-// userinfo when it issues an access token), and the members added (JSON,
-// "" if none). Members describing the token or the authentication are
-// never taken from userinfo.
-func addProfileMembers(idClaims, userinfo []byte) ([]byte, string) {
+// userinfo when it issues an access token), and the members added (a JSON
+// object, nil if none), which the session keeps (UserinfoClaims) to add
+// them again after a refresh. Members describing the token or the
+// authentication are never taken from userinfo.
+func addProfileMembers(idClaims, userinfo []byte) (merged, added json.RawMessage) {
 	var id, info map[string]json.RawMessage
 	if json.Unmarshal(idClaims, &id) != nil || json.Unmarshal(userinfo, &info) != nil {
-		return idClaims, ""
+		return idClaims, nil
 	}
-	added := map[string]json.RawMessage{}
+	extra := map[string]json.RawMessage{}
 	for k, v := range info {
 		if _, ok := id[k]; !ok && !tokenMembers[k] {
-			id[k], added[k] = v, v
+			id[k], extra[k] = v, v
 		}
 	}
-	if len(added) == 0 {
-		return idClaims, ""
+	if len(extra) == 0 {
+		return idClaims, nil
 	}
-	merged, err1 := json.Marshal(id)
-	extra, err2 := json.Marshal(added)
+	m, err1 := json.Marshal(id)
+	a, err2 := json.Marshal(extra)
 	if err1 != nil || err2 != nil {
-		return idClaims, ""
+		return idClaims, nil
 	}
-	return merged, string(extra)
+	return m, a
 }

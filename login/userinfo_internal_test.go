@@ -41,7 +41,7 @@ func TestAddProfileMembers(t *testing.T) {
 		}
 		gotJSON, _ := json.Marshal(m)
 		wantJSON, _ := json.Marshal(tt.want)
-		if string(gotJSON) != string(wantJSON) || (extra != "") != tt.wantExtra {
+		if string(gotJSON) != string(wantJSON) || (extra != nil) != tt.wantExtra {
 			t.Errorf("%s: got %s (extra %q), want %s", tt.name, gotJSON, extra, wantJSON)
 		}
 	}

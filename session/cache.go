@@ -138,6 +138,12 @@ func (c *CachedStore) DeleteBySubject(ctx context.Context, subject string) ([]st
 	return keys, err
 }
 
+// MarkOnce implements Store: marks are never cached, so that every
+// instance asks the shared store and a replay is seen by all of them.
+func (c *CachedStore) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
+	return c.Store.MarkOnce(ctx, key, until)
+}
+
 // Close ends the subscription and closes the wrapped store.
 func (c *CachedStore) Close() error {
 	c.mu.Lock()

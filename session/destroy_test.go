@@ -28,7 +28,7 @@ func TestDestroyKeepsCookieWhenStoreFails(t *testing.T) {
 	ok, _ := session.NewManager(session.Config{Store: store, Keyring: ring})
 	broken, _ := session.NewManager(session.Config{Store: brokenDeletes{store}, Keyring: ring})
 
-	s := &session.Session{Subject: "alice"}
+	s := &session.State{Subject: "alice"}
 	if err := ok.Create(context.Background(), httptest.NewRecorder(), s); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func ExampleManager() {
 
 	// At login: a new session, a new id, the cookie set.
 	w := httptest.NewRecorder()
-	s := &session.Session{Subject: "7c9e6679-7425-40de-944b-e07fc1f90ae7", RefreshToken: "opaque"}
+	s := &session.State{Subject: "7c9e6679-7425-40de-944b-e07fc1f90ae7", RefreshToken: "opaque"}
 	if err := m.Create(context.Background(), w, s); err != nil {
 		log.Fatal(err)
 	}

@@ -28,9 +28,10 @@ const (
 	DefaultMaxLifetime = 10 * time.Hour
 )
 
-// Session is one browser session, decrypted. Everything but ID, Subject
-// and SID is encrypted in the store.
-type Session struct {
+// State is the server-side state of one browser session, decrypted.
+// Everything but ID, Subject and SID is encrypted in the store. (The login
+// package's view of a logged-in user is login.Session.)
+type State struct {
 	// ID is the cookie value: 256 random bits. It is never stored.
 	ID string `json:"-"`
 
@@ -49,9 +50,25 @@ type Session struct {
 	// because the ID token itself expires long before the session.
 	IDClaims json.RawMessage `json:"idc,omitempty"`
 
+	// OpaqueAccessToken marks an access token that is opaque to this
+	// client (a GenericOIDC provider's): it is carried, never verified, and
+	// roles come from the ID claims.
+	OpaqueAccessToken bool `json:"opaque_at,omitempty"`
+	// UserinfoClaims are the profile members (a JSON object) that the
+	// userinfo endpoint added to IDClaims at login; they are added again
+	// after a refresh whose ID token lacks them.
+	UserinfoClaims json.RawMessage `json:"userinfo,omitempty"`
+	// StepUpACR is the authentication level the last step-up login asked
+	// for (acr_values) and StepUpAt when it completed, so that a provider
+	// that cannot reach the level is not asked again in a loop.
+	StepUpACR string    `json:"stepup_acr,omitempty"`
+	StepUpAt  time.Time `json:"stepup_at,omitzero"`
+
 	// CSRFToken protects state-changing forms of this session (logout).
 	CSRFToken string `json:"csrf,omitempty"`
-	// Values holds application data, e.g. set by a login hook.
+	// Values holds application data, e.g. set by a login hook
+	// (login.LoginEvent.Values). Keys starting with "cloakroom." are
+	// reserved.
 	Values map[string]string `json:"values,omitempty"`
 	// RefreshLease marks a token refresh in progress on some instance until
 	// that time, so that other instances wait for its result instead of
@@ -63,20 +80,24 @@ type Session struct {
 }
 
 // Key returns the store key of the session.
-func (s *Session) Key() string { return s.key }
+func (s *State) Key() string { return s.key }
 
 // Version returns the store version the session was loaded or saved at.
-func (s *Session) Version() int64 { return s.version }
+func (s *State) Version() int64 { return s.version }
 
 // Config configures a Manager.
 type Config struct {
+	// Store keeps the sessions. The Manager does not own it and never
+	// closes it: whoever opened the store closes it once the Manager (and
+	// any login.Handler using it) has stopped serving requests.
 	Store   Store
 	Keyring *Keyring
 	// CookieName is the session cookie's name (default "cloakroom"); with
 	// Secure it gets the "__Host-" prefix.
 	CookieName string
 	// Secure marks the cookie Secure (set it when the site is served over
-	// https).
+	// https). login.New does not need it: it derives Secure from its
+	// BaseURL (see WithSecure).
 	Secure bool
 	// IdleTimeout ends sessions unused for this long (default 30 minutes);
 	// MaxLifetime ends every session this long after login (default 10 h).
@@ -94,6 +115,7 @@ type Manager struct {
 	decoded *ttlcache.Cache[decodedSession]
 	store   Store
 	ring    *Keyring
+	name    string // CookieName without the __Host- prefix
 	cookie  string
 	secure  bool
 	idle    time.Duration
@@ -113,18 +135,15 @@ func NewManager(cfg Config) (*Manager, error) {
 		decoded: ttlcache.New[decodedSession](10_000, 64<<20),
 		store:   cfg.Store,
 		ring:    cfg.Keyring,
-		cookie:  cfg.CookieName,
-		secure:  cfg.Secure,
+		name:    cfg.CookieName,
 		idle:    cfg.IdleTimeout,
 		max:     cfg.MaxLifetime,
 		now:     cfg.Now,
 	}
-	if m.cookie == "" {
-		m.cookie = "cloakroom"
+	if m.name == "" {
+		m.name = "cloakroom"
 	}
-	if m.secure {
-		m.cookie = "__Host-" + m.cookie
-	}
+	m.setSecure(cfg.Secure)
 	if m.idle <= 0 {
 		m.idle = DefaultIdleTimeout
 	}
@@ -137,12 +156,30 @@ func NewManager(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+func (m *Manager) setSecure(secure bool) {
+	m.secure, m.cookie = secure, m.name
+	if secure {
+		m.cookie = "__Host-" + m.name
+	}
+}
+
+// WithSecure returns a Manager for the same sessions (same store, keyring,
+// timeouts and decoded-session cache) whose cookie is Secure (with the
+// __Host- prefix) as secure says; m itself when it already is. login.New
+// uses it to follow its BaseURL (https: Secure); login.Handler.Sessions
+// returns the result.
+func (m *Manager) WithSecure(secure bool) *Manager {
+	if m.secure == secure {
+		return m
+	}
+	c := *m
+	c.setSecure(secure)
+	return &c
+}
+
 // Keyring returns the Manager's keyring, for sealing other short-lived
 // state (e.g. pending logins) with the same keys.
 func (m *Manager) Keyring() *Keyring { return m.ring }
-
-// Store returns the Manager's store.
-func (m *Manager) Store() Store { return m.store }
 
 // CookieName returns the name of the session cookie.
 func (m *Manager) CookieName() string { return m.cookie }
@@ -183,7 +220,7 @@ func validID(id string) bool {
 // Get returns the session of the request's cookie. It returns ErrNotFound
 // when there is no cookie, the cookie is malformed, the session is unknown
 // or expired, or its payload cannot be decrypted (a retired key).
-func (m *Manager) Get(r *http.Request) (*Session, error) {
+func (m *Manager) Get(r *http.Request) (*State, error) {
 	c, err := r.Cookie(m.cookie)
 	if err != nil || !validID(c.Value) {
 		return nil, ErrNotFound
@@ -192,7 +229,7 @@ func (m *Manager) Get(r *http.Request) (*Session, error) {
 }
 
 // Load returns the session with cookie value id.
-func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
+func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 	if !validID(id) {
 		return nil, ErrNotFound
 	}
@@ -217,11 +254,11 @@ func (m *Manager) Load(ctx context.Context, id string) (*Session, error) {
 
 // Reload reads the stored state of s again, bypassing any instance-local
 // cache (after a conflict, or while waiting for another instance).
-func (m *Manager) Reload(ctx context.Context, s *Session) (*Session, error) {
+func (m *Manager) Reload(ctx context.Context, s *State) (*State, error) {
 	return m.Load(WithoutCache(ctx), s.ID)
 }
 
-func (m *Manager) open(rec *Record) (*Session, error) {
+func (m *Manager) open(rec *Record) (*State, error) {
 	// A record version is written once (Save's compare-and-swap), so a
 	// session decoded at this key and version is this record: skip the
 	// decryption and decoding that a lookup per request would repeat.
@@ -233,10 +270,11 @@ func (m *Manager) open(rec *Record) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	var s Session
+	var s State
 	if err := jsonv2.Unmarshal(pt, &s, payloadOptions); err != nil {
 		return nil, fmt.Errorf("session: corrupt payload: %w", err)
 	}
+	upgradeLegacyValues(&s)
 	s.key, s.version = rec.Key, rec.Version
 	m.remember(&s, now)
 	return &s, nil
@@ -245,22 +283,22 @@ func (m *Manager) open(rec *Record) (*Session, error) {
 // decodedSession is a session as last decoded or saved at a version.
 type decodedSession struct {
 	version int64
-	session *Session
+	session *State
 }
 
-func (m *Manager) remember(s *Session, now int64) {
-	size := len(s.AccessToken) + len(s.RefreshToken) + len(s.IDToken) + len(s.IDClaims) + 512
+func (m *Manager) remember(s *State, now int64) {
+	size := len(s.AccessToken) + len(s.RefreshToken) + len(s.IDToken) + len(s.IDClaims) + len(s.UserinfoClaims) + 512
 	m.decoded.Put(s.key, decodedSession{version: s.version, session: s.copy()}, now+60, size, now)
 }
 
 // copy returns a copy that shares nothing mutable with s.
-func (s *Session) copy() *Session {
+func (s *State) copy() *State {
 	c := *s
 	c.Values = maps.Clone(s.Values)
 	return &c
 }
 
-func (m *Manager) expiry(s *Session) time.Time {
+func (m *Manager) expiry(s *State) time.Time {
 	idle := s.LastSeen.Add(m.idle)
 	abs := s.CreatedAt.Add(m.max)
 	if idle.Before(abs) {
@@ -270,12 +308,12 @@ func (m *Manager) expiry(s *Session) time.Time {
 }
 
 // ExpiresAt returns when s ends unless it is used again.
-func (m *Manager) ExpiresAt(s *Session) time.Time { return m.expiry(s) }
+func (m *Manager) ExpiresAt(s *State) time.Time { return m.expiry(s) }
 
 // Create stores s as a new session under a fresh id and sets the cookie.
 // Any id s had before is discarded: logging in always changes the id, so a
 // cookie planted before login is worthless afterwards.
-func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s *Session) error {
+func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s *State) error {
 	now := m.now()
 	s.ID = NewID()
 	s.key = KeyOf(s.ID)
@@ -296,7 +334,7 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s *Session)
 
 // Save writes s if nobody else changed it since it was loaded; otherwise it
 // returns ErrConflict (reload and retry).
-func (m *Manager) Save(ctx context.Context, s *Session) error {
+func (m *Manager) Save(ctx context.Context, s *State) error {
 	if s.key == "" {
 		return errors.New("session: Save of a session that was never created")
 	}
@@ -325,7 +363,7 @@ func (m *Manager) Save(ctx context.Context, s *Session) error {
 // write per request it writes only when a tenth of the idle timeout (at
 // most a minute) has passed since the last write; a conflict is ignored,
 // since whoever won wrote a fresh LastSeen as well.
-func (m *Manager) Touch(ctx context.Context, s *Session) error {
+func (m *Manager) Touch(ctx context.Context, s *State) error {
 	now := m.now()
 	if now.Sub(s.LastSeen) < min(m.idle/10, time.Minute) {
 		return nil
@@ -340,15 +378,52 @@ func (m *Manager) Touch(ctx context.Context, s *Session) error {
 // Destroy deletes s and clears the cookie. When the store fails the
 // cookie is kept: the session still exists, and the user must be able to
 // log out again once the store is back.
-func (m *Manager) Destroy(ctx context.Context, w http.ResponseWriter, s *Session) error {
-	if s != nil && s.key != "" {
-		m.decoded.Delete(s.key)
-		if err := m.store.Delete(ctx, s.key); err != nil {
-			return err
-		}
+func (m *Manager) Destroy(ctx context.Context, w http.ResponseWriter, s *State) error {
+	if err := m.Delete(ctx, s); err != nil {
+		return err
 	}
 	m.ClearCookie(w)
 	return nil
+}
+
+// Delete deletes s from the store, leaving cookies alone (for sessions
+// ended outside a response to their browser, or replaced by a new one).
+// Deleting a session that is gone, or was never created, is not an error.
+func (m *Manager) Delete(ctx context.Context, s *State) error {
+	if s == nil || s.key == "" {
+		return nil
+	}
+	m.decoded.Delete(s.key)
+	return m.store.Delete(ctx, s.key)
+}
+
+// DeleteBySID deletes every session of a Keycloak session id (sid) and
+// returns their store keys: back- and front-channel logout.
+func (m *Manager) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
+	keys, err := m.store.DeleteBySID(ctx, sid)
+	m.forget(keys)
+	return keys, err
+}
+
+// DeleteBySubject deletes every session of a user (sub) and returns their
+// store keys.
+func (m *Manager) DeleteBySubject(ctx context.Context, subject string) ([]string, error) {
+	keys, err := m.store.DeleteBySubject(ctx, subject)
+	m.forget(keys)
+	return keys, err
+}
+
+func (m *Manager) forget(keys []string) {
+	for _, k := range keys {
+		m.decoded.Delete(k)
+	}
+}
+
+// MarkOnce records key in the shared store until the time until and
+// reports whether this was the first time (see Store.MarkOnce): a replay
+// check shared by every instance, e.g. for the jti of logout tokens.
+func (m *Manager) MarkOnce(ctx context.Context, key string, until time.Time) (first bool, err error) {
+	return m.store.MarkOnce(ctx, key, until)
 }
 
 // SetCookie sets the session cookie to id: HttpOnly, SameSite=Lax, Path=/,

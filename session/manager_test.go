@@ -69,7 +69,7 @@ func TestManagerCreateGet(t *testing.T) {
 	m := newManager(t, store, keyring(t, key), clk, true)
 
 	w := httptest.NewRecorder()
-	s := &session.Session{Subject: "u1", SID: "kc-sid", AccessToken: "secret-access-token", RefreshToken: "secret-refresh-token", Values: map[string]string{"k": "v"}}
+	s := &session.State{Subject: "u1", SID: "kc-sid", AccessToken: "secret-access-token", RefreshToken: "secret-refresh-token", Values: map[string]string{"k": "v"}}
 	if err := m.Create(context.Background(), w, s); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestManagerTimeouts(t *testing.T) {
 	clk := &clock{now: time.Now()}
 	m := newManager(t, session.NewMemoryStore(), keyring(t, session.GenerateKey()), clk, false)
 	w := httptest.NewRecorder()
-	s := &session.Session{Subject: "u"}
+	s := &session.State{Subject: "u"}
 	if err := m.Create(context.Background(), w, s); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestManagerTimeouts(t *testing.T) {
 	}
 	// Idle for longer than the idle timeout ends a fresh session.
 	w2 := httptest.NewRecorder()
-	if err := m.Create(context.Background(), w2, &session.Session{Subject: "u"}); err != nil {
+	if err := m.Create(context.Background(), w2, &session.State{Subject: "u"}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(31 * time.Minute)
@@ -156,7 +156,7 @@ func TestManagerTouchWritesOnlyWhenDue(t *testing.T) {
 	t.Parallel()
 	clk := &clock{now: time.Now()}
 	m := newManager(t, session.NewMemoryStore(), keyring(t, session.GenerateKey()), clk, false)
-	s := &session.Session{Subject: "u"}
+	s := &session.State{Subject: "u"}
 	if err := m.Create(context.Background(), httptest.NewRecorder(), s); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestKeyRotation(t *testing.T) {
 	oldKey, newKey := session.GenerateKey(), session.GenerateKey()
 	before := newManager(t, store, keyring(t, oldKey), clk, false)
 	w := httptest.NewRecorder()
-	if err := before.Create(context.Background(), w, &session.Session{Subject: "u", RefreshToken: "rt"}); err != nil {
+	if err := before.Create(context.Background(), w, &session.State{Subject: "u", RefreshToken: "rt"}); err != nil {
 		t.Fatal(err)
 	}
 	// Rotation: the new key first, the old one kept for existing sessions.
@@ -198,7 +198,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 	// A session sealed only with a retired key is gone, not an error page.
 	w2 := httptest.NewRecorder()
-	if err := before.Create(context.Background(), w2, &session.Session{Subject: "u"}); err != nil {
+	if err := before.Create(context.Background(), w2, &session.State{Subject: "u"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := after.Get(requestWith(w2)); !errors.Is(err, session.ErrNotFound) {
@@ -211,7 +211,7 @@ func TestPayloadBoundToKey(t *testing.T) {
 	store := session.NewMemoryStore()
 	m := newManager(t, store, keyring(t, session.GenerateKey()), &clock{now: time.Now()}, false)
 	wa, wb := httptest.NewRecorder(), httptest.NewRecorder()
-	a, b := &session.Session{Subject: "alice"}, &session.Session{Subject: "mallory"}
+	a, b := &session.State{Subject: "alice"}, &session.State{Subject: "mallory"}
 	_ = m.Create(context.Background(), wa, a)
 	_ = m.Create(context.Background(), wb, b)
 	// Someone with write access to the store copies alice's payload into
@@ -279,7 +279,7 @@ func TestDecodedSessionsFollowVersions(t *testing.T) {
 	a := newManager(t, store, kr, clk, false)
 	b := newManager(t, store, kr, clk, false) // another instance
 	w := httptest.NewRecorder()
-	if err := a.Create(context.Background(), w, &session.Session{Subject: "u", AccessToken: "t1", Values: map[string]string{"k": "v"}}); err != nil {
+	if err := a.Create(context.Background(), w, &session.State{Subject: "u", AccessToken: "t1", Values: map[string]string{"k": "v"}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := a.Get(requestWith(w))

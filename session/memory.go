@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -14,6 +15,7 @@ type MemoryStore struct {
 	records   map[string]Record
 	bySID     map[string]map[string]struct{}
 	bySubject map[string]map[string]struct{}
+	marks     map[string]time.Time // MarkOnce: key → until
 	now       func() time.Time
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -25,6 +27,7 @@ func NewMemoryStore() *MemoryStore {
 		records:   map[string]Record{},
 		bySID:     map[string]map[string]struct{}{},
 		bySubject: map[string]map[string]struct{}{},
+		marks:     map[string]time.Time{},
 		now:       time.Now,
 		stop:      make(chan struct{}),
 	}
@@ -45,6 +48,11 @@ func (s *MemoryStore) sweep(every time.Duration) {
 			for k, r := range s.records {
 				if !now.Before(r.ExpiresAt) {
 					s.deleteLocked(k)
+				}
+			}
+			for k, until := range s.marks {
+				if !now.Before(until) {
+					delete(s.marks, k)
 				}
 			}
 			s.mu.Unlock()
@@ -171,6 +179,23 @@ func (s *MemoryStore) DeleteBySID(ctx context.Context, sid string) ([]string, er
 // DeleteBySubject implements Store.
 func (s *MemoryStore) DeleteBySubject(ctx context.Context, subject string) ([]string, error) {
 	return s.deleteIndexed(ctx, s.bySubject, subject)
+}
+
+// MarkOnce implements Store.
+func (s *MemoryStore) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if key == "" {
+		return false, errors.New("session: MarkOnce: empty key")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.marks[key]; ok && s.now().Before(cur) {
+		return false, nil
+	}
+	s.marks[key] = until
+	return true, nil
 }
 
 // Len returns the number of records held, expired ones included.

@@ -61,7 +61,20 @@ type Store interface {
 	DeleteBySID(ctx context.Context, sid string) ([]string, error)
 	// DeleteBySubject removes every record of this user and returns their keys.
 	DeleteBySubject(ctx context.Context, subject string) ([]string, error)
-	// Close releases the store's resources.
+	// MarkOnce records key until the time until and reports whether it
+	// was the first to do so: first is true when no live mark of key
+	// existed, false when one did (a replay). Of concurrent callers, in one
+	// process or several sharing the backend, exactly one gets true. A mark
+	// whose until has passed counts as absent. Marks live in their own
+	// namespace: they are never Records (Load, Delete and the DeleteBy
+	// methods do not see them) and a Record under the same key does not
+	// count as a mark. An empty key is an error.
+	MarkOnce(ctx context.Context, key string, until time.Time) (first bool, err error)
+	// Close releases the store's resources. Whoever opened the store
+	// closes it, after everything using it has stopped (for a web app:
+	// after http.Server.Shutdown returned). Manager and login.Handler never
+	// close the store they are given; a CachedStore closes the store it
+	// wraps.
 	Close() error
 }
 

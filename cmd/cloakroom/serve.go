@@ -12,6 +12,11 @@ import (
 
 	"github.com/cloakroom/cloakroom/gateway"
 	"gopkg.in/yaml.v3"
+
+	// The session stores session.store may name (see internal/storeurl).
+	_ "github.com/cloakroom/cloakroom/session/pgstore"
+	_ "github.com/cloakroom/cloakroom/session/redisstore"
+	_ "github.com/cloakroom/cloakroom/session/sqlitestore"
 )
 
 const serveSynopsis = `serve [--config FILE] [flags]

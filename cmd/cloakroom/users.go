@@ -22,6 +22,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/admin"
 	"github.com/cloakroom/cloakroom/directory"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
 )
 
 const usersSynopsis = `users <subcommand> [flags]
@@ -96,36 +97,116 @@ func (e usersEnv) run(ctx context.Context, args []string) error {
 		return usageError("missing subcommand\nUsage: cloakroom %s", usersSynopsis)
 	}
 	sub, rest := args[0], args[1:]
-	switch sub {
-	case "-h", "--help", "help":
+	if sub == "-h" || sub == "--help" || sub == "help" {
 		fmt.Fprintf(e.stderr, "Usage: cloakroom %s\n", usersSynopsis)
 		return nil
-	case "list", "search":
-		return e.list(ctx, sub, rest)
-	case "show":
-		return e.show(ctx, rest)
-	case "create":
-		return e.create(ctx, rest)
-	case "update":
-		return e.update(ctx, rest)
-	case "enable", "disable":
-		return e.setEnabled(ctx, sub, rest)
-	case "delete":
-		return e.delete(ctx, rest)
-	case "reset-password":
-		return e.resetPassword(ctx, rest)
-	case "logout":
-		return e.logout(ctx, rest)
-	case "sessions":
-		return e.sessions(ctx, rest)
-	case "roles":
-		return e.roles(ctx, rest)
-	case "groups":
-		return e.groups(ctx, rest)
-	case "sync":
-		return e.sync(ctx, rest)
+	}
+	for _, cmd := range usersCommands() {
+		if cmd.name == sub {
+			return e.runCmd(ctx, cmd, rest)
+		}
 	}
 	return usageError("unknown subcommand %q (run 'cloakroom users --help')", sub)
+}
+
+// usersCmd is a subcommand of `cloakroom users`: runCmd parses its flags
+// (and the connection flags), checks its arguments, connects to Keycloak,
+// finds the USER it acts on, and calls its action.
+type usersCmd struct {
+	name, synopsis string
+	// ops, if set, are the operations the first argument chooses among
+	// (roles add|remove); the action's setup receives the one chosen.
+	ops []string
+	// flagsOnly: the subcommand takes no positional argument.
+	flagsOnly bool
+	// user: the first argument is the USER (an id or username) it acts
+	// on, looked up once connected.
+	user bool
+	// setup defines the subcommand's flags and returns its action.
+	setup func(fs *flag.FlagSet, op string) usersAction
+}
+
+// usersAction is what a subcommand does once its flags are defined.
+type usersAction struct {
+	// check validates the arguments before connecting (nil: exactly one
+	// USER for user commands).
+	check func(c *usersCall) error
+	run   func(ctx context.Context, c *usersCall) error
+}
+
+// usersCall is a parsed, connected call of a subcommand.
+type usersCall struct {
+	usersEnv
+	synopsis string
+	conn     *connFlags
+	ac       *admin.Client
+	user     *admin.User // the USER, for user commands
+	pos      []string
+}
+
+func (e usersEnv) runCmd(ctx context.Context, cmd usersCmd, args []string) error {
+	name, op := cmd.name, ""
+	if len(cmd.ops) > 0 {
+		if len(args) == 0 || !slices.Contains(cmd.ops, args[0]) {
+			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+				fmt.Fprintf(e.stderr, "Usage: cloakroom %s\n", cmd.synopsis)
+				return nil
+			}
+			return usageError("want %s\nUsage: cloakroom %s", strings.Join(cmd.ops, " or "), cmd.synopsis)
+		}
+		op, args = args[0], args[1:]
+		name += " " + op
+	}
+	fs := newFlagSet("users "+name, cmd.synopsis, e.stderr)
+	c := &usersCall{usersEnv: e, synopsis: cmd.synopsis, conn: addConnFlags(fs)}
+	act := cmd.setup(fs, op)
+	var err error
+	if cmd.flagsOnly {
+		err = parseFlags(fs, args)
+	} else {
+		c.pos, err = parseArgs(fs, args)
+	}
+	if err != nil {
+		return err
+	}
+	check := act.check
+	if check == nil && cmd.user {
+		check = func(c *usersCall) error { _, err := oneUser(c.pos, c.synopsis); return err }
+	}
+	if check != nil {
+		if err := check(c); err != nil {
+			return err
+		}
+	}
+	if c.ac, err = c.conn.client(e); err != nil {
+		return err
+	}
+	if cmd.user {
+		if c.user, err = findUser(ctx, c.ac, c.pos[0]); err != nil {
+			return fail(err)
+		}
+	}
+	return act.run(ctx, c)
+}
+
+// usersCommands is the table of subcommands.
+func usersCommands() []usersCmd {
+	return []usersCmd{
+		{name: "list", synopsis: "users list [TEXT] [--first N] [--max N] [--exact] [--enabled=true|false] [--json]", setup: listCmd("list")},
+		{name: "search", synopsis: "users search [TEXT] [--first N] [--max N] [--exact] [--enabled=true|false] [--json]", setup: listCmd("search")},
+		{name: "show", synopsis: "users show USER [--json]", user: true, setup: showCmd},
+		{name: "create", synopsis: "users create --username U [--email E] [--first-name F] [--last-name L] [--password P [--temporary]]", flagsOnly: true, setup: createCmd},
+		{name: "update", synopsis: "users update USER [--email E] [--first-name F] [--last-name L] [--enabled=true|false] [--email-verified=true|false]", user: true, setup: updateCmd},
+		{name: "enable", synopsis: "users enable USER", user: true, setup: applyCmd((*admin.Client).EnableUser, "enabled user %s")},
+		{name: "disable", synopsis: "users disable USER [--logout]", user: true, setup: disableCmd},
+		{name: "delete", synopsis: "users delete USER [--yes]", user: true, setup: deleteCmd},
+		{name: "reset-password", synopsis: "users reset-password USER (--email | --next-login | --password P [--temporary])", user: true, setup: resetPasswordCmd},
+		{name: "logout", synopsis: "users logout USER", user: true, setup: applyCmd((*admin.Client).LogoutUser, "ended every session of user %s")},
+		{name: "sessions", synopsis: "users sessions USER [--json]", user: true, setup: sessionsCmd},
+		{name: "roles", synopsis: "users roles add|remove USER ROLE... [--client CLIENT]", ops: []string{"add", "remove"}, user: true, setup: rolesCmd},
+		{name: "groups", synopsis: "users groups join|leave USER GROUP", ops: []string{"join", "leave"}, user: true, setup: groupsCmd},
+		{name: "sync", synopsis: "users sync --db sqlite:PATH|postgres://... [--resume] [--page-size N] [--batch-size N]", flagsOnly: true, setup: syncCmd},
+	}
 }
 
 // connFlags are the connection flags every subcommand takes.
@@ -343,19 +424,6 @@ func describe(err error) error {
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // findUser resolves USER: an id or an exact username.
-// lookup connects to Keycloak and finds the user a subcommand acts on.
-func (e usersEnv) lookup(ctx context.Context, conn *connFlags, ref string) (*admin.Client, *admin.User, error) {
-	ac, err := conn.client(e)
-	if err != nil {
-		return nil, nil, err
-	}
-	u, err := findUser(ctx, ac, ref)
-	if err != nil {
-		return nil, nil, fail(err)
-	}
-	return ac, u, nil
-}
-
 func findUser(ctx context.Context, ac *admin.Client, ref string) (*admin.User, error) {
 	byID := func() (*admin.User, error) { return ac.GetUser(ctx, ref) }
 	byName := func() (*admin.User, error) { return ac.FindUserByUsername(ctx, ref) }
@@ -375,7 +443,7 @@ func findUser(ctx context.Context, ac *admin.Client, ref string) (*admin.User, e
 	return nil, fmt.Errorf("no user with id or username %q in realm %s", ref, ac.RealmName())
 }
 
-// oneUser parses the flags of a subcommand taking exactly one USER.
+// oneUser checks that a subcommand got exactly one USER.
 func oneUser(pos []string, synopsis string) (string, error) {
 	if len(pos) != 1 {
 		return "", usageError("want exactly one USER (id or username)\nUsage: cloakroom %s", synopsis)
@@ -383,63 +451,19 @@ func oneUser(pos []string, synopsis string) (string, error) {
 	return pos[0], nil
 }
 
-func (e usersEnv) list(ctx context.Context, sub string, args []string) error {
-	synopsis := "users " + sub + " [TEXT] [--first N] [--max N] [--exact] [--enabled=true|false] [--json]"
-	fs := newFlagSet("users "+sub, synopsis, e.stderr)
-	conn := addConnFlags(fs)
-	first := fs.Int("first", 0, "skip this many users")
-	maxN := fs.Int("max", 100, "list at most this many users (0: all)")
-	exact := fs.Bool("exact", false, "TEXT must match a whole username, email, first or last name")
-	var enabled optBool
-	fs.Var(&enabled, "enabled", "only enabled (true) or disabled (false) users")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
+// apply makes one call on the USER and says what it did (done has a %s
+// for the username).
+func (c *usersCall) apply(ctx context.Context, call func(*admin.Client, context.Context, string) error, done string) error {
+	if err := call(c.ac, ctx, c.user.ID); err != nil {
+		return fail(err)
 	}
-	if len(pos) > 1 {
-		return usageError("want at most one search TEXT (quote it if it has spaces)")
-	}
-	if sub == "search" && len(pos) == 0 {
-		return usageError("search needs a TEXT\nUsage: cloakroom %s", synopsis)
-	}
-	if *first < 0 || *maxN < 0 {
-		return usageError("--first and --max must not be negative")
-	}
-	ac, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	q := admin.UserQuery{First: *first, Enabled: enabled.v, BriefRepresentation: true}
-	if len(pos) == 1 {
-		q.Search = pos[0]
-		if *exact {
-			q.Search = `"` + pos[0] + `"`
-		}
-	}
-	users := []admin.User{}
-	if *maxN > 0 {
-		q.Max = *maxN
-		if users, err = ac.ListUsers(ctx, q); err != nil {
-			return fail(err)
-		}
-	} else {
-		for u, err := range ac.AllUsers(ctx, q) {
-			if err != nil {
-				return fail(err)
-			}
-			users = append(users, u)
-		}
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, users)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tNAME\tENABLED")
-	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\n", u.ID, tableCell(u.Username), tableCell(u.Email), tableCell(strings.TrimSpace(u.FirstName+" "+u.LastName)), u.Enabled)
-	}
-	return tw.Flush()
+	return c.done(done, c.user.Username)
+}
+
+// done prints what a subcommand did.
+func (c *usersCall) done(format string, args ...any) error {
+	fmt.Fprintf(c.stdout, format+"\n", args...)
+	return nil
 }
 
 // tableCell keeps a table cell on one line (tabs and control characters would
@@ -456,78 +480,121 @@ func tableCell(s string) string {
 	}, s)
 }
 
-func (e usersEnv) show(ctx context.Context, args []string) error {
-	const synopsis = "users show USER [--json]"
-	fs := newFlagSet("users show", synopsis, e.stderr)
-	conn := addConnFlags(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	ref, err := oneUser(pos, synopsis)
-	if err != nil {
-		return err
-	}
-	ac, u, err := e.lookup(ctx, conn, ref)
-	if err != nil {
-		return err
-	}
-	roles, err := ac.UserRealmRoles(ctx, u.ID)
-	if err != nil {
-		return fail(err)
-	}
-	groups, err := ac.UserGroups(ctx, u.ID)
-	if err != nil {
-		return fail(err)
-	}
-	roleNames := make([]string, 0, len(roles))
-	for _, r := range roles {
-		roleNames = append(roleNames, r.Name)
-	}
-	groupPaths := make([]string, 0, len(groups))
-	for _, g := range groups {
-		groupPaths = append(groupPaths, g.Path)
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, struct {
-			*admin.User
-			RealmRoles []string `json:"realmRoles"`
-			GroupPaths []string `json:"groups"`
-		}{u, roleNames, groupPaths})
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	verified := ""
-	if u.Email != "" {
-		verified = " (not verified)"
-		if u.EmailVerified {
-			verified = " (verified)"
+func listCmd(sub string) func(fs *flag.FlagSet, _ string) usersAction {
+	return func(fs *flag.FlagSet, _ string) usersAction {
+		first := fs.Int("first", 0, "skip this many users")
+		maxN := fs.Int("max", 100, "list at most this many users (0: all)")
+		exact := fs.Bool("exact", false, "TEXT must match a whole username, email, first or last name")
+		var enabled optBool
+		fs.Var(&enabled, "enabled", "only enabled (true) or disabled (false) users")
+		asJSON := fs.Bool("json", false, "print JSON instead of a table")
+		return usersAction{
+			check: func(c *usersCall) error {
+				if len(c.pos) > 1 {
+					return usageError("want at most one search TEXT (quote it if it has spaces)")
+				}
+				if sub == "search" && len(c.pos) == 0 {
+					return usageError("search needs a TEXT\nUsage: cloakroom %s", c.synopsis)
+				}
+				if *first < 0 || *maxN < 0 {
+					return usageError("--first and --max must not be negative")
+				}
+				return nil
+			},
+			run: func(ctx context.Context, c *usersCall) error {
+				q := admin.UserQuery{First: *first, Enabled: enabled.v, BriefRepresentation: true}
+				if len(c.pos) == 1 {
+					q.Search = c.pos[0]
+					if *exact {
+						q.Search = `"` + c.pos[0] + `"`
+					}
+				}
+				users := []admin.User{}
+				if *maxN > 0 {
+					q.Max = *maxN
+					var err error
+					if users, err = c.ac.ListUsers(ctx, q); err != nil {
+						return fail(err)
+					}
+				} else {
+					for u, err := range c.ac.AllUsers(ctx, q) {
+						if err != nil {
+							return fail(err)
+						}
+						users = append(users, u)
+					}
+				}
+				if *asJSON {
+					return writeJSON(c.stdout, users)
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tNAME\tENABLED")
+				for _, u := range users {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\n", u.ID, tableCell(u.Username), tableCell(u.Email), tableCell(strings.TrimSpace(u.FirstName+" "+u.LastName)), u.Enabled)
+				}
+				return tw.Flush()
+			},
 		}
 	}
-	created := "-"
-	if !u.Created().IsZero() {
-		created = u.Created().UTC().Format(time.RFC3339)
-	}
-	for _, row := range [][2]string{
-		{"id", u.ID},
-		{"username", tableCell(u.Username)},
-		{"email", tableCell(u.Email) + verified},
-		{"name", tableCell(strings.TrimSpace(u.FirstName + " " + u.LastName))},
-		{"enabled", strconv.FormatBool(u.Enabled)},
-		{"created", created},
-		{"required actions", tableCell(strings.Join(u.RequiredActions, ", "))},
-		{"realm roles", tableCell(strings.Join(roleNames, ", "))},
-		{"groups", tableCell(strings.Join(groupPaths, ", "))},
-	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
-	}
-	return tw.Flush()
 }
 
-func (e usersEnv) create(ctx context.Context, args []string) error {
-	const synopsis = "users create --username U [--email E] [--first-name F] [--last-name L] [--password P [--temporary]]"
-	fs := newFlagSet("users create", synopsis, e.stderr)
-	conn := addConnFlags(fs)
+func showCmd(fs *flag.FlagSet, _ string) usersAction {
+	asJSON := fs.Bool("json", false, "print JSON")
+	return usersAction{run: func(ctx context.Context, c *usersCall) error {
+		u := c.user
+		roles, err := c.ac.UserRealmRoles(ctx, u.ID)
+		if err != nil {
+			return fail(err)
+		}
+		groups, err := c.ac.UserGroups(ctx, u.ID)
+		if err != nil {
+			return fail(err)
+		}
+		roleNames := make([]string, 0, len(roles))
+		for _, r := range roles {
+			roleNames = append(roleNames, r.Name)
+		}
+		groupPaths := make([]string, 0, len(groups))
+		for _, g := range groups {
+			groupPaths = append(groupPaths, g.Path)
+		}
+		if *asJSON {
+			return writeJSON(c.stdout, struct {
+				*admin.User
+				RealmRoles []string `json:"realmRoles"`
+				GroupPaths []string `json:"groups"`
+			}{u, roleNames, groupPaths})
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		verified := ""
+		if u.Email != "" {
+			verified = " (not verified)"
+			if u.EmailVerified {
+				verified = " (verified)"
+			}
+		}
+		created := "-"
+		if !u.Created().IsZero() {
+			created = u.Created().UTC().Format(time.RFC3339)
+		}
+		for _, row := range [][2]string{
+			{"id", u.ID},
+			{"username", tableCell(u.Username)},
+			{"email", tableCell(u.Email) + verified},
+			{"name", tableCell(strings.TrimSpace(u.FirstName + " " + u.LastName))},
+			{"enabled", strconv.FormatBool(u.Enabled)},
+			{"created", created},
+			{"required actions", tableCell(strings.Join(u.RequiredActions, ", "))},
+			{"realm roles", tableCell(strings.Join(roleNames, ", "))},
+			{"groups", tableCell(strings.Join(groupPaths, ", "))},
+		} {
+			fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+		}
+		return tw.Flush()
+	}}
+}
+
+func createCmd(fs *flag.FlagSet, _ string) usersAction {
 	var nu admin.NewUser
 	fs.StringVar(&nu.Username, "username", "", "username (required)")
 	fs.StringVar(&nu.Email, "email", "", "email address")
@@ -537,356 +604,309 @@ func (e usersEnv) create(ctx context.Context, args []string) error {
 	fs.StringVar(&nu.Password, "password", "", "initial password (flags show in ps: prefer reset-password --email)")
 	fs.BoolVar(&nu.TemporaryPassword, "temporary", false, "the user must change the password at the first login")
 	fs.BoolVar(&nu.Disabled, "disabled", false, "create the user disabled")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	return usersAction{
+		check: func(c *usersCall) error {
+			if nu.Username == "" {
+				return usageError("--username is required\nUsage: cloakroom %s", c.synopsis)
+			}
+			if nu.TemporaryPassword && nu.Password == "" {
+				return usageError("--temporary needs --password")
+			}
+			return nil
+		},
+		run: func(ctx context.Context, c *usersCall) error {
+			id, err := c.ac.CreateUser(ctx, nu)
+			if err != nil {
+				return fail(err)
+			}
+			return c.done("created user %s with id %s", nu.Username, id)
+		},
 	}
-	if nu.Username == "" {
-		return usageError("--username is required\nUsage: cloakroom %s", synopsis)
-	}
-	if nu.TemporaryPassword && nu.Password == "" {
-		return usageError("--temporary needs --password")
-	}
-	ac, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	id, err := ac.CreateUser(ctx, nu)
-	if err != nil {
-		return fail(err)
-	}
-	fmt.Fprintf(e.stdout, "created user %s with id %s\n", nu.Username, id)
-	return nil
 }
 
-func (e usersEnv) update(ctx context.Context, args []string) error {
-	const synopsis = "users update USER [--email E] [--first-name F] [--last-name L] [--enabled=true|false] [--email-verified=true|false]"
-	fs := newFlagSet("users update", synopsis, e.stderr)
-	conn := addConnFlags(fs)
+func updateCmd(fs *flag.FlagSet, _ string) usersAction {
 	email := fs.String("email", "", "new email address")
 	firstName := fs.String("first-name", "", "new first name")
 	lastName := fs.String("last-name", "", "new last name")
 	var enabled, verified optBool
 	fs.Var(&enabled, "enabled", "enable (true) or disable (false) the user")
 	fs.Var(&verified, "email-verified", "mark the email verified (true) or not (false)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	ref, err := oneUser(pos, synopsis)
-	if err != nil {
-		return err
-	}
 	var upd admin.UserUpdate
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "email":
-			upd.Email = email
-		case "first-name":
-			upd.FirstName = firstName
-		case "last-name":
-			upd.LastName = lastName
+	return usersAction{
+		check: func(c *usersCall) error {
+			if _, err := oneUser(c.pos, c.synopsis); err != nil {
+				return err
+			}
+			fs.Visit(func(f *flag.Flag) {
+				switch f.Name {
+				case "email":
+					upd.Email = email
+				case "first-name":
+					upd.FirstName = firstName
+				case "last-name":
+					upd.LastName = lastName
+				}
+			})
+			upd.Enabled, upd.EmailVerified = enabled.v, verified.v
+			if upd.Email == nil && upd.FirstName == nil && upd.LastName == nil && upd.Enabled == nil && upd.EmailVerified == nil {
+				return usageError("nothing to update: pass --email, --first-name, --last-name, --enabled or --email-verified")
+			}
+			return nil
+		},
+		run: func(ctx context.Context, c *usersCall) error {
+			if err := c.ac.UpdateUser(ctx, c.user.ID, upd); err != nil {
+				return fail(err)
+			}
+			return c.done("updated user %s", c.user.Username)
+		},
+	}
+}
+
+// applyCmd is a subcommand without flags of its own that makes one call
+// on the USER.
+func applyCmd(call func(*admin.Client, context.Context, string) error, done string) func(*flag.FlagSet, string) usersAction {
+	return func(*flag.FlagSet, string) usersAction {
+		return usersAction{run: func(ctx context.Context, c *usersCall) error { return c.apply(ctx, call, done) }}
+	}
+}
+
+func disableCmd(fs *flag.FlagSet, _ string) usersAction {
+	logout := fs.Bool("logout", false, "also end every session of the user (issued access tokens stay valid until they expire otherwise)")
+	return usersAction{run: func(ctx context.Context, c *usersCall) error {
+		if *logout {
+			return c.apply(ctx, (*admin.Client).DisableUserAndLogout, "disabled user %s and ended its sessions")
 		}
-	})
-	upd.Enabled, upd.EmailVerified = enabled.v, verified.v
-	if upd.Email == nil && upd.FirstName == nil && upd.LastName == nil && upd.Enabled == nil && upd.EmailVerified == nil {
-		return usageError("nothing to update: pass --email, --first-name, --last-name, --enabled or --email-verified")
-	}
-	ac, u, err := e.lookup(ctx, conn, ref)
-	if err != nil {
-		return err
-	}
-	if err := ac.UpdateUser(ctx, u.ID, upd); err != nil {
-		return fail(err)
-	}
-	fmt.Fprintf(e.stdout, "updated user %s\n", u.Username)
-	return nil
+		return c.apply(ctx, (*admin.Client).DisableUser, "disabled user %s")
+	}}
 }
 
-func (e usersEnv) setEnabled(ctx context.Context, sub string, args []string) error {
-	synopsis := "users enable USER"
-	if sub == "disable" {
-		synopsis = "users disable USER [--logout]"
-	}
-	fs := newFlagSet("users "+sub, synopsis, e.stderr)
-	conn := addConnFlags(fs)
-	logout := false
-	if sub == "disable" {
-		fs.BoolVar(&logout, "logout", false, "also end every session of the user (issued access tokens stay valid until they expire otherwise)")
-	}
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	ref, err := oneUser(pos, synopsis)
-	if err != nil {
-		return err
-	}
-	ac, u, err := e.lookup(ctx, conn, ref)
-	if err != nil {
-		return err
-	}
-	if sub == "enable" {
-		err = ac.EnableUser(ctx, u.ID)
-	} else {
-		err = ac.DisableUser(ctx, u.ID, logout)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	msg := sub + "d user " + u.Username
-	if logout {
-		msg += " and ended its sessions"
-	}
-	fmt.Fprintln(e.stdout, msg)
-	return nil
-}
-
-func (e usersEnv) delete(ctx context.Context, args []string) error {
-	const synopsis = "users delete USER [--yes]"
-	fs := newFlagSet("users delete", synopsis, e.stderr)
-	conn := addConnFlags(fs)
+func deleteCmd(fs *flag.FlagSet, _ string) usersAction {
 	yes := fs.Bool("yes", false, "delete without asking")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
+	return usersAction{
+		check: func(c *usersCall) error {
+			ref, err := oneUser(c.pos, c.synopsis)
+			if err != nil {
+				return err
+			}
+			if !*yes && !c.stdinTTY {
+				return usageError("refusing to delete user %q without confirmation: stdin is not a terminal; pass --yes", ref)
+			}
+			return nil
+		},
+		run: func(ctx context.Context, c *usersCall) error {
+			u := c.user
+			if !*yes {
+				fmt.Fprintf(c.stderr, "Delete user %s (id %s, %s)? [y/N] ", tableCell(u.Username), u.ID, tableCell(u.Email))
+				line, _ := bufio.NewReader(c.stdin).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+					fmt.Fprintln(c.stderr, "not deleted")
+					return &exitError{code: 1}
+				}
+			}
+			if err := c.ac.DeleteUser(ctx, u.ID); err != nil {
+				return fail(err)
+			}
+			return c.done("deleted user %s (id %s)", u.Username, u.ID)
+		},
 	}
-	ref, err := oneUser(pos, synopsis)
-	if err != nil {
-		return err
-	}
-	if !*yes && !e.stdinTTY {
-		return usageError("refusing to delete user %q without confirmation: stdin is not a terminal; pass --yes", ref)
-	}
-	ac, u, err := e.lookup(ctx, conn, ref)
-	if err != nil {
-		return err
-	}
-	if !*yes {
-		fmt.Fprintf(e.stderr, "Delete user %s (id %s, %s)? [y/N] ", tableCell(u.Username), u.ID, tableCell(u.Email))
-		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			fmt.Fprintln(e.stderr, "not deleted")
-			return &exitError{code: 1}
-		}
-	}
-	if err := ac.DeleteUser(ctx, u.ID); err != nil {
-		return fail(err)
-	}
-	fmt.Fprintf(e.stdout, "deleted user %s (id %s)\n", u.Username, u.ID)
-	return nil
 }
 
-func (e usersEnv) resetPassword(ctx context.Context, args []string) error {
-	const synopsis = "users reset-password USER (--email | --next-login | --password P [--temporary])"
-	fs := newFlagSet("users reset-password", synopsis, e.stderr)
-	conn := addConnFlags(fs)
+func resetPasswordCmd(fs *flag.FlagSet, _ string) usersAction {
 	byEmail := fs.Bool("email", false, "email the user a link to choose a new password")
 	nextLogin := fs.Bool("next-login", false, "ask for a new password at the next login")
 	password := fs.String("password", "", "set this password (flags show in ps)")
 	temporary := fs.Bool("temporary", false, "with --password: the user must change it at the next login")
 	lifespan := fs.Duration("lifespan", 0, "with --email: how long the link works (default: the realm's setting, 12h)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
+	return usersAction{
+		check: func(c *usersCall) error {
+			if _, err := oneUser(c.pos, c.synopsis); err != nil {
+				return err
+			}
+			n := 0
+			for _, set := range []bool{*byEmail, *nextLogin, *password != ""} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				return usageError("pass exactly one of --email, --next-login and --password\nUsage: cloakroom %s", c.synopsis)
+			}
+			if *temporary && *password == "" {
+				return usageError("--temporary goes with --password")
+			}
+			return nil
+		},
+		run: func(ctx context.Context, c *usersCall) error {
+			u := c.user
+			var err error
+			var done string
+			switch {
+			case *byEmail:
+				err = c.ac.ExecuteActionsEmail(ctx, u.ID, []string{"UPDATE_PASSWORD"}, admin.ExecuteActionsOptions{Lifespan: *lifespan})
+				done = "sent a password reset link to " + tableCell(u.Email)
+			case *nextLogin:
+				err = c.ac.AddRequiredActions(ctx, u.ID, "UPDATE_PASSWORD")
+				done = "user " + u.Username + " must choose a new password at the next login"
+			case *temporary:
+				err = c.ac.ResetTemporaryPassword(ctx, u.ID, *password)
+				done = "set the password of user " + u.Username + " (to be changed at the next login)"
+			default:
+				err = c.ac.ResetPassword(ctx, u.ID, *password)
+				done = "set the password of user " + u.Username
+			}
+			if err != nil {
+				return fail(err)
+			}
+			return c.done("%s", done)
+		},
 	}
-	ref, err := oneUser(pos, synopsis)
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, set := range []bool{*byEmail, *nextLogin, *password != ""} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return usageError("pass exactly one of --email, --next-login and --password\nUsage: cloakroom %s", synopsis)
-	}
-	if *temporary && *password == "" {
-		return usageError("--temporary goes with --password")
-	}
-	ac, u, err := e.lookup(ctx, conn, ref)
-	if err != nil {
-		return err
-	}
-	var done string
-	switch {
-	case *byEmail:
-		err = ac.ExecuteActionsEmail(ctx, u.ID, []string{"UPDATE_PASSWORD"}, admin.ExecuteActionsOptions{Lifespan: *lifespan})
-		done = "sent a password reset link to " + tableCell(u.Email)
-	case *nextLogin:
-		err = ac.AddRequiredActions(ctx, u.ID, "UPDATE_PASSWORD")
-		done = "user " + u.Username + " must choose a new password at the next login"
-	default:
-		err = ac.ResetPassword(ctx, u.ID, *password, *temporary)
-		done = "set the password of user " + u.Username
-		if *temporary {
-			done += " (to be changed at the next login)"
-		}
-	}
-	if err != nil {
-		return fail(err)
-	}
-	fmt.Fprintln(e.stdout, done)
-	return nil
 }
 
-func (e usersEnv) logout(ctx context.Context, args []string) error {
-	const synopsis = "users logout USER"
-	fs := newFlagSet("users logout", synopsis, e.stderr)
-	conn := addConnFlags(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	ref, err := oneUser(pos, synopsis)
-	if err != nil {
-		return err
-	}
-	ac, u, err := e.lookup(ctx, conn, ref)
-	if err != nil {
-		return err
-	}
-	if err := ac.LogoutUser(ctx, u.ID); err != nil {
-		return fail(err)
-	}
-	fmt.Fprintf(e.stdout, "ended every session of user %s\n", u.Username)
-	return nil
-}
-
-func (e usersEnv) sessions(ctx context.Context, args []string) error {
-	const synopsis = "users sessions USER [--json]"
-	fs := newFlagSet("users sessions", synopsis, e.stderr)
-	conn := addConnFlags(fs)
+func sessionsCmd(fs *flag.FlagSet, _ string) usersAction {
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	ref, err := oneUser(pos, synopsis)
-	if err != nil {
-		return err
-	}
-	ac, u, err := e.lookup(ctx, conn, ref)
-	if err != nil {
-		return err
-	}
-	list, err := ac.UserSessions(ctx, u.ID)
-	if err != nil {
-		return fail(err)
-	}
-	if list == nil {
-		list = []admin.UserSession{}
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, list)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SESSION\tIP\tSTARTED\tLAST ACCESS\tCLIENTS")
-	for _, s := range list {
-		clients := make([]string, 0, len(s.Clients))
-		for _, c := range s.Clients {
-			clients = append(clients, c)
+	return usersAction{run: func(ctx context.Context, c *usersCall) error {
+		list, err := c.ac.UserSessions(ctx, c.user.ID)
+		if err != nil {
+			return fail(err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, tableCell(s.IPAddress), s.Started().UTC().Format(time.RFC3339),
-			s.LastAccessed().UTC().Format(time.RFC3339), tableCell(strings.Join(slices.Sorted(slices.Values(clients)), ",")))
-	}
-	return tw.Flush()
+		if list == nil {
+			list = []admin.UserSession{}
+		}
+		if *asJSON {
+			return writeJSON(c.stdout, list)
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SESSION\tIP\tSTARTED\tLAST ACCESS\tCLIENTS")
+		for _, s := range list {
+			clients := make([]string, 0, len(s.Clients))
+			for _, c := range s.Clients {
+				clients = append(clients, c)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, tableCell(s.IPAddress), s.Started().UTC().Format(time.RFC3339),
+				s.LastAccessed().UTC().Format(time.RFC3339), tableCell(strings.Join(slices.Sorted(slices.Values(clients)), ",")))
+		}
+		return tw.Flush()
+	}}
 }
 
-func (e usersEnv) roles(ctx context.Context, args []string) error {
-	const synopsis = "users roles add|remove USER ROLE... [--client CLIENT]"
-	if len(args) == 0 || (args[0] != "add" && args[0] != "remove") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintf(e.stderr, "Usage: cloakroom %s\n", synopsis)
-			return nil
-		}
-		return usageError("want add or remove\nUsage: cloakroom %s", synopsis)
-	}
-	op := args[0]
-	fs := newFlagSet("users roles "+op, synopsis, e.stderr)
-	conn := addConnFlags(fs)
+func rolesCmd(fs *flag.FlagSet, op string) usersAction {
 	clientID := fs.String("client", "", "the roles are roles of this client (its client id); default: realm roles")
-	pos, err := parseArgs(fs, args[1:])
-	if err != nil {
-		return err
+	return usersAction{
+		check: func(c *usersCall) error {
+			if len(c.pos) < 2 {
+				return usageError("want USER and at least one ROLE\nUsage: cloakroom %s", c.synopsis)
+			}
+			return nil
+		},
+		run: func(ctx context.Context, c *usersCall) error {
+			u, names := c.user, c.pos[1:]
+			var err error
+			switch {
+			case *clientID == "" && op == "add":
+				err = c.ac.AddUserRealmRoles(ctx, u.ID, names...)
+			case *clientID == "":
+				err = c.ac.RemoveUserRealmRoles(ctx, u.ID, names...)
+			case op == "add":
+				err = c.ac.AddUserClientRoles(ctx, u.ID, *clientID, names...)
+			default:
+				err = c.ac.RemoveUserClientRoles(ctx, u.ID, *clientID, names...)
+			}
+			if err != nil {
+				return fail(err)
+			}
+			kind := "realm role(s)"
+			if *clientID != "" {
+				kind = "role(s) of client " + *clientID
+			}
+			verb := map[string]string{"add": "granted", "remove": "removed"}[op]
+			return c.done("%s %s %s: user %s", verb, kind, strings.Join(names, ", "), u.Username)
+		},
 	}
-	if len(pos) < 2 {
-		return usageError("want USER and at least one ROLE\nUsage: cloakroom %s", synopsis)
-	}
-	ac, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	u, err := findUser(ctx, ac, pos[0])
-	if err != nil {
-		return fail(err)
-	}
-	names := pos[1:]
-	switch {
-	case *clientID == "" && op == "add":
-		err = ac.AddUserRealmRoles(ctx, u.ID, names...)
-	case *clientID == "":
-		err = ac.RemoveUserRealmRoles(ctx, u.ID, names...)
-	case op == "add":
-		err = ac.AddUserClientRoles(ctx, u.ID, *clientID, names...)
-	default:
-		err = ac.RemoveUserClientRoles(ctx, u.ID, *clientID, names...)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	kind := "realm role(s)"
-	if *clientID != "" {
-		kind = "role(s) of client " + *clientID
-	}
-	verb := map[string]string{"add": "granted", "remove": "removed"}[op]
-	fmt.Fprintf(e.stdout, "%s %s %s: user %s\n", verb, kind, strings.Join(names, ", "), u.Username)
-	return nil
 }
 
-func (e usersEnv) groups(ctx context.Context, args []string) error {
-	const synopsis = "users groups join|leave USER GROUP"
-	if len(args) == 0 || (args[0] != "join" && args[0] != "leave") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintf(e.stderr, "Usage: cloakroom %s\n", synopsis)
+func groupsCmd(_ *flag.FlagSet, op string) usersAction {
+	return usersAction{
+		check: func(c *usersCall) error {
+			if len(c.pos) != 2 {
+				return usageError("want USER and GROUP\nUsage: cloakroom %s", c.synopsis)
+			}
 			return nil
-		}
-		return usageError("want join or leave\nUsage: cloakroom %s", synopsis)
+		},
+		run: func(ctx context.Context, c *usersCall) error {
+			g, err := findGroup(ctx, c.ac, c.pos[1])
+			if err != nil {
+				return fail(err)
+			}
+			if op == "join" {
+				err = c.ac.JoinGroup(ctx, c.user.ID, g.ID)
+			} else {
+				err = c.ac.LeaveGroup(ctx, c.user.ID, g.ID)
+			}
+			if err != nil {
+				return fail(err)
+			}
+			verb := map[string]string{"join": "added user %s to group %s", "leave": "removed user %s from group %s"}[op]
+			return c.done(verb, c.user.Username, g.Path)
+		},
 	}
-	op := args[0]
-	fs := newFlagSet("users groups "+op, synopsis, e.stderr)
-	conn := addConnFlags(fs)
-	pos, err := parseArgs(fs, args[1:])
-	if err != nil {
-		return err
+}
+
+func syncCmd(fs *flag.FlagSet, _ string) usersAction {
+	db := fs.String("db", "", "the local user table: sqlite:PATH or postgres://... (or CLOAKROOM_DIRECTORY_DB)")
+	resume := fs.Bool("resume", false, "continue an interrupted run from its checkpoint")
+	pageSize := fs.Int("page-size", directory.DefaultSyncPageSize, "users per Keycloak request")
+	batchSize := fs.Int("batch-size", directory.DefaultSyncBatchSize, "users written per transaction")
+	quiet := fs.Bool("quiet", false, "print only the summary")
+	return usersAction{
+		check: func(*usersCall) error {
+			if *pageSize <= 0 || *batchSize <= 0 {
+				return usageError("--page-size and --batch-size must be positive")
+			}
+			return nil
+		},
+		run: func(ctx context.Context, c *usersCall) error {
+			if *db == "" {
+				*db = c.getenv("CLOAKROOM_DIRECTORY_DB")
+			}
+			dir, err := openDirectory(ctx, *db, directory.WithAdmin(c.ac), directory.WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				return fail(err)
+			}
+			defer dir.Close()
+			p := &progressPrinter{w: c.stdout, tty: c.stdoutTTY, quiet: *quiet}
+			rep, err := dir.Sync(ctx, directory.SyncOptions{PageSize: *pageSize, BatchSize: *batchSize, Resume: *resume, Progress: p.update})
+			p.done()
+			c.summary(rep)
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+					return &exitError{code: 1, err: fmt.Errorf("interrupted: run the same command with --resume to continue run %s", rep.RunID)}
+				}
+				var ae *admin.Error
+				if errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusTooManyRequests {
+					return &exitError{code: 1, err: describe(err)} // retrying will not help
+				}
+				return &exitError{code: 1, err: fmt.Errorf("%v (run the same command with --resume to continue)", describe(err))}
+			}
+			return nil
+		},
 	}
-	if len(pos) != 2 {
-		return usageError("want USER and GROUP\nUsage: cloakroom %s", synopsis)
+}
+
+// openDirectory opens the --db of sync: sqlite:PATH or postgres://...
+func openDirectory(ctx context.Context, db string, opts ...directory.Option) (*directory.Directory, error) {
+	if db == "" {
+		return nil, usageError("--db is required: sqlite:PATH or postgres://...")
 	}
-	ac, err := conn.client(e)
-	if err != nil {
-		return err
+	u, err := storeurl.Parse(db)
+	switch {
+	case errors.Is(err, storeurl.ErrNoPath):
+		return nil, usageError("--db sqlite: needs a path, e.g. sqlite:users.db")
+	case err == nil && u.Kind == storeurl.SQLite:
+		return directory.OpenSQLite(u.Target, opts...)
+	case err == nil && u.Kind == storeurl.Postgres:
+		return directory.OpenPostgres(ctx, u.Target, opts...)
 	}
-	u, err := findUser(ctx, ac, pos[0])
-	if err != nil {
-		return fail(err)
-	}
-	g, err := findGroup(ctx, ac, pos[1])
-	if err != nil {
-		return fail(err)
-	}
-	if op == "join" {
-		err = ac.JoinGroup(ctx, u.ID, g.ID)
-	} else {
-		err = ac.LeaveGroup(ctx, u.ID, g.ID)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	verb := map[string]string{"join": "added user %s to group %s\n", "leave": "removed user %s from group %s\n"}[op]
-	fmt.Fprintf(e.stdout, verb, u.Username, g.Path)
-	return nil
+	return nil, usageError("--db must be sqlite:PATH or postgres://..., not %q", storeurl.Redact(db))
 }
 
 // findGroup resolves GROUP: a path ("/staff/editors") or a name that must
@@ -925,78 +945,6 @@ func findGroup(ctx context.Context, ac *admin.Client, ref string) (*admin.Group,
 		paths[i] = g.Path
 	}
 	return nil, fmt.Errorf("group name %q is ambiguous: give one of the paths %s", ref, strings.Join(paths, ", "))
-}
-
-// openDirectory opens the --db of sync: sqlite:PATH or postgres://...
-func openDirectory(ctx context.Context, db string, opts ...directory.Option) (*directory.Directory, error) {
-	switch {
-	case strings.HasPrefix(db, "sqlite:"):
-		path := strings.TrimPrefix(strings.TrimPrefix(db, "sqlite:"), "//")
-		if path == "" {
-			return nil, usageError("--db sqlite: needs a path, e.g. sqlite:users.db")
-		}
-		return directory.OpenSQLite(path, opts...)
-	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
-		return directory.OpenPostgres(ctx, db, opts...)
-	case db == "":
-		return nil, usageError("--db is required: sqlite:PATH or postgres://...")
-	}
-	return nil, usageError("--db must be sqlite:PATH or postgres://..., not %q", redactDSN(db))
-}
-
-// redactDSN hides a password in a connection string shown in a message.
-func redactDSN(s string) string {
-	if i := strings.Index(s, "@"); i >= 0 {
-		if j := strings.Index(s, "://"); j >= 0 && j < i {
-			return s[:j+3] + "…" + s[i:]
-		}
-		return "…" + s[i:]
-	}
-	return s
-}
-
-func (e usersEnv) sync(ctx context.Context, args []string) error {
-	const synopsis = "users sync --db sqlite:PATH|postgres://... [--resume] [--page-size N] [--batch-size N]"
-	fs := newFlagSet("users sync", synopsis, e.stderr)
-	conn := addConnFlags(fs)
-	db := fs.String("db", "", "the local user table: sqlite:PATH or postgres://... (or CLOAKROOM_DIRECTORY_DB)")
-	resume := fs.Bool("resume", false, "continue an interrupted run from its checkpoint")
-	pageSize := fs.Int("page-size", directory.DefaultSyncPageSize, "users per Keycloak request")
-	batchSize := fs.Int("batch-size", directory.DefaultSyncBatchSize, "users written per transaction")
-	quiet := fs.Bool("quiet", false, "print only the summary")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *db == "" {
-		*db = e.getenv("CLOAKROOM_DIRECTORY_DB")
-	}
-	if *pageSize <= 0 || *batchSize <= 0 {
-		return usageError("--page-size and --batch-size must be positive")
-	}
-	ac, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	dir, err := openDirectory(ctx, *db, directory.WithAdmin(ac), directory.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		return fail(err)
-	}
-	defer dir.Close()
-	p := &progressPrinter{w: e.stdout, tty: e.stdoutTTY, quiet: *quiet}
-	rep, err := dir.Sync(ctx, directory.SyncOptions{PageSize: *pageSize, BatchSize: *batchSize, Resume: *resume, Progress: p.update})
-	p.done()
-	e.summary(rep)
-	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-			return &exitError{code: 1, err: fmt.Errorf("interrupted: run the same command with --resume to continue run %s", rep.RunID)}
-		}
-		var ae *admin.Error
-		if errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusTooManyRequests {
-			return &exitError{code: 1, err: describe(err)} // retrying will not help
-		}
-		return &exitError{code: 1, err: fmt.Errorf("%v (run the same command with --resume to continue)", describe(err))}
-	}
-	return nil
 }
 
 func (e usersEnv) summary(rep directory.SyncReport) {

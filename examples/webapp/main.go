@@ -133,7 +133,7 @@ func newApp(cfg config, store session.Store, logger *slog.Logger) (http.Handler,
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := session.NewManager(session.Config{Store: store, Keyring: ring, Secure: len(cfg.baseURL) > 5 && cfg.baseURL[:5] == "https"})
+	sessions, err := session.NewManager(session.Config{Store: store, Keyring: ring}) // login.New makes cookies Secure for an https BaseURL
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,11 @@
 // deleted by a background sweep in every instance (every minute by default);
 // no cron job is needed.
 //
+// MarkOnce marks share the table under keys starting with "once:"
+// (session.Manager's keys never hold a colon), with no subject or sid and
+// an empty payload, so the sweep removes them once expired; no schema
+// change was needed for them.
+//
 // The Store is a session.Notifier: deletions (Delete, DeleteBySID,
 // DeleteBySubject) send the deleted keys with pg_notify, in the deleting
 // transaction, on a channel derived from the schema and table (see
@@ -32,8 +37,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cloakroom/cloakroom/internal/sessionstore"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/session"
 )
+
+// Linking this package in lets the gateway open its stores by URL.
+func init() {
+	storeurl.Register(storeurl.Postgres, func(ctx context.Context, url string) (session.Store, error) { return storeurl.Opened(Open(ctx, url)) })
+}
 
 // DefaultTable is the table sessions are kept in unless WithTable says
 // otherwise.
@@ -78,7 +90,7 @@ type Store struct {
 	channel string
 	log     *slog.Logger
 
-	qLoad, qCreate, qUpdate, qDeleteByKey, qDeleteBySID, qDeleteBySubject, qSweep string
+	qLoad, qCreate, qUpdate, qDeleteByKey, qDeleteBySID, qDeleteBySubject, qSweep, qMarkOnce string
 
 	ctx    context.Context // cancelled by Close: stops the sweep and subscriptions
 	cancel context.CancelFunc
@@ -187,6 +199,9 @@ func (s *Store) buildQueries() {
 	s.qDeleteBySubject = `DELETE FROM ` + t + ` WHERE subject = $1 RETURNING key, expires_at > now()`
 	s.qSweep = `DELETE FROM ` + t + ` WHERE key IN (
 		SELECT key FROM ` + t + ` WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`
+	s.qMarkOnce = `INSERT INTO ` + t + ` AS cur (key, subject, sid, expires_at, version, payload) VALUES ($1, '', '', $2, 1, ''::bytea)
+		ON CONFLICT (key) DO UPDATE SET subject = '', sid = '', expires_at = EXCLUDED.expires_at, version = 1, payload = EXCLUDED.payload
+		WHERE cur.expires_at <= now()`
 }
 
 // Channel returns the LISTEN/NOTIFY channel deletions are announced on.
@@ -213,20 +228,10 @@ func (s *Store) Load(ctx context.Context, key string) (*session.Record, error) {
 
 // Save implements session.Store.
 func (s *Store) Save(ctx context.Context, r *session.Record) error {
-	if err := ctx.Err(); err != nil {
+	payload, err := sessionstore.BeginSave(ctx, "pgstore", r)
+	if err != nil {
 		return err
 	}
-	if r.Key == "" {
-		return errors.New("pgstore: save: the record has no key")
-	}
-	if r.Version < 0 {
-		return session.ErrConflict
-	}
-	payload := r.Payload
-	if payload == nil {
-		payload = []byte{}
-	}
-	var err error
 	var n int64
 	if r.Version == 0 {
 		tag, e := s.pool.Exec(ctx, s.qCreate, r.Key, r.Subject, r.SID, r.ExpiresAt, payload)
@@ -312,6 +317,23 @@ func (s *Store) deleteWhere(ctx context.Context, q, arg string) ([]string, error
 		return nil, s.wrap("delete from", err)
 	}
 	return live, nil
+}
+
+// MarkOnce implements session.Store: one INSERT ... ON CONFLICT that
+// writes only when no live mark exists; concurrent callers wait on the
+// key's index entry, so exactly one of them writes.
+func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if key == "" {
+		return false, errors.New("pgstore: mark once: empty key")
+	}
+	tag, err := s.pool.Exec(ctx, s.qMarkOnce, "once:"+key, until)
+	if err != nil {
+		return false, s.wrap("mark once in", err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // maxNotifyPayload stays under PostgreSQL's 8000-byte NOTIFY payload limit.

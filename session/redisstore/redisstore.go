@@ -6,6 +6,7 @@
 //	{prefix}s:{key}        hash: v (version), sub, sid, e (expiry, Unix ms), p (payload)
 //	{prefix}sid:{sid}      set of the keys with that Keycloak session id
 //	{prefix}sub:{subject}  set of the keys of that user
+//	{prefix}once:{key}     string: a MarkOnce mark (SET NX, PEXPIREAT = until)
 //	{prefix}deleted        pub/sub channel: JSON array of deleted keys
 //
 // Every record carries PEXPIREAT = ExpiresAt, so Redis itself forgets expired
@@ -32,8 +33,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cloakroom/cloakroom/internal/sessionstore"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/session"
 )
+
+// Linking this package in lets the gateway open its stores by URL.
+func init() {
+	storeurl.Register(storeurl.Redis, func(_ context.Context, url string) (session.Store, error) { return storeurl.Opened(Open(url)) })
+}
 
 // DefaultPrefix starts every Redis key of a Store unless WithPrefix says
 // otherwise.
@@ -218,17 +226,12 @@ func (s *Store) Load(ctx context.Context, key string) (*session.Record, error) {
 
 // Save implements session.Store.
 func (s *Store) Save(ctx context.Context, r *session.Record) error {
-	if err := ctx.Err(); err != nil {
+	payload, err := sessionstore.BeginSave(ctx, "redisstore", r)
+	if err != nil {
 		return err
 	}
-	if r.Key == "" {
-		return errors.New("redisstore: save: the record has no key")
-	}
-	if r.Version < 0 {
-		return session.ErrConflict
-	}
 	nv, err := saveScript.Run(ctx, s.c, []string{s.recordKey(r.Key)},
-		s.prefix, r.Key, r.Version, r.Subject, r.SID, r.ExpiresAt.UnixMilli(), r.Payload).Int64()
+		s.prefix, r.Key, r.Version, r.Subject, r.SID, r.ExpiresAt.UnixMilli(), payload).Int64()
 	if err != nil {
 		return fmt.Errorf("redisstore: save: %w", err)
 	}
@@ -276,6 +279,26 @@ func (s *Store) deleteIndexed(ctx context.Context, op, field, other, v string) (
 		return nil, nil
 	}
 	return res, nil
+}
+
+// MarkOnce implements session.Store: SET NX with PXAT until, atomic in
+// Redis, so exactly one of concurrent callers on any instance sets it.
+func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if key == "" {
+		return false, errors.New("redisstore: mark once: empty key")
+	}
+	err := s.c.Do(ctx, "SET", s.prefix+"once:"+key, "1", "NX", "PXAT", max(until.UnixMilli(), 1)).Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	default:
+		return false, fmt.Errorf("redisstore: mark once: %w", err)
+	}
 }
 
 // Subscribe implements session.Notifier. It returns once the subscription

@@ -43,6 +43,10 @@ func Run(t *testing.T, open func(t *testing.T) session.Store) {
 		{"BinaryAndLargePayload", testPayloads},
 		{"ConcurrentCompareAndSwap", testConcurrentCAS},
 		{"CancelledContext", testCancelled},
+		{"MarkOnce", testMarkOnce},
+		{"MarkOnceExpiry", testMarkOnceExpiry},
+		{"MarkOnceIsNotARecord", testMarkOnceNotRecord},
+		{"MarkOnceConcurrent", testMarkOnceConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -338,5 +342,142 @@ func testCancelled(t *testing.T, s session.Store) {
 	}
 	if _, err := s.Load(ctx, r.Key); err == nil || errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("Load with a cancelled context: err = %v, want the context error", err)
+	}
+}
+
+func markOnce(t *testing.T, s session.Store, key string, until time.Time) bool {
+	t.Helper()
+	first, err := s.MarkOnce(context.Background(), key, until)
+	if err != nil {
+		t.Fatalf("MarkOnce(%s): %v", key, err)
+	}
+	return first
+}
+
+func testMarkOnce(t *testing.T, s session.Store) {
+	a, b := Key(), Key()
+	until := time.Now().Add(time.Hour)
+	if !markOnce(t, s, a, until) {
+		t.Fatal("the first MarkOnce of a key reported a replay")
+	}
+	if markOnce(t, s, a, until) {
+		t.Fatal("the second MarkOnce of a key reported no replay")
+	}
+	if markOnce(t, s, a, until.Add(time.Hour)) {
+		t.Fatal("a later until let a live mark be set again")
+	}
+	if !markOnce(t, s, b, until) {
+		t.Fatal("a mark of one key made another key a replay")
+	}
+	if _, err := s.MarkOnce(context.Background(), "", until); err == nil {
+		t.Fatal("MarkOnce of an empty key succeeded")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.MarkOnce(ctx, Key(), until); err == nil {
+		t.Fatal("MarkOnce with a cancelled context succeeded")
+	}
+}
+
+func testMarkOnceExpiry(t *testing.T, s session.Store) {
+	k := Key()
+	if !markOnce(t, s, k, time.Now().Add(1200*time.Millisecond)) {
+		t.Fatal("first MarkOnce reported a replay")
+	}
+	if markOnce(t, s, k, time.Now().Add(time.Hour)) {
+		t.Fatal("MarkOnce before the mark expired reported no replay")
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if !markOnce(t, s, k, time.Now().Add(time.Hour)) {
+		t.Fatal("an expired mark still counts")
+	}
+	if markOnce(t, s, k, time.Now().Add(time.Hour)) {
+		t.Fatal("the mark set again after expiry does not count")
+	}
+}
+
+// testMarkOnceNotRecord: marks and records live apart, even under the
+// same key string.
+func testMarkOnceNotRecord(t *testing.T, s session.Store) {
+	ctx := context.Background()
+	sub, sid := "sub-"+Key()[:12], "sid-"+Key()[:12]
+	r := record(sub, sid)
+	mustSave(t, s, r)
+	if !markOnce(t, s, r.Key, time.Now().Add(time.Hour)) {
+		t.Fatal("a record made MarkOnce of its key report a replay")
+	}
+	got, err := s.Load(ctx, r.Key)
+	if err != nil || got.Version != 1 || !bytes.Equal(got.Payload, r.Payload) || got.Subject != sub {
+		t.Fatalf("MarkOnce changed the record under the same key: %+v, %v", got, err)
+	}
+	k := Key()
+	markOnce(t, s, k, time.Now().Add(time.Hour))
+	if _, err := s.Load(ctx, k); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Load of a marked key: err = %v, want ErrNotFound", err)
+	}
+	// A record can be created under a marked key, and deleting it leaves
+	// the mark.
+	nr := record("u", "")
+	nr.Key = k
+	mustSave(t, s, nr)
+	if err := s.Delete(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if markOnce(t, s, k, time.Now().Add(time.Hour)) {
+		t.Fatal("Delete of a record removed the mark under the same key")
+	}
+	for _, del := range []func() ([]string, error){
+		func() ([]string, error) { return s.DeleteBySID(ctx, sid) },
+		func() ([]string, error) { return s.DeleteBySubject(ctx, sub) },
+		func() ([]string, error) { return s.DeleteBySID(ctx, "") },
+		func() ([]string, error) { return s.DeleteBySubject(ctx, "") },
+	} {
+		keys, err := del()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range keys {
+			if key != r.Key {
+				t.Fatalf("a deletion returned %q, which is no record's key", key)
+			}
+		}
+	}
+	if markOnce(t, s, r.Key, time.Now().Add(time.Hour)) || markOnce(t, s, k, time.Now().Add(time.Hour)) {
+		t.Fatal("a deletion of records removed marks")
+	}
+}
+
+// testMarkOnceConcurrent: of callers racing for one key, exactly one wins.
+func testMarkOnceConcurrent(t *testing.T, s session.Store) {
+	const workers, rounds = 16, 5
+	for range rounds {
+		k := Key()
+		until := time.Now().Add(time.Hour)
+		var wins sync.WaitGroup
+		var mu sync.Mutex
+		n := 0
+		start := make(chan struct{})
+		for range workers {
+			wins.Add(1)
+			go func() {
+				defer wins.Done()
+				<-start
+				first, err := s.MarkOnce(context.Background(), k, until)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if first {
+					mu.Lock()
+					n++
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		wins.Wait()
+		if n != 1 {
+			t.Fatalf("%d of %d concurrent MarkOnce calls won, want exactly 1", n, workers)
+		}
 	}
 }

@@ -8,6 +8,11 @@
 // needed. Several Store values, in one process or in several, may share the
 // file; writes are serialised by SQLite's lock and a busy timeout.
 //
+// MarkOnce marks share the session table under keys starting with "once:"
+// (session.Manager's keys never hold a colon), with no subject or sid and
+// an empty payload, so the sweep removes them once expired; a Load of the
+// key given to MarkOnce never finds them.
+//
 // The schema is versioned per component in the cloakroom_schema_migrations
 // table of the same file, so later versions migrate older files in place when
 // they open them.
@@ -19,19 +24,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/sessionstore"
+	"github.com/cloakroom/cloakroom/internal/sqldb"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/session"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
+
+// Linking this package in lets the gateway open its stores by URL.
+func init() {
+	storeurl.Register(storeurl.SQLite, func(_ context.Context, path string) (session.Store, error) { return storeurl.Opened(Open(path)) })
+}
 
 // DefaultTable is the table sessions are kept in unless WithTable says
 // otherwise.
@@ -76,7 +86,7 @@ type Store struct {
 	log   *slog.Logger
 	busy  time.Duration
 
-	qLoad, qCreate, qUpdate, qDelete, qDeleteBySID, qDeleteBySubject, qSweep string
+	qLoad, qCreate, qUpdate, qDelete, qDeleteBySID, qDeleteBySubject, qSweep, qMarkOnce string
 
 	ctx       context.Context // cancelled by Close: stops the sweeper
 	cancel    context.CancelFunc
@@ -107,14 +117,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if cfg.busyTimeout < 0 {
 		cfg.busyTimeout = 0
 	}
-	if path == "" {
-		return nil, errors.New("sqlitestore: no database path given")
-	}
-	abs, err := filepath.Abs(path)
+	abs, err := sqldb.PrepareFile(path, "sqlitestore", "session database")
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: database path %q: %w", path, err)
-	}
-	if err := prepareFile(abs); err != nil {
 		return nil, err
 	}
 
@@ -128,38 +132,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.buildQueries()
-
-	// One writer connection: writes from this Store queue in database/sql
-	// instead of fighting over SQLite's lock; the busy timeout covers other
-	// Stores and processes on the same file. Readers run in parallel (WAL).
-	s.w, err = sql.Open("sqlite", dsn(abs, cfg.busyTimeout, true))
-	if err != nil {
-		return nil, s.wrap("open", err)
-	}
-	s.w.SetMaxOpenConns(1)
-	s.w.SetMaxIdleConns(1)
-	s.w.SetConnMaxLifetime(0)
-	s.w.SetConnMaxIdleTime(0)
-
-	s.r, err = sql.Open("sqlite", dsn(abs, cfg.busyTimeout, false))
-	if err != nil {
+	if s.w, s.r, err = sqldb.OpenSQLite(abs, cfg.busyTimeout); err != nil {
 		s.cancel()
-		_ = s.w.Close()
 		return nil, s.wrap("open", err)
 	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	s.r.SetMaxOpenConns(n)
-	s.r.SetMaxIdleConns(n)
-	s.r.SetConnMaxLifetime(0)
-	s.r.SetConnMaxIdleTime(0)
-
-	ctx := context.Background()
-	if err := s.w.PingContext(ctx); err != nil {
-		s.cancel()
-		_ = s.closeDBs()
-		return nil, s.wrap("open", err)
-	}
-	if err := migrate(ctx, s.w, cfg.table, len(migrations)); err != nil {
+	if err := migrate(context.Background(), s.w, cfg.table, len(migrations)); err != nil {
 		s.cancel()
 		_ = s.closeDBs()
 		return nil, s.wrap("migrate the schema of", err)
@@ -171,60 +148,6 @@ func Open(path string, opts ...Option) (*Store, error) {
 		close(s.done)
 	}
 	return s, nil
-}
-
-// dsn builds the driver's data source name: a file: URI (so that any
-// character in the path is escaped) plus the connection pragmas.
-func dsn(abs string, busy time.Duration, writer bool) string {
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
-	if !strings.HasPrefix(u.Path, "/") {
-		u.Path = "/" + u.Path // Windows drive letters
-	}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	if writer {
-		// Transactions (migrations) take the write lock at BEGIN, so two
-		// of them never deadlock on a lock upgrade.
-		q.Set("_txlock", "immediate")
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// prepareFile creates the parent directories (0700) and the file (0600)
-// ahead of SQLite so that permissions are right and failures name the path
-// and the fix.
-func prepareFile(abs string) error {
-	dir := filepath.Dir(abs)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("sqlitestore: cannot create the directory %s for the session database: %w (create it, or make its parent writable by this process, uid %d)", dir, err, os.Geteuid())
-	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("sqlitestore: session database directory %s: %w", dir, err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("sqlitestore: %s is not a directory: choose another path for the session database", dir)
-	}
-	fi, statErr := os.Stat(abs)
-	existed := statErr == nil
-	if existed && !fi.Mode().IsRegular() {
-		return fmt.Errorf("sqlitestore: %s is not a regular file: choose another path for the session database", abs)
-	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		switch {
-		case existed && errors.Is(err, os.ErrPermission):
-			return fmt.Errorf("sqlitestore: the session database %s is not writable by this process (uid %d): make it writable (chmod u+w, chown, or chattr -i) or choose another path: %w", abs, os.Geteuid(), err)
-		case errors.Is(err, os.ErrPermission):
-			return fmt.Errorf("sqlitestore: cannot create the session database %s: the directory %s does not allow this process (uid %d) to create files; make it writable or choose another path: %w", abs, dir, os.Geteuid(), err)
-		default:
-			return fmt.Errorf("sqlitestore: cannot open the session database %s: %w (check that the file system is mounted read-write and has space)", abs, err)
-		}
-	}
-	return f.Close()
 }
 
 func (s *Store) buildQueries() {
@@ -240,6 +163,9 @@ func (s *Store) buildQueries() {
 	s.qDeleteBySID = `DELETE FROM ` + t + ` WHERE sid = ? RETURNING "key", expires_at`
 	s.qDeleteBySubject = `DELETE FROM ` + t + ` WHERE subject = ? RETURNING "key", expires_at`
 	s.qSweep = `DELETE FROM ` + t + ` WHERE rowid IN (SELECT rowid FROM ` + t + ` WHERE expires_at <= ? LIMIT ?)`
+	s.qMarkOnce = `INSERT INTO ` + t + ` (` + cols + `) VALUES (?, '', '', ?, 1, x'') ` +
+		`ON CONFLICT ("key") DO UPDATE SET subject = '', sid = '', expires_at = excluded.expires_at, version = 1, payload = x'' ` +
+		`WHERE expires_at <= ?`
 }
 
 // Path returns the absolute path of the database file.
@@ -268,23 +194,13 @@ func (s *Store) Load(ctx context.Context, key string) (*session.Record, error) {
 
 // Save implements session.Store.
 func (s *Store) Save(ctx context.Context, r *session.Record) error {
-	if err := ctx.Err(); err != nil {
+	payload, err := sessionstore.BeginSave(ctx, "sqlitestore", r)
+	if err != nil {
 		return err
-	}
-	if r.Key == "" {
-		return errors.New("sqlitestore: save: the record has no key")
-	}
-	if r.Version < 0 {
-		return session.ErrConflict
-	}
-	payload := r.Payload
-	if payload == nil {
-		payload = []byte{}
 	}
 	now := s.now().UnixMilli()
 	exp := r.ExpiresAt.UnixMilli()
 	var res sql.Result
-	var err error
 	if r.Version == 0 {
 		res, err = s.w.ExecContext(ctx, s.qCreate, r.Key, r.Subject, r.SID, exp, payload, now)
 	} else {
@@ -357,6 +273,26 @@ func (s *Store) deleteReturning(ctx context.Context, q, v string) ([]string, err
 		return nil, s.wrap("delete from", err)
 	}
 	return keys, nil
+}
+
+// MarkOnce implements session.Store: one upsert that succeeds only when no
+// live mark exists, serialised by SQLite's write lock.
+func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if key == "" {
+		return false, errors.New("sqlitestore: mark once: empty key")
+	}
+	res, err := s.w.ExecContext(ctx, s.qMarkOnce, "once:"+key, until.UnixMilli(), s.now().UnixMilli())
+	if err != nil {
+		return false, s.wrap("mark once in", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, s.wrap("mark once in", err)
+	}
+	return n == 1, nil
 }
 
 const sweepBatch = 500

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/sqldb"
 	"github.com/cloakroom/cloakroom/session"
 	"github.com/cloakroom/cloakroom/session/sessiontest"
 )
@@ -57,11 +58,11 @@ func mustLoad(t testing.TB, s session.Store, key string) *session.Record {
 // rawDB opens the file directly, as an operator would with the sqlite3 tool.
 func rawDB(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, true))
+	db, readers, err := sqldb.OpenSQLite(path, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.SetMaxOpenConns(1)
+	_ = readers.Close()
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
@@ -455,7 +456,7 @@ func TestOpenRefusesBadArguments(t *testing.T) {
 func TestMigratesFromOlderVersion(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sessions.db")
-	if err := prepareFile(path); err != nil {
+	if _, err := sqldb.PrepareFile(path, "sqlitestore", "session database"); err != nil {
 		t.Fatal(err)
 	}
 	// A file as version 1 left it, with one session in it.
@@ -468,13 +469,13 @@ func TestMigratesFromOlderVersion(t *testing.T) {
 	if _, err := old.Exec(`INSERT INTO `+DefaultTable+` ("key", subject, sid, expires_at, version, payload) VALUES ('k1', 'alice', 'sid-1', ?, 4, x'00ff')`, exp); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := schemaVersion(ctx, old, DefaultTable); err != nil || v != 1 {
+	if v, err := sqldb.Version(ctx, old, sqldb.SQLite{}, component(DefaultTable)); err != nil || v != 1 {
 		t.Fatalf("schema version before = %d, %v", v, err)
 	}
 	_ = old.Close()
 
 	s := openT(t, path)
-	if v, err := schemaVersion(ctx, s.r, DefaultTable); err != nil || v != len(migrations) {
+	if v, err := sqldb.Version(ctx, s.r, sqldb.SQLite{}, component(DefaultTable)); err != nil || v != len(migrations) {
 		t.Fatalf("schema version after Open = %d, %v; want %d", v, err, len(migrations))
 	}
 	var idx int
@@ -502,7 +503,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 	}
 	_ = s.Close()
 	db := rawDB(t, path)
-	if _, err := db.Exec(`UPDATE `+migrationsTable+` SET version = 99 WHERE component = ?`, component(DefaultTable)); err != nil {
+	if _, err := db.Exec(`UPDATE `+sqldb.MigrationsTable+` SET version = 99 WHERE component = ?`, component(DefaultTable)); err != nil {
 		t.Fatal(err)
 	}
 	_ = db.Close()
