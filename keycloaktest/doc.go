@@ -197,7 +197,7 @@
 //
 // The conformance suite (interop/conformance) runs one list of scenarios
 // against keycloaktest and against a real Keycloak 26.7.3 on every CI run
-// and compares about 2,200 normalized observations: status codes, error
+// and compares about 2,400 normalized observations: status codes, error
 // codes and messages, JSON field names and types, claim names, types and
 // values, header presence. Every difference fails the run unless
 // interop/conformance/allowlist.txt names it with a reason; today it lists
