@@ -258,7 +258,7 @@ func (c *Claims) HasScope(s string) bool {
 }
 
 // RolesClaim returns the claim path RealmRoles reads: the Verifier's
-// Config.RolesClaim, or DefaultRolesClaim.
+// VerifierConfig.RolesClaim, or DefaultRolesClaim.
 func (c *Claims) RolesClaim() string {
 	if c.rolesClaim == "" {
 		return DefaultRolesClaim
@@ -267,7 +267,7 @@ func (c *Claims) RolesClaim() string {
 }
 
 // RealmRoles returns the user's roles, read from the roles claim: the
-// Config.RolesClaim of the Verifier that returned the claims, or for
+// VerifierConfig.RolesClaim of the Verifier that returned the claims, or for
 // ParseClaims the path given to WithRolesClaim; realm_access.roles
 // (Keycloak's realm roles) by default. The claim may be an array of
 // strings, one string, or an object whose member names are the roles

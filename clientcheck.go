@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// ClientRefusal classifies an error answer of the token endpoint to a
+// clientRefusal classifies an error answer of the token endpoint to a
 // request authenticated as clientID. When the answer means that the
 // provider refuses the client itself, not the grant, it returns a
 // *ProviderError (Op "token") whose Setting names what to fix and which
@@ -22,7 +22,7 @@ import (
 // invalid_client and a known client with a wrong secret with 401
 // unauthorized_client ("Invalid client or Invalid client credentials").
 // Other providers answer invalid_client for both (RFC 6749 §5.2).
-func (r *Realm) ClientRefusal(tokenURL, clientID string, status int, code, desc string) *ProviderError {
+func (r *Realm) clientRefusal(tokenURL, clientID string, status int, code, desc string) *ProviderError {
 	keycloak := r.Name() != ""
 	said := code
 	if said == "" {
@@ -64,7 +64,7 @@ func (r *Realm) ClientRefusal(tokenURL, clientID string, status int, code, desc 
 // (error invalid_code).
 //
 // It returns nil when the credentials were accepted, a *ProviderError
-// wrapping ErrMisconfigured (see ClientRefusal) when they were refused,
+// wrapping ErrMisconfigured (see clientRefusal) when they were refused,
 // and another error (wrapping ErrUnavailable) when the provider could not
 // be asked or its answer proves nothing.
 func (r *Realm) CheckClient(ctx context.Context, creds ClientCredentials, redirectURI string) error {
@@ -107,7 +107,7 @@ func (r *Realm) CheckClient(ctx context.Context, creds ClientCredentials, redire
 		Description string `json:"error_description"`
 	}
 	_ = json.Unmarshal(body, &answer)
-	if pe := r.ClientRefusal(meta.TokenEndpoint, creds.ClientID, resp.StatusCode, answer.Error, answer.Description); pe != nil {
+	if pe := r.clientRefusal(meta.TokenEndpoint, creds.ClientID, resp.StatusCode, answer.Error, answer.Description); pe != nil {
 		return pe
 	}
 	if answer.Error == "invalid_grant" || resp.StatusCode == http.StatusOK {

@@ -31,7 +31,7 @@ func ExampleRealm_NewVerifier() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	verifier, err := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom"})
+	verifier, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func ExampleVerifier_Verify_errors() {
 	expired, _ := kc.Realm("demo").Token("alice", "cloakroom", keycloaktest.WithExpired())
 
 	realm, _ := cloakroom.NewRealm(kc.Issuer("demo"))
-	verifier, _ := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom"})
+	verifier, _ := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom"})
 	_, err := verifier.Verify(context.Background(), expired)
 	switch {
 	case errors.Is(err, cloakroom.ErrExpired):
@@ -66,18 +66,18 @@ func ExampleVerifier_Verify_errors() {
 
 // Keycloak puts only "account" in aud unless the issuing client has an
 // Audience mapper; AuthorizedParties accepts tokens of named clients instead.
-func ExampleConfig_authorizedParties() {
+func ExampleVerifierConfig_authorizedParties() {
 	kc, _ := keycloaktest.New(keycloaktest.WithDemoRealm())
 	_ = kc.Start("127.0.0.1:0")
 	defer kc.Close()
 	token, _ := kc.Realm("demo").Token("bob", "cloakroom", keycloaktest.WithAudience("account"))
 
 	realm, _ := cloakroom.NewRealm(kc.Issuer("demo"))
-	strict, _ := realm.NewVerifier(cloakroom.Config{ClientID: "orders-api"})
+	strict, _ := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "orders-api"})
 	_, err := strict.Verify(context.Background(), token)
 	fmt.Println(errors.Is(err, cloakroom.ErrAudience))
 
-	lenient, _ := realm.NewVerifier(cloakroom.Config{ClientID: "orders-api", AuthorizedParties: []string{"cloakroom"}})
+	lenient, _ := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "orders-api", AuthorizedParties: []string{"cloakroom"}})
 	_, err = lenient.Verify(context.Background(), token)
 	fmt.Println(err)
 	// Output:

@@ -20,7 +20,7 @@ func FuzzVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom", CacheEntries: -1})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom", CacheEntries: -1})
 	if err != nil {
 		f.Fatal(err)
 	}

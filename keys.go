@@ -212,17 +212,6 @@ func (s *keySet) fetch(ctx context.Context) error {
 	return nil
 }
 
-// ParseJWKS decodes a JSON Web Key Set and returns the kids of the keys
-// cloakroom would use to verify signatures, and a reason for every key it
-// would ignore. It exists for tools and fuzzing; Realm does this itself.
-func ParseJWKS(data []byte) (usable []string, ignored []string, err error) {
-	keys, ignored, err := parseJWKS(data)
-	for kid := range keys {
-		usable = append(usable, kid)
-	}
-	return usable, ignored, err
-}
-
 // parseJWKS keeps every public signing key with a kid; a broken key is
 // skipped (with a reason) rather than discarding the whole set.
 func parseJWKS(data []byte) (map[string]*publicKey, []string, error) {
@@ -350,7 +339,3 @@ func keyTypeName(k any) string {
 // under way). It is not needed in normal operation: keys are fetched on
 // first use and whenever a token names an unknown key.
 func (r *Realm) RefreshKeys(ctx context.Context) error { return r.keys.refresh(ctx) }
-
-// KeyFetches returns how many JWKS fetches this Realm has started, for
-// metrics and tests.
-func (r *Realm) KeyFetches() int64 { return r.keys.fetches.Load() }

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -77,8 +78,8 @@ func TestParseJWKS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			kids, skipped, err := ParseJWKS([]byte(tt.jwks))
-			slices.Sort(kids)
+			keys, skipped, err := parseJWKS([]byte(tt.jwks))
+			kids := slices.Sorted(maps.Keys(keys))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

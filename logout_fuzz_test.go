@@ -23,7 +23,7 @@ func FuzzVerifyLogoutToken(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom", Kind: cloakroom.LogoutToken})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom", Kind: cloakroom.LogoutToken})
 	if err != nil {
 		f.Fatal(err)
 	}

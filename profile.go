@@ -7,10 +7,12 @@ import (
 	"strings"
 )
 
-// Profile selects provider-specific rules. Whatever the profile, the
-// security defaults hold: signature with an allow-listed algorithm, exact
-// issuer, audience, times, and one kind of token never passing for
-// another.
+// Profile selects provider-specific rules. It is chosen in one place,
+// VerifierConfig.Profile (login takes it in login.Config.Verifier, the
+// gateway's YAML as profile:), and ParseProfile reads its name from
+// configuration text. Whatever the profile, the security defaults hold:
+// signature with an allow-listed algorithm, exact issuer, audience, times,
+// and one kind of token never passing for another.
 type Profile int
 
 const (
@@ -20,12 +22,17 @@ const (
 	// GenericOIDC relies on no Keycloak-only claim: a typ claim is checked
 	// when present. Access tokens with claims only ID tokens carry (nonce,
 	// at_hash, c_hash, s_hash, token_use "id") are refused; a JOSE typ
-	// "at+jwt" (RFC 9068) is accepted. Roles come from Config.RolesClaim.
+	// "at+jwt" (RFC 9068) is accepted. Roles come from
+	// VerifierConfig.RolesClaim.
 	GenericOIDC
 	// AutoDetect chooses Keycloak or GenericOIDC from the provider's
-	// discovery document (see DetectProfile) the first time a token is
-	// verified. Discovery failing fails verification (closed), and a
-	// Keycloak-shaped provider always gets the Keycloak rules.
+	// discovery document the first time a token is verified: Keycloak
+	// when the issuer's path ends in /realms/{name} and the authorization,
+	// token or JWKS endpoint lies under {issuer path}/protocol/openid-connect/
+	// (Keycloak's layout; hosts are not compared, as Keycloak may announce
+	// its backend URL), GenericOIDC otherwise. Discovery failing fails
+	// verification (closed), and a Keycloak-shaped provider always gets
+	// the Keycloak rules.
 	AutoDetect
 )
 
@@ -58,19 +65,14 @@ func ParseProfile(s string) (Profile, error) {
 	return 0, fmt.Errorf("cloakroom: unknown profile %q (want keycloak, generic or auto)", s)
 }
 
-// DefaultRolesClaim is where roles are read unless Config.RolesClaim says
-// otherwise: Keycloak's realm roles. Tokens of other providers usually lack
-// it, so role checks then fail closed until a RolesClaim is configured.
+// DefaultRolesClaim is where roles are read unless VerifierConfig.RolesClaim
+// says otherwise: Keycloak's realm roles. Tokens of other providers usually
+// lack it, so role checks then fail closed until a RolesClaim is configured.
 const DefaultRolesClaim = "realm_access.roles"
 
-// DetectProfile tells a Keycloak realm from another OpenID Provider by its
-// discovery document: the issuer's path ends in /realms/{name} and the
-// authorization, token or JWKS endpoint lies under
-// {issuer path}/protocol/openid-connect/, Keycloak's layout (hosts are not
-// compared: Keycloak may announce the token and JWKS endpoints on its
-// backend URL). Anything else is GenericOIDC. A nil document is
-// GenericOIDC.
-func DetectProfile(m *Metadata) Profile {
+// detectProfile tells a Keycloak realm from another OpenID Provider by its
+// discovery document (see AutoDetect). A nil document is GenericOIDC.
+func detectProfile(m *Metadata) Profile {
 	if m == nil {
 		return GenericOIDC
 	}
@@ -92,23 +94,16 @@ func DetectProfile(m *Metadata) Profile {
 	return GenericOIDC
 }
 
-// Profile discovers the provider (once, like every other use) and returns
-// the profile DetectProfile gives its discovery document. Errors wrap
-// ErrUnavailable.
-func (r *Realm) Profile(ctx context.Context) (Profile, error) {
+// resolveProfile returns p itself when it is Keycloak or GenericOIDC, and
+// the profile detected from the realm's discovery document for AutoDetect:
+// an explicit setting always wins. Errors wrap ErrUnavailable.
+func (r *Realm) resolveProfile(ctx context.Context, p Profile) (Profile, error) {
+	if p != AutoDetect {
+		return p, nil
+	}
 	m, err := r.Discover(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return DetectProfile(m), nil
-}
-
-// ResolveProfile returns p itself when it is Keycloak or GenericOIDC, and
-// the realm's detected profile for AutoDetect: an explicit setting always
-// wins.
-func (r *Realm) ResolveProfile(ctx context.Context, p Profile) (Profile, error) {
-	if p != AutoDetect {
-		return p, nil
-	}
-	return r.Profile(ctx)
+	return detectProfile(m), nil
 }

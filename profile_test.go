@@ -137,7 +137,7 @@ func TestGenericProfileTokenTypes(t *testing.T) {
 	tests := []struct {
 		name    string
 		profile cloakroom.Profile
-		cfg     cloakroom.Config
+		cfg     cloakroom.VerifierConfig
 		token   string
 		wantErr error
 		wantMsg string
@@ -146,7 +146,7 @@ func TestGenericProfileTokenTypes(t *testing.T) {
 		{name: "auto detects the generic provider", profile: cloakroom.AutoDetect, token: mint(nil)},
 		{name: "the Keycloak profile wants typ", profile: cloakroom.Keycloak, token: mint(nil), wantErr: cloakroom.ErrTokenType, wantMsg: "typ"},
 		{name: "no JOSE typ either", token: plainHeader},
-		{name: "ID token of the provider", token: idToken, cfg: cloakroom.Config{ClientID: "web"}, wantErr: cloakroom.ErrTokenType, wantMsg: "nonce"},
+		{name: "ID token of the provider", token: idToken, cfg: cloakroom.VerifierConfig{ClientID: "web"}, wantErr: cloakroom.ErrTokenType, wantMsg: "nonce"},
 		{name: "nonce", token: mint(map[string]any{"nonce": "n"}), wantErr: cloakroom.ErrTokenType, wantMsg: "ID token"},
 		{name: "empty nonce", token: mint(map[string]any{"nonce": ""}), wantErr: cloakroom.ErrTokenType},
 		{name: "at_hash", token: mint(map[string]any{"at_hash": "x"}), wantErr: cloakroom.ErrTokenType, wantMsg: "at_hash"},
@@ -158,15 +158,15 @@ func TestGenericProfileTokenTypes(t *testing.T) {
 		{name: "typ claim Refresh checked when present", token: mint(map[string]any{"typ": "Refresh"}), wantErr: cloakroom.ErrTokenType},
 		{name: "typ claim Bearer", token: mint(map[string]any{"typ": "Bearer"})},
 		{name: "JOSE typ of an ID token", token: idTypHeader, wantErr: cloakroom.ErrTokenType},
-		{name: "logout token", token: logout, cfg: cloakroom.Config{ClientID: "web"}, wantErr: cloakroom.ErrTokenType},
+		{name: "logout token", token: logout, cfg: cloakroom.VerifierConfig{ClientID: "web"}, wantErr: cloakroom.ErrTokenType},
 		{name: "audience still checked", token: mint(map[string]any{"aud": "other", "client_id": nil}), wantErr: cloakroom.ErrAudience},
-		{name: "client_id as authorized party", cfg: cloakroom.Config{ClientID: "gateway", AuthorizedParties: []string{"web"}}, token: mint(map[string]any{"aud": "other"})},
-		{name: "client_id not an authorized party", cfg: cloakroom.Config{ClientID: "gateway", AuthorizedParties: []string{"mobile"}}, token: mint(map[string]any{"aud": "other"}), wantErr: cloakroom.ErrAudience},
-		{name: "azp wins over client_id", cfg: cloakroom.Config{ClientID: "gateway", AuthorizedParties: []string{"web"}}, token: mint(map[string]any{"aud": "other", "azp": "mobile"}), wantErr: cloakroom.ErrAudience},
+		{name: "client_id as authorized party", cfg: cloakroom.VerifierConfig{ClientID: "gateway", AuthorizedParties: []string{"web"}}, token: mint(map[string]any{"aud": "other"})},
+		{name: "client_id not an authorized party", cfg: cloakroom.VerifierConfig{ClientID: "gateway", AuthorizedParties: []string{"mobile"}}, token: mint(map[string]any{"aud": "other"}), wantErr: cloakroom.ErrAudience},
+		{name: "azp wins over client_id", cfg: cloakroom.VerifierConfig{ClientID: "gateway", AuthorizedParties: []string{"web"}}, token: mint(map[string]any{"aud": "other", "azp": "mobile"}), wantErr: cloakroom.ErrAudience},
 		{name: "issuer still checked", token: mint(map[string]any{"iss": "http://evil.example/op"}), wantErr: cloakroom.ErrIssuer},
 		{name: "expiry still checked", token: mint(map[string]any{"exp": 1000}), wantErr: cloakroom.ErrExpired},
 		{name: "sub still required", token: mint(map[string]any{"sub": nil}), wantErr: cloakroom.ErrMissingClaim},
-		{name: "algorithms still allow-listed", cfg: cloakroom.Config{ClientID: "api", Algorithms: []string{"ES256"}}, token: mint(nil), wantErr: cloakroom.ErrAlgorithm},
+		{name: "algorithms still allow-listed", cfg: cloakroom.VerifierConfig{ClientID: "api", Algorithms: []string{"ES256"}}, token: mint(nil), wantErr: cloakroom.ErrAlgorithm},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,7 +231,7 @@ func TestGenericProfileIDTokens(t *testing.T) {
 		{"access token (JOSE typ at+jwt)", cloakroom.GenericOIDC, accessForWeb, cloakroom.ErrTokenType},
 		{"token_use access", cloakroom.GenericOIDC, cognitoAccess, cloakroom.ErrTokenType},
 	} {
-		v, err := realm.NewVerifier(cloakroom.Config{ClientID: "web", Kind: cloakroom.IDToken, Profile: tt.profile})
+		v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "web", Kind: cloakroom.IDToken, Profile: tt.profile})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func TestGenericProfileIDTokens(t *testing.T) {
 func TestAutoDetectNeverWeakens(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	v := e.verifier(t, cloakroom.Config{Profile: cloakroom.AutoDetect})
+	v := e.verifier(t, cloakroom.VerifierConfig{Profile: cloakroom.AutoDetect})
 	if _, err := v.Verify(t.Context(), e.token(t)); err != nil {
 		t.Fatalf("Keycloak access token: %v", err)
 	}
@@ -305,7 +305,7 @@ func TestRolesClaim(t *testing.T) {
 		{"nested.roles", []string{"a", "b"}},
 		{"missing", nil},
 	} {
-		v, err := realm.NewVerifier(cloakroom.Config{ClientID: "api", Profile: cloakroom.GenericOIDC, RolesClaim: tt.claim})
+		v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "api", Profile: cloakroom.GenericOIDC, RolesClaim: tt.claim})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +335,7 @@ func TestRolesClaim(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{".groups", "groups.", " groups"} {
-		if _, err := realm.NewVerifier(cloakroom.Config{ClientID: "api", RolesClaim: bad}); err == nil {
+		if _, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "api", RolesClaim: bad}); err == nil {
 			t.Errorf("RolesClaim %q accepted", bad)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cloakroom/cloakroom/internal/realmx"
 )
 
 // Defaults for outbound requests to the identity provider.
@@ -234,20 +236,34 @@ func (r *Realm) DiscoveryURL() string {
 	return r.issuer + "/.well-known/openid-configuration"
 }
 
-// HTTPClient returns the client the Realm uses to reach the provider.
-func (r *Realm) HTTPClient() *http.Client { return r.client }
-
-// RequestTimeout returns the bound on each request to the provider
-// (WithRequestTimeout, default DefaultRequestTimeout). Packages that reach
-// the provider with HTTPClient apply it too, so that a client set with
-// WithHTTPClient and no Timeout of its own cannot wait forever.
-func (r *Realm) RequestTimeout() time.Duration { return r.timeout }
-
-// Logger returns the Realm's logger.
-func (r *Realm) Logger() *slog.Logger { return r.logger }
-
-// Now returns the Realm's current time (time.Now unless WithClock is used).
-func (r *Realm) Now() time.Time { return r.now() }
+// The sub-packages (bearer, login, admin) reach the provider as the Realm
+// does and check what kind of token a Verifier accepts through
+// internal/realmx; users set these with RealmOptions and VerifierConfig
+// and have no need to read them back.
+func init() {
+	realmx.Set(
+		func(r *Realm) realmx.Conn {
+			return realmx.Conn{
+				Client: r.client, Timeout: r.timeout, Logger: r.logger, Now: r.now, KeyFetches: r.keys.fetches.Load,
+				ClientRefusal: func(tokenURL, clientID string, status int, code, desc string) error {
+					if pe := r.clientRefusal(tokenURL, clientID, status, code, desc); pe != nil {
+						return pe
+					}
+					return nil
+				},
+			}
+		},
+		func(v *Verifier) realmx.Verifier[*Realm] {
+			return realmx.Verifier[*Realm]{
+				Realm: v.realm, AccessTokens: v.kind == AccessToken, Kind: v.kind.String(),
+				Generic: func(ctx context.Context) (bool, error) {
+					p, err := v.realm.resolveProfile(ctx, v.profile)
+					return p == GenericOIDC, err
+				},
+			}
+		},
+	)
+}
 
 // discoveryBackoff bounds how often a failing discovery is retried, so that
 // a down provider is not hammered by every request.

@@ -255,7 +255,7 @@ func TestCustomHTTPClient(t *testing.T) {
 	if _, err := realm.Discover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !used.Load() || realm.HTTPClient() != client {
+	if !used.Load() || realm.client != client {
 		t.Fatal("the supplied client was not used")
 	}
 }

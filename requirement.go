@@ -13,7 +13,7 @@ import (
 // everywhere and refused with the same sentence (see Refusal).
 //
 // Roles are read from the claims' roles claim (Claims.RealmRoles): the
-// Verifier's Config.RolesClaim, realm_access.roles by default.
+// Verifier's VerifierConfig.RolesClaim, realm_access.roles by default.
 //
 // The zero Requirement allows nothing. Every Requirement refuses nil
 // claims, and a rule given no names (AnyRealmRole() with no roles, a
@@ -69,7 +69,7 @@ func Refusal(who, what string) string {
 }
 
 // AnyRealmRole requires at least one of the roles (Claims.HasRealmRole:
-// the roles claim, realm_access.roles unless Config.RolesClaim says
+// the roles claim, realm_access.roles unless VerifierConfig.RolesClaim says
 // otherwise).
 func AnyRealmRole(roles ...string) Requirement {
 	return named(nameRule{noun: "role", join: "or"}, roles, (*Claims).HasRealmRole)

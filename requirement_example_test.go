@@ -16,7 +16,7 @@ func ExampleRequirement() {
 		cloakroom.AllScopes("orders:write"),
 	)
 
-	// Claims from a Verifier carry its Config.RolesClaim; ParseClaims'
+	// Claims from a Verifier carry its VerifierConfig.RolesClaim; ParseClaims'
 	// claims read realm_access.roles unless WithRolesClaim says otherwise.
 	alice, _ := cloakroom.ParseClaims([]byte(`{"sub":"a1","scope":"openid orders:write",
 		"realm_access":{"roles":["support"]},"resource_access":{"orders":{"roles":["refund"]}}}`))

@@ -49,9 +49,15 @@ const (
 	DefaultLogoutTokenMaxAge = 5 * time.Minute
 )
 
-// Config configures a Verifier. The zero value of every field is the
-// secure default; only ClientID is required.
-type Config struct {
+// VerifierConfig configures a Verifier (Realm.NewVerifier). The zero
+// value of every field is the secure default; only ClientID is required.
+//
+// It is the one verification setting of the library: bearer takes the
+// Verifier made from it, login takes it as login.Config.Verifier (and
+// makes its ID, access and logout token verifiers from it), and the
+// gateway maps its algorithms, leeway, profile and roles_claim settings
+// into it.
+type VerifierConfig struct {
 	// ClientID is this service's client id in Keycloak. It is the default
 	// accepted audience, and the audience an ID or logout token must carry.
 	ClientID string
@@ -135,7 +141,7 @@ var knownAlgorithms = map[string]bool{
 }
 
 // NewVerifier returns a Verifier for tokens of cfg.Kind issued by r.
-func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
+func (r *Realm) NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v := &Verifier{
 		realm:      r,
 		kind:       cfg.Kind,
@@ -150,20 +156,20 @@ func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
 	switch cfg.Kind {
 	case AccessToken, IDToken, LogoutToken:
 	default:
-		return nil, fmt.Errorf("cloakroom: Config.Kind: unknown token kind %d", int(cfg.Kind))
+		return nil, fmt.Errorf("cloakroom: VerifierConfig.Kind: unknown token kind %d", int(cfg.Kind))
 	}
 	switch cfg.Profile {
 	case Keycloak, GenericOIDC, AutoDetect:
 	default:
-		return nil, fmt.Errorf("cloakroom: Config.Profile: unknown profile %d", int(cfg.Profile))
+		return nil, fmt.Errorf("cloakroom: VerifierConfig.Profile: unknown profile %d", int(cfg.Profile))
 	}
 	if v.rolesClaim == "" {
 		v.rolesClaim = DefaultRolesClaim
 	} else if strings.HasPrefix(v.rolesClaim, ".") || strings.HasSuffix(v.rolesClaim, ".") || strings.TrimSpace(v.rolesClaim) != v.rolesClaim {
-		return nil, fmt.Errorf("cloakroom: Config.RolesClaim %q is not a dotted claim path such as realm_access.roles or groups", cfg.RolesClaim)
+		return nil, fmt.Errorf("cloakroom: VerifierConfig.RolesClaim %q is not a dotted claim path such as realm_access.roles or groups", cfg.RolesClaim)
 	}
 	if cfg.Leeway < 0 {
-		return nil, errors.New("cloakroom: Config.Leeway must not be negative")
+		return nil, errors.New("cloakroom: VerifierConfig.Leeway must not be negative")
 	}
 	if cfg.Leeway > time.Minute {
 		r.logger.Warn("cloakroom: a leeway above one minute keeps expired tokens alive; fix the clocks (NTP) instead", "leeway", cfg.Leeway)
@@ -172,7 +178,7 @@ func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
 		v.logoutAge = DefaultLogoutTokenMaxAge
 	}
 	if cfg.ClientID == "" && (cfg.Kind != AccessToken || (!cfg.SkipAudienceCheck && len(cfg.Audiences) == 0 && len(cfg.AuthorizedParties) == 0)) {
-		return nil, fmt.Errorf("cloakroom: Config.ClientID is required to verify %ss (it is the audience they must carry)", cfg.Kind)
+		return nil, fmt.Errorf("cloakroom: VerifierConfig.ClientID is required to verify %ss (it is the audience they must carry)", cfg.Kind)
 	}
 	if cfg.Kind == AccessToken && len(cfg.Audiences) > 0 {
 		v.audiences = slices.Clone(cfg.Audiences)
@@ -181,7 +187,7 @@ func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	if cfg.SkipAudienceCheck {
 		if cfg.Kind != AccessToken {
-			return nil, fmt.Errorf("cloakroom: Config.SkipAudienceCheck applies only to access tokens; a %s must name this client", cfg.Kind)
+			return nil, fmt.Errorf("cloakroom: VerifierConfig.SkipAudienceCheck applies only to access tokens; a %s must name this client", cfg.Kind)
 		}
 		r.logger.Warn("cloakroom: audience check is OFF: any access token of this realm, issued to any client, will be accepted", "issuer", r.issuer)
 	}
@@ -192,11 +198,11 @@ func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
 	for _, a := range algs {
 		switch {
 		case strings.EqualFold(a, "none"):
-			return nil, errors.New(`cloakroom: Config.Algorithms: "none" is never allowed`)
+			return nil, errors.New(`cloakroom: VerifierConfig.Algorithms: "none" is never allowed`)
 		case strings.HasPrefix(strings.ToUpper(a), "HS"):
-			return nil, fmt.Errorf("cloakroom: Config.Algorithms: %q is never allowed: HMAC tokens cannot be verified with the provider's public keys", a)
+			return nil, fmt.Errorf("cloakroom: VerifierConfig.Algorithms: %q is never allowed: HMAC tokens cannot be verified with the provider's public keys", a)
 		case !knownAlgorithms[a]:
-			return nil, fmt.Errorf("cloakroom: Config.Algorithms: unknown algorithm %q (allowed: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", a)
+			return nil, fmt.Errorf("cloakroom: VerifierConfig.Algorithms: unknown algorithm %q (allowed: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", a)
 		}
 		v.algs = append(v.algs, jose.SignatureAlgorithm(a))
 	}
@@ -213,19 +219,6 @@ func (r *Realm) NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	return v, nil
 }
-
-// Realm returns the Realm the Verifier trusts.
-func (v *Verifier) Realm() *Realm { return v.realm }
-
-// Kind returns the kind of token the Verifier accepts.
-func (v *Verifier) Kind() TokenKind { return v.kind }
-
-// Profile returns the profile the Verifier was configured with (possibly
-// AutoDetect; Realm.ResolveProfile tells which rules apply).
-func (v *Verifier) Profile() Profile { return v.profile }
-
-// RolesClaim returns the claim path the Claims it returns read roles from.
-func (v *Verifier) RolesClaim() string { return v.rolesClaim }
 
 // Verify checks the token's signature and claims and returns its claims.
 // Errors wrap one of the package's sentinel errors (ErrExpired, ErrAudience,
@@ -300,7 +293,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, err
 	}
 	c.rolesClaim = v.rolesClaim
-	profile, err := v.realm.ResolveProfile(ctx, v.profile)
+	profile, err := v.realm.resolveProfile(ctx, v.profile)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +477,7 @@ func (v *Verifier) checkAudience(c *Claims) error {
 		if cs.AuthorizedParty == "" {
 			return fmt.Errorf("%w: aud %q does not include %q and the token names no azp; add an Audience mapper for %q to the issuing client in Keycloak", ErrAudience, []string(cs.Audience), want, want)
 		}
-		return fmt.Errorf("%w: aud %q does not include %q, and azp %q is not an allowed authorized party; fix: add an Audience mapper for %q to client %q in Keycloak, or accept that client with Config.AuthorizedParties", ErrAudience, []string(cs.Audience), want, cs.AuthorizedParty, want, cs.AuthorizedParty)
+		return fmt.Errorf("%w: aud %q does not include %q, and azp %q is not an allowed authorized party; fix: add an Audience mapper for %q to client %q in Keycloak, or accept that client with VerifierConfig.AuthorizedParties", ErrAudience, []string(cs.Audience), want, cs.AuthorizedParty, want, cs.AuthorizedParty)
 	default:
 		if !slices.Contains(cs.Audience, v.clientID) {
 			return fmt.Errorf("%w: aud %q does not include this client %q", ErrAudience, []string(cs.Audience), v.clientID)

@@ -35,7 +35,7 @@ func newEnv(t *testing.T, opts ...cloakroom.RealmOption) *env {
 	return &env{srv: srv, kc: kc, realm: realm}
 }
 
-func (e *env) verifier(t *testing.T, cfg cloakroom.Config) *cloakroom.Verifier {
+func (e *env) verifier(t *testing.T, cfg cloakroom.VerifierConfig) *cloakroom.Verifier {
 	t.Helper()
 	if cfg.ClientID == "" && !cfg.SkipAudienceCheck {
 		cfg.ClientID = "cloakroom"
@@ -67,7 +67,7 @@ func TestSecurityDefaults(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		cfg     cloakroom.Config
+		cfg     cloakroom.VerifierConfig
 		opts    []keycloaktest.TokenOption
 		wantErr error
 		wantMsg string
@@ -85,11 +85,11 @@ func TestSecurityDefaults(t *testing.T) {
 		{name: "wrong audience", opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}, wantErr: cloakroom.ErrAudience, wantMsg: "Audience mapper"},
 		{name: "wrong audience names the azp fix", opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}, wantErr: cloakroom.ErrAudience, wantMsg: "AuthorizedParties"},
 		{name: "no audience", opts: []keycloaktest.TokenOption{keycloaktest.WithoutAudience(), keycloaktest.WithAZP("")}, wantErr: cloakroom.ErrAudience},
-		{name: "azp allow-list lets a token without our aud in", cfg: cloakroom.Config{AuthorizedParties: []string{"cloakroom"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}},
-		{name: "azp not on the allow-list", cfg: cloakroom.Config{AuthorizedParties: []string{"frontend"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}, wantErr: cloakroom.ErrAudience},
-		{name: "skip audience check", cfg: cloakroom.Config{SkipAudienceCheck: true}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}},
-		{name: "custom audiences", cfg: cloakroom.Config{Audiences: []string{"orders-api"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("orders-api", "account")}},
-		{name: "custom audiences replace the client id", cfg: cloakroom.Config{Audiences: []string{"orders-api"}}, opts: nil, wantErr: cloakroom.ErrAudience},
+		{name: "azp allow-list lets a token without our aud in", cfg: cloakroom.VerifierConfig{AuthorizedParties: []string{"cloakroom"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}},
+		{name: "azp not on the allow-list", cfg: cloakroom.VerifierConfig{AuthorizedParties: []string{"frontend"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}, wantErr: cloakroom.ErrAudience},
+		{name: "skip audience check", cfg: cloakroom.VerifierConfig{SkipAudienceCheck: true}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("account")}},
+		{name: "custom audiences", cfg: cloakroom.VerifierConfig{Audiences: []string{"orders-api"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("orders-api", "account")}},
+		{name: "custom audiences replace the client id", cfg: cloakroom.VerifierConfig{Audiences: []string{"orders-api"}}, opts: nil, wantErr: cloakroom.ErrAudience},
 		{name: "ID token as access token", opts: []keycloaktest.TokenOption{kt(keycloaktest.IDToken)}, wantErr: cloakroom.ErrTokenType, wantMsg: "ID token"},
 		{name: "refresh token as access token (HS512)", opts: []keycloaktest.TokenOption{kt(keycloaktest.RefreshToken)}, wantErr: cloakroom.ErrAlgorithm},
 		{name: "refresh-typ token as access token (RS256)", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("typ", "Refresh")}, wantErr: cloakroom.ErrTokenType, wantMsg: "refresh token"},
@@ -100,8 +100,8 @@ func TestSecurityDefaults(t *testing.T) {
 		{name: "JOSE typ at+jwt", opts: []keycloaktest.TokenOption{keycloaktest.WithHeader("typ", "at+jwt")}},
 		{name: "JOSE typ application/at+jwt", opts: []keycloaktest.TokenOption{keycloaktest.WithHeader("typ", "application/at+jwt")}},
 		{name: "no typ claim (Keycloak profile)", opts: []keycloaktest.TokenOption{keycloaktest.WithoutClaim("typ")}, wantErr: cloakroom.ErrTokenType, wantMsg: "GenericOIDC"},
-		{name: "no typ claim (generic profile)", cfg: cloakroom.Config{Profile: cloakroom.GenericOIDC}, opts: []keycloaktest.TokenOption{keycloaktest.WithoutClaim("typ")}},
-		{name: "ID typ refused in the generic profile too", cfg: cloakroom.Config{Profile: cloakroom.GenericOIDC}, opts: []keycloaktest.TokenOption{kt(keycloaktest.IDToken)}, wantErr: cloakroom.ErrTokenType},
+		{name: "no typ claim (generic profile)", cfg: cloakroom.VerifierConfig{Profile: cloakroom.GenericOIDC}, opts: []keycloaktest.TokenOption{keycloaktest.WithoutClaim("typ")}},
+		{name: "ID typ refused in the generic profile too", cfg: cloakroom.VerifierConfig{Profile: cloakroom.GenericOIDC}, opts: []keycloaktest.TokenOption{kt(keycloaktest.IDToken)}, wantErr: cloakroom.ErrTokenType},
 		{name: "DPoP-bound token", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("typ", "DPoP")}, wantErr: cloakroom.ErrTokenType, wantMsg: "DPoP"},
 		{name: "expired", opts: []keycloaktest.TokenOption{keycloaktest.WithExpired()}, wantErr: cloakroom.ErrExpired},
 		{name: "no exp", opts: []keycloaktest.TokenOption{keycloaktest.WithoutClaim("exp")}, wantErr: cloakroom.ErrMissingClaim},
@@ -111,10 +111,10 @@ func TestSecurityDefaults(t *testing.T) {
 		{name: "nbf in the past", opts: []keycloaktest.TokenOption{keycloaktest.WithNotBefore(time.Now().Add(-time.Minute))}},
 		{name: "iat in the future", opts: []keycloaktest.TokenOption{keycloaktest.WithIssuedAt(time.Now().Add(time.Hour))}, wantErr: cloakroom.ErrNotYetValid},
 		{name: "ES256 refused by default", opts: []keycloaktest.TokenOption{keycloaktest.WithAlgorithm("ES256")}, wantErr: cloakroom.ErrAlgorithm},
-		{name: "ES256 opt-in", cfg: cloakroom.Config{Algorithms: []string{"RS256", "ES256"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAlgorithm("ES256")}},
+		{name: "ES256 opt-in", cfg: cloakroom.VerifierConfig{Algorithms: []string{"RS256", "ES256"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAlgorithm("ES256")}},
 		{name: "PS256 refused by default", opts: []keycloaktest.TokenOption{keycloaktest.WithAlgorithm("PS256")}, wantErr: cloakroom.ErrAlgorithm},
-		{name: "PS256 opt-in", cfg: cloakroom.Config{Algorithms: []string{"PS256"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAlgorithm("PS256")}},
-		{name: "RS256 refused when only PS256 is allowed", cfg: cloakroom.Config{Algorithms: []string{"PS256"}}, wantErr: cloakroom.ErrAlgorithm},
+		{name: "PS256 opt-in", cfg: cloakroom.VerifierConfig{Algorithms: []string{"PS256"}}, opts: []keycloaktest.TokenOption{keycloaktest.WithAlgorithm("PS256")}},
+		{name: "RS256 refused when only PS256 is allowed", cfg: cloakroom.VerifierConfig{Algorithms: []string{"PS256"}}, wantErr: cloakroom.ErrAlgorithm},
 		{name: "sub of wrong type", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("sub", 42)}, wantErr: cloakroom.ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -158,7 +158,7 @@ func TestLeeway(t *testing.T) {
 		leeway time.Duration
 		ok     bool
 	}{{0, false}, {30 * time.Second, false}, {90 * time.Second, true}} {
-		v := e.verifier(t, cloakroom.Config{Leeway: tt.leeway, CacheEntries: -1})
+		v := e.verifier(t, cloakroom.VerifierConfig{Leeway: tt.leeway, CacheEntries: -1})
 		_, err := v.Verify(context.Background(), token)
 		if (err == nil) != tt.ok {
 			t.Errorf("leeway %v: err = %v, want ok=%v", tt.leeway, err, tt.ok)
@@ -166,10 +166,10 @@ func TestLeeway(t *testing.T) {
 	}
 	// iat slightly in the future is skew, tolerated by the leeway.
 	skewed := e.token(t, keycloaktest.WithIssuedAt(time.Now().Add(20*time.Second)))
-	if _, err := e.verifier(t, cloakroom.Config{Leeway: 30 * time.Second}).Verify(context.Background(), skewed); err != nil {
+	if _, err := e.verifier(t, cloakroom.VerifierConfig{Leeway: 30 * time.Second}).Verify(context.Background(), skewed); err != nil {
 		t.Errorf("iat 20s ahead with 30s leeway: %v", err)
 	}
-	if _, err := e.verifier(t, cloakroom.Config{}).Verify(context.Background(), skewed); !errors.Is(err, cloakroom.ErrNotYetValid) {
+	if _, err := e.verifier(t, cloakroom.VerifierConfig{}).Verify(context.Background(), skewed); !errors.Is(err, cloakroom.ErrNotYetValid) {
 		t.Errorf("iat 20s ahead without leeway: err = %v, want ErrNotYetValid", err)
 	}
 }
@@ -192,7 +192,7 @@ func TestIDTokenRules(t *testing.T) {
 		{"JOSE typ at+jwt", []keycloaktest.TokenOption{id, keycloaktest.WithHeader("typ", "at+jwt")}, cloakroom.ErrTokenType},
 		{"expired", []keycloaktest.TokenOption{id, keycloaktest.WithExpired()}, cloakroom.ErrExpired},
 	}
-	v := e.verifier(t, cloakroom.Config{Kind: cloakroom.IDToken})
+	v := e.verifier(t, cloakroom.VerifierConfig{Kind: cloakroom.IDToken})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -206,7 +206,7 @@ func TestIDTokenRules(t *testing.T) {
 		})
 	}
 	// Several audiences (all trusted) need azp.
-	v2 := e.verifier(t, cloakroom.Config{Kind: cloakroom.IDToken, Audiences: []string{"other-app"}})
+	v2 := e.verifier(t, cloakroom.VerifierConfig{Kind: cloakroom.IDToken, Audiences: []string{"other-app"}})
 	tok := e.token(t, id, keycloaktest.WithAudience("cloakroom", "other-app"), keycloaktest.WithAZP(""))
 	if _, err := v2.Verify(context.Background(), tok); !errors.Is(err, cloakroom.ErrMissingClaim) {
 		t.Fatalf("several audiences without azp: err = %v, want ErrMissingClaim", err)
@@ -239,7 +239,7 @@ func TestLogoutTokenRules(t *testing.T) {
 		{"access token as logout token", nil, cloakroom.ErrTokenType},
 		{"ID token as logout token", []keycloaktest.TokenOption{keycloaktest.WithKind(keycloaktest.IDToken)}, cloakroom.ErrTokenType},
 	}
-	v := e.verifier(t, cloakroom.Config{Kind: cloakroom.LogoutToken})
+	v := e.verifier(t, cloakroom.VerifierConfig{Kind: cloakroom.LogoutToken})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -256,17 +256,17 @@ func TestNewVerifierConfigErrors(t *testing.T) {
 	realm, _ := cloakroom.NewRealm("http://127.0.0.1:1/realms/demo", cloakroom.WithLogger(quiet))
 	tests := []struct {
 		name string
-		cfg  cloakroom.Config
+		cfg  cloakroom.VerifierConfig
 		want string
 	}{
-		{"no client id", cloakroom.Config{}, "ClientID is required"},
-		{"no client id for ID tokens", cloakroom.Config{Kind: cloakroom.IDToken, SkipAudienceCheck: true}, "ClientID is required"},
-		{"alg none", cloakroom.Config{ClientID: "c", Algorithms: []string{"none"}}, `"none" is never allowed`},
-		{"HS256", cloakroom.Config{ClientID: "c", Algorithms: []string{"HS256"}}, "HMAC"},
-		{"unknown alg", cloakroom.Config{ClientID: "c", Algorithms: []string{"RS1"}}, "unknown algorithm"},
-		{"negative leeway", cloakroom.Config{ClientID: "c", Leeway: -time.Second}, "negative"},
-		{"skip audience on ID tokens", cloakroom.Config{ClientID: "c", Kind: cloakroom.IDToken, SkipAudienceCheck: true}, "only to access tokens"},
-		{"unknown kind", cloakroom.Config{ClientID: "c", Kind: 9}, "unknown token kind"},
+		{"no client id", cloakroom.VerifierConfig{}, "ClientID is required"},
+		{"no client id for ID tokens", cloakroom.VerifierConfig{Kind: cloakroom.IDToken, SkipAudienceCheck: true}, "ClientID is required"},
+		{"alg none", cloakroom.VerifierConfig{ClientID: "c", Algorithms: []string{"none"}}, `"none" is never allowed`},
+		{"HS256", cloakroom.VerifierConfig{ClientID: "c", Algorithms: []string{"HS256"}}, "HMAC"},
+		{"unknown alg", cloakroom.VerifierConfig{ClientID: "c", Algorithms: []string{"RS1"}}, "unknown algorithm"},
+		{"negative leeway", cloakroom.VerifierConfig{ClientID: "c", Leeway: -time.Second}, "negative"},
+		{"skip audience on ID tokens", cloakroom.VerifierConfig{ClientID: "c", Kind: cloakroom.IDToken, SkipAudienceCheck: true}, "only to access tokens"},
+		{"unknown kind", cloakroom.VerifierConfig{ClientID: "c", Kind: 9}, "unknown token kind"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,7 +283,7 @@ func TestSkipAudienceCheckWarns(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	realm, _ := cloakroom.NewRealm("http://127.0.0.1:1/realms/demo", cloakroom.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
-	if _, err := realm.NewVerifier(cloakroom.Config{SkipAudienceCheck: true}); err != nil {
+	if _, err := realm.NewVerifier(cloakroom.VerifierConfig{SkipAudienceCheck: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "audience check is OFF") {
@@ -296,7 +296,7 @@ func TestSkipAudienceCheckWarns(t *testing.T) {
 func TestUsernameReuseIsANewPrincipal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	v := e.verifier(t, cloakroom.Config{})
+	v := e.verifier(t, cloakroom.VerifierConfig{})
 	if _, err := e.kc.AddUser(keycloaktest.UserConfig{Username: "carol", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestUsernameReuseIsANewPrincipal(t *testing.T) {
 func TestJWKSRefetchRateLimited(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, cloakroom.WithRefetchInterval(time.Hour))
-	v := e.verifier(t, cloakroom.Config{CacheEntries: -1})
+	v := e.verifier(t, cloakroom.VerifierConfig{CacheEntries: -1})
 	if _, err := v.Verify(context.Background(), e.token(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestJWKSRefetchRateLimited(t *testing.T) {
 func TestRotatedKeyPickedUpAtOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	v := e.verifier(t, cloakroom.Config{CacheEntries: -1})
+	v := e.verifier(t, cloakroom.VerifierConfig{CacheEntries: -1})
 	old := e.token(t)
 	if _, err := v.Verify(context.Background(), old); err != nil {
 		t.Fatal(err)
@@ -373,7 +373,7 @@ func TestRotatedKeyPickedUpAtOnce(t *testing.T) {
 func TestCachedKeysWhileProviderDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, cloakroom.WithRefetchInterval(time.Millisecond))
-	v := e.verifier(t, cloakroom.Config{CacheEntries: -1})
+	v := e.verifier(t, cloakroom.VerifierConfig{CacheEntries: -1})
 	if _, err := v.Verify(context.Background(), e.token(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestProviderDownAtStart(t *testing.T) {
 	e := newEnv(t)
 	token := e.token(t)
 	e.srv.SetFault(keycloaktest.Fault{Refuse: true})
-	v := e.verifier(t, cloakroom.Config{CacheEntries: -1})
+	v := e.verifier(t, cloakroom.VerifierConfig{CacheEntries: -1})
 	if _, err := v.Verify(context.Background(), token); !errors.Is(err, cloakroom.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -420,7 +420,7 @@ func TestProviderDownAtStart(t *testing.T) {
 func TestRemovedKeyStopsVerifying(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	v := e.verifier(t, cloakroom.Config{})
+	v := e.verifier(t, cloakroom.VerifierConfig{})
 	token := e.token(t)
 	if _, err := v.Verify(context.Background(), token); err != nil {
 		t.Fatal(err)
@@ -447,8 +447,8 @@ func TestVerifiedTokenCache(t *testing.T) {
 	srv := keycloaktest.NewServer(t, keycloaktest.WithDemoRealm(), keycloaktest.WithClock(clock))
 	kc := srv.Realm("demo")
 	realm, _ := cloakroom.NewRealm(kc.Issuer(), cloakroom.WithLogger(quiet), cloakroom.WithClock(clock))
-	cached, _ := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom"})
-	uncached, _ := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom", CacheEntries: -1})
+	cached, _ := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom"})
+	uncached, _ := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom", CacheEntries: -1})
 	token := kc.MustToken(t, "alice", "cloakroom", keycloaktest.WithLifetime(10*time.Second))
 
 	a, err := cached.Verify(context.Background(), token)
@@ -476,7 +476,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 func TestMalformedTokens(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	v := e.verifier(t, cloakroom.Config{})
+	v := e.verifier(t, cloakroom.VerifierConfig{})
 	good := e.token(t)
 	parts := strings.Split(good, ".")
 	tests := []struct {
@@ -519,7 +519,7 @@ func TestNoTokenInLogs(t *testing.T) {
 	var mu sync.Mutex
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &buf, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := newEnv(t, cloakroom.WithLogger(logger))
-	v := e.verifier(t, cloakroom.Config{})
+	v := e.verifier(t, cloakroom.VerifierConfig{})
 	var tokens []string
 	for _, opts := range [][]keycloaktest.TokenOption{
 		nil, {keycloaktest.WithExpired()}, {keycloaktest.WithAudience("x")}, {keycloaktest.WithUnknownKey()},
@@ -560,7 +560,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 func TestSeveralRealmsInOneProcess(t *testing.T) {
 	t.Parallel()
 	a, b := newEnv(t), newEnv(t)
-	va, vb := a.verifier(t, cloakroom.Config{}), b.verifier(t, cloakroom.Config{})
+	va, vb := a.verifier(t, cloakroom.VerifierConfig{}), b.verifier(t, cloakroom.VerifierConfig{})
 	ta, tb := a.token(t), b.token(t)
 	if _, err := va.Verify(context.Background(), ta); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/realmx"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -99,6 +100,7 @@ type Client struct {
 	realmName  string
 	httpClient *http.Client
 	logger     *slog.Logger
+	now        func() time.Time // the Realm's clock
 
 	sem   chan struct{} // one token request at a time
 	mu    sync.Mutex
@@ -145,17 +147,18 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+	conn := realmx.Of(cfg.Realm)
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = cfg.Realm.HTTPClient()
+		hc = conn.Client
 	}
 	logger := cfg.Logger
 	if logger == nil {
-		logger = cfg.Realm.Logger()
+		logger = conn.Logger
 	}
 	u, _ := url.Parse(base)
 	return &Client{cfg: cfg, base: base, basePath: u.Path, realmName: name, httpClient: hc, logger: logger,
-		sem: make(chan struct{}, 1)}, nil
+		now: conn.Now, sem: make(chan struct{}, 1)}, nil
 }
 
 // adminBase derives {base}/admin/realms/{realm} from a Keycloak issuer
@@ -202,7 +205,7 @@ func (c *Client) accessToken(ctx context.Context, stale string) (string, error) 
 		return "", ctx.Err()
 	}
 	defer func() { <-c.sem }()
-	now := c.cfg.Realm.Now()
+	now := c.now()
 	c.mu.Lock()
 	tok, exp := c.token, c.exp
 	c.mu.Unlock()

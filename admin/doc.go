@@ -3,7 +3,9 @@
 // delete users, reset passwords, send execute-actions emails, end
 // sessions, and manage role mappings, group memberships and
 // identity-provider links. It is what python-keycloak's KeycloakAdmin gives
-// Python services.
+// Python services. The package Example is a runnable program against
+// keycloaktest: find a user, update them, page through every user, tell
+// errors apart.
 //
 // # Authentication
 //
@@ -15,7 +17,7 @@
 // Keycloak answers 401.
 //
 // The account needs client roles of the realm's built-in
-// "realm-management" client. A 403 comes back as an *Error matching
+// "realm-management" client. A 403 comes back as an *APIError matching
 // ErrForbidden whose message names the role the operation probably needs:
 //
 //	operation                                    role (realm-management)
@@ -46,7 +48,7 @@
 //
 // # Errors and retries
 //
-// Error answers are *Error values carrying Keycloak's "error",
+// Error answers are *APIError values carrying Keycloak's "error",
 // "errorMessage", "field" and "params" members (DecodeError parses every
 // shape) and matching ErrNotFound, ErrConflict (ErrDuplicateUsername,
 // ErrDuplicateEmail), ErrBadRequest, ErrForbidden, ErrUnauthorized,

@@ -93,14 +93,14 @@ func TestExecuteActionsEmail(t *testing.T) {
 	}
 	// A redirect URI the client does not allow is refused.
 	err = c.ExecuteActionsEmail(ctx, bob, []string{"UPDATE_PASSWORD"}, admin.ExecuteActionsOptions{ClientID: "cloakroom", RedirectURI: "https://evil.example/"})
-	var ae *admin.Error
+	var ae *admin.APIError
 	if !asError(err, &ae) || ae.Message != "Invalid redirect uri." {
 		t.Errorf("bad redirect: %v", err)
 	}
 }
 
-func asError(err error, target **admin.Error) bool {
-	e, ok := err.(*admin.Error)
+func asError(err error, target **admin.APIError) bool {
+	e, ok := err.(*admin.APIError)
 	if ok {
 		*target = e
 	}

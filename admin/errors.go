@@ -11,16 +11,16 @@ import (
 )
 
 // Sentinel errors; compare with errors.Is. A failed request returns an
-// *Error, which matches the sentinel of its status.
+// *APIError, which matches the sentinel of its status.
 var (
 	// ErrBadRequest is a 400: invalid input, e.g. a user-profile validation
-	// error (Error.Field and Error.Params say which field and why).
+	// error (APIError.Field and APIError.Params say which field and why).
 	ErrBadRequest = errors.New("admin: bad request")
 	// ErrUnauthorized is a 401 even after a fresh token, or a token request
 	// the identity provider refused (wrong client secret or password).
 	ErrUnauthorized = errors.New("admin: unauthorized")
 	// ErrForbidden is a 403: the account lacks a realm-management role.
-	// Error.Role names the role the operation probably needs.
+	// APIError.Role names the role the operation probably needs.
 	ErrForbidden = errors.New("admin: forbidden")
 	// ErrNotFound is a 404: no such user, group, session, role or client.
 	ErrNotFound = errors.New("admin: not found")
@@ -44,9 +44,9 @@ var (
 	ErrInvalidConfig = errors.New("admin: invalid configuration")
 )
 
-// Error is an error answer of the Admin REST API. It never holds a token,
+// APIError is an error answer of the Admin REST API. It never holds a token,
 // password or request body.
-type Error struct {
+type APIError struct {
 	// Status is the HTTP status code.
 	Status int
 	// Method and Path are the request's method and URL path (no query).
@@ -76,7 +76,7 @@ type FieldError struct {
 }
 
 // Error describes the failure, naming the role to grant for a 403.
-func (e *Error) Error() string {
+func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin: %s %s: %d %s", e.Method, e.Path, e.Status, http.StatusText(e.Status))
 	detail := e.Message
@@ -106,7 +106,7 @@ func (e *Error) Error() string {
 }
 
 // Is matches the sentinel of the status (and the duplicate kind of a 409).
-func (e *Error) Is(target error) bool {
+func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrBadRequest:
 		return e.Status == http.StatusBadRequest
@@ -143,14 +143,14 @@ type errorBody struct {
 	Errors           json.RawMessage `json:"errors"`
 }
 
-// maxErrorText bounds strings copied from an error body into an Error.
+// maxErrorText bounds strings copied from an error body into an APIError.
 const maxErrorText = 512
 
-// DecodeError builds the *Error for an error answer. Bodies that are not one
-// of Keycloak's error shapes still give an Error with the status; the body
+// DecodeError builds the *APIError for an error answer. Bodies that are not one
+// of Keycloak's error shapes still give an APIError with the status; the body
 // itself is never copied beyond the known members (bounded and sanitized).
-func DecodeError(status int, method, path string, body []byte) *Error {
-	e := &Error{Status: status, Method: method, Path: path}
+func DecodeError(status int, method, path string, body []byte) *APIError {
+	e := &APIError{Status: status, Method: method, Path: path}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		if len(trimmed) > 0 {

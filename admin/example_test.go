@@ -117,14 +117,59 @@ func ExampleClient_DisableUserAndLogout() {
 	// Output: false 0
 }
 
-func ExampleError() {
+func ExampleAPIError() {
 	srv, c := startDemo()
 	defer srv.Close()
 
 	err := c.DeleteSession(context.Background(), "no-such-session")
-	var ae *admin.Error
+	var ae *admin.APIError
 	if errors.As(err, &ae) {
 		fmt.Println(ae.Status, ae.Code, errors.Is(err, admin.ErrNotFound))
 	}
 	// Output: 404 Sesssion not found true
+}
+
+// The README's program: a service account finds a user, changes them, pages
+// through every user, and tells the errors apart.
+func Example() {
+	srv, _ := startDemo() // keycloaktest's demo realm; in production, your Keycloak
+	defer srv.Close()
+	ctx := context.Background()
+
+	realm, err := cloakroom.NewRealm(srv.Issuer("demo")) // the realm to manage
+	if err != nil {
+		log.Fatal(err)
+	}
+	kc, err := admin.New(admin.Config{
+		Realm:  realm,
+		Client: cloakroom.ClientCredentials{ClientID: keycloaktest.DemoClientID, ClientSecret: keycloaktest.DemoClientSecret}, // a service account
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	u, err := kc.FindUserByUsername(ctx, "alice") // exact match
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := kc.UpdateUser(ctx, u.ID, admin.UserUpdate{Email: admin.Ptr("alice@new.example")}); err != nil {
+		log.Fatal(err)
+	}
+	for u, err := range kc.AllUsers(ctx, admin.UserQuery{}) { // pages under the hood
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(u.Username, u.Email)
+	}
+	_, err = kc.CreateUser(ctx, admin.NewUser{Username: "carol", Email: "alice@new.example"})
+	var apiErr *admin.APIError
+	switch {
+	case errors.Is(err, admin.ErrDuplicateEmail) && errors.As(err, &apiErr): // 409, told apart from ErrDuplicateUsername
+		fmt.Println(apiErr.Status, apiErr.Message)
+	case errors.Is(err, admin.ErrForbidden): // the message names the missing realm-management role
+		fmt.Println(err)
+	}
+	// Output:
+	// alice alice@new.example
+	// bob bob@example.com
+	// 409 User exists with same email
 }

@@ -70,7 +70,7 @@ func TestDecodeError(t *testing.T) {
 	}
 }
 
-// FuzzDecodeError: any body gives an *Error with the status, bounded
+// FuzzDecodeError: any body gives an *APIError with the status, bounded
 // printable strings, and no panic.
 func FuzzDecodeError(f *testing.F) {
 	for _, s := range errorSeeds {

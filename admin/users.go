@@ -13,7 +13,7 @@ import (
 )
 
 // The realm-management client roles a 403 most likely means, per
-// operation (named in Error.Role and so in the error message). Keycloak
+// operation (named in APIError.Role and so in the error message). Keycloak
 // itself answers only "HTTP 403 Forbidden".
 const (
 	roleQueryUsers   = "query-users (and view-users to see the users it finds)"
@@ -169,7 +169,7 @@ func (c *Client) FindUserByUsername(ctx context.Context, username string) (*User
 // CreateUser creates a user and returns its id, read from the Location
 // header of Keycloak's 201 answer. A taken username or email is
 // ErrDuplicateUsername or ErrDuplicateEmail (both ErrConflict); invalid
-// fields are ErrBadRequest with Error.Field. POST is not retried once it
+// fields are ErrBadRequest with APIError.Field. POST is not retried once it
 // may have reached Keycloak.
 func (c *Client) CreateUser(ctx context.Context, u NewUser) (string, error) {
 	cl := call{method: http.MethodPost, path: "/users", body: u, role: roleManageUsers}

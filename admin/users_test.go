@@ -232,9 +232,9 @@ func TestFailureAnswers(t *testing.T) {
 					t.Errorf("err = %v, want errors.Is %v", err, w)
 				}
 			}
-			var ae *admin.Error
+			var ae *admin.APIError
 			if !errors.As(err, &ae) {
-				t.Fatalf("err = %v (%T), want *admin.Error", err, err)
+				t.Fatalf("err = %v (%T), want *admin.APIError", err, err)
 			}
 			if ae.Status != tt.status || (tt.code != "" && ae.Code != tt.code) || (tt.msg != "" && ae.Message != tt.msg) || ae.Field != tt.field {
 				t.Errorf("Error = %+v", ae)

@@ -14,6 +14,9 @@
 // {"code":"token_not_valid"|"token_expired","detail":...}; 403
 // insufficient_scope when a role or scope is missing; 503 idp_unavailable
 // when Keycloak cannot be asked (never an anonymous pass).
+//
+// ExampleAuthenticator_Authenticate is a runnable API with a public and an
+// admin-only route, called with keycloaktest's tokens.
 package bearer
 
 import (
@@ -29,6 +32,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/realmx"
 	"github.com/cloakroom/cloakroom/internal/ttlcache"
 )
 
@@ -198,6 +202,7 @@ func WithRealmName(name string) Option {
 type Authenticator struct {
 	verifier   *cloakroom.Verifier
 	realm      *cloakroom.Realm
+	now        func() time.Time // the Realm's clock
 	introspect *IntrospectionConfig
 	// audienceWarning logs once that introspection fails for tokens
 	// without the introspecting client in aud.
@@ -216,15 +221,18 @@ func New(v *cloakroom.Verifier, opts ...Option) (*Authenticator, error) {
 	if v == nil {
 		return nil, errors.New("bearer: nil Verifier")
 	}
-	if v.Kind() != cloakroom.AccessToken {
-		return nil, fmt.Errorf("bearer: the Verifier accepts %ss; bearer needs one for access tokens", v.Kind())
+	vi := realmx.OfVerifier[*cloakroom.Realm](v)
+	if !vi.AccessTokens {
+		return nil, fmt.Errorf("bearer: the Verifier accepts %ss; bearer needs one for access tokens", vi.Kind)
 	}
+	conn := realmx.Of(vi.Realm)
 	a := &Authenticator{
 		verifier:      v,
-		realm:         v.Realm(),
+		realm:         vi.Realm,
+		now:           conn.Now,
 		identityClaim: "sub",
-		logger:        v.Realm().Logger(),
-		realmName:     v.Realm().Name(),
+		logger:        conn.Logger,
+		realmName:     vi.Realm.Name(),
 	}
 	a.writeError = a.defaultErrorWriter
 	for _, o := range opts {
@@ -389,7 +397,7 @@ func (a *Authenticator) verifyError(err error) *Error {
 }
 
 func (a *Authenticator) checkActive(ctx context.Context, token string, claims *cloakroom.Claims) *Error {
-	now := a.realm.Now().Unix()
+	now := a.now().Unix()
 	if a.introCache != nil {
 		if active, ok := a.introCache.Get(token, now); ok {
 			return inactiveError(active)

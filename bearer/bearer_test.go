@@ -39,7 +39,7 @@ func newEnv(t *testing.T, logger *slog.Logger) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom"})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestCustomErrorWriter(t *testing.T) {
 func TestNewRejectsOtherVerifierKinds(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
-	idv, _ := e.realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom", Kind: cloakroom.IDToken})
+	idv, _ := e.realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom", Kind: cloakroom.IDToken})
 	if _, err := bearer.New(idv); err == nil {
 		t.Fatal("bearer accepted an ID-token verifier")
 	}

@@ -47,7 +47,7 @@ func TestUnknownKidBurst(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v, err := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom"})
+			v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,7 +22,7 @@ func ExampleAuthenticator_Authenticate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	verifier, err := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom"})
+	verifier, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestGenericProviderTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: "api", Profile: cloakroom.AutoDetect, RolesClaim: "groups"})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "api", Profile: cloakroom.AutoDetect, RolesClaim: "groups"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,17 +82,17 @@ func TestKeycloakTokensRolesClaim(t *testing.T) {
 	groups := e.kc.MustToken(t, "alice", "cloakroom", keycloaktest.WithClaim("groups", []string{"ops"}))
 	tests := []struct {
 		name   string
-		cfg    cloakroom.Config
+		cfg    cloakroom.VerifierConfig
 		mw     bearer.Middleware
 		token  string
 		status int
 	}{
 		{name: "realm role, default claim", mw: bearer.RequireAnyRealmRole("admin"), token: withTyp, status: http.StatusOK},
-		{name: "realm role, auto profile", cfg: cloakroom.Config{Profile: cloakroom.AutoDetect}, mw: bearer.RequireAnyRealmRole("admin"), token: withTyp, status: http.StatusOK},
-		{name: "no typ, auto profile detects Keycloak", cfg: cloakroom.Config{Profile: cloakroom.AutoDetect}, mw: bearer.RequireAuthenticated(), token: withoutTyp, status: http.StatusUnauthorized},
-		{name: "no typ, generic profile", cfg: cloakroom.Config{Profile: cloakroom.GenericOIDC}, mw: bearer.RequireAuthenticated(), token: withoutTyp, status: http.StatusOK},
-		{name: "groups as roles", cfg: cloakroom.Config{RolesClaim: "groups"}, mw: bearer.RequireAnyRealmRole("ops"), token: groups, status: http.StatusOK},
-		{name: "groups as roles, realm role no longer counts", cfg: cloakroom.Config{RolesClaim: "groups"}, mw: bearer.RequireAnyRealmRole("admin"), token: groups, status: http.StatusForbidden},
+		{name: "realm role, auto profile", cfg: cloakroom.VerifierConfig{Profile: cloakroom.AutoDetect}, mw: bearer.RequireAnyRealmRole("admin"), token: withTyp, status: http.StatusOK},
+		{name: "no typ, auto profile detects Keycloak", cfg: cloakroom.VerifierConfig{Profile: cloakroom.AutoDetect}, mw: bearer.RequireAuthenticated(), token: withoutTyp, status: http.StatusUnauthorized},
+		{name: "no typ, generic profile", cfg: cloakroom.VerifierConfig{Profile: cloakroom.GenericOIDC}, mw: bearer.RequireAuthenticated(), token: withoutTyp, status: http.StatusOK},
+		{name: "groups as roles", cfg: cloakroom.VerifierConfig{RolesClaim: "groups"}, mw: bearer.RequireAnyRealmRole("ops"), token: groups, status: http.StatusOK},
+		{name: "groups as roles, realm role no longer counts", cfg: cloakroom.VerifierConfig{RolesClaim: "groups"}, mw: bearer.RequireAnyRealmRole("admin"), token: groups, status: http.StatusForbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

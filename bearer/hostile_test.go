@@ -15,6 +15,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/bearer"
 	"github.com/cloakroom/cloakroom/internal/hostileop"
+	"github.com/cloakroom/cloakroom/internal/realmx"
 )
 
 // logBuf collects log output for assertions.
@@ -53,7 +54,7 @@ func newHostileAPI(t *testing.T, op *hostileop.Server, realmOpts ...cloakroom.Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: op.ClientID()})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: op.ClientID()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestHostileProviderBearerKeyRotation(t *testing.T) {
 	if rec := api.call(oldToken); rec.Code != 200 {
 		t.Fatalf("first token: %d %s", rec.Code, rec.Body)
 	}
-	fetches := api.realm.KeyFetches()
+	fetches := realmx.Of(api.realm).KeyFetches()
 
 	if _, err := op.RotateKey(); err != nil {
 		t.Fatal(err)
@@ -190,7 +191,7 @@ func TestHostileProviderBearerKeyRotation(t *testing.T) {
 	if rec := api.call(mint()); rec.Code != 200 {
 		t.Fatalf("token with the new kid: %d %s", rec.Code, rec.Body)
 	}
-	if n := api.realm.KeyFetches(); n != fetches+1 {
+	if n := realmx.Of(api.realm).KeyFetches(); n != fetches+1 {
 		t.Errorf("key fetches %d, want %d", n, fetches+1)
 	}
 	if rec := api.call(oldToken); rec.Code != 200 {

@@ -63,7 +63,7 @@ func RequireAuthenticated() Middleware { return require(nil) }
 
 // RequireAnyRealmRole is Require(cloakroom.AnyRealmRole(roles...)): at
 // least one of the roles, read from the roles claim (Claims.RealmRoles:
-// realm_access.roles, or the Verifier's Config.RolesClaim).
+// realm_access.roles, or the Verifier's VerifierConfig.RolesClaim).
 func RequireAnyRealmRole(roles ...string) Middleware {
 	return Require(cloakroom.AnyRealmRole(roles...))
 }

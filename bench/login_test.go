@@ -46,7 +46,7 @@ func BenchmarkLoginRoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", auth)
+	auth.Mount(mux)
 	mux.Handle("/private", auth.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })))
 	h = auth.Middleware(mux)
 

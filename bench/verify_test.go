@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func newVerifyFixture(b *testing.B) *verifyFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	resp, err := realm.HTTPClient().Get(meta.JWKSURI)
+	resp, err := http.Get(meta.JWKSURI)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func verifiers(b *testing.B) []verifier {
 			if err != nil {
 				b.Fatal(err)
 			}
-			v, err := realm.NewVerifier(cloakroom.Config{ClientID: "cloakroom", CacheEntries: entries})
+			v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "cloakroom", CacheEntries: entries})
 			if err != nil {
 				b.Fatal(err)
 			}

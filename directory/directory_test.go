@@ -542,7 +542,7 @@ func TestForbiddenAdmin(t *testing.T) {
 	d := newLocation(t, "sqlite").open(t, WithAdmin(weak))
 	u := must[*User](t)(d.UpsertFromClaims(ctx, e.claims(t, "alice")))
 	_, err = d.Deactivate(ctx, u.ID)
-	var ae *admin.Error
+	var ae *admin.APIError
 	if !errors.Is(err, admin.ErrForbidden) || !errors.As(err, &ae) || ae.Role != "manage-users" {
 		t.Fatalf("deactivate without roles: %v", err)
 	}
@@ -645,7 +645,7 @@ func TestHooks(t *testing.T) {
 	}
 
 	// bearer.WithUserMapper over a real request.
-	v, err := e.realm.NewVerifier(cloakroom.Config{ClientID: keycloaktest.DemoClientID})
+	v, err := e.realm.NewVerifier(cloakroom.VerifierConfig{ClientID: keycloaktest.DemoClientID})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,10 @@
 // in the cloakroom_schema_migrations table under the component
 // "directory:cloakroom_users", like the session stores.
 //
+// ExampleDirectory_AfterLogin wires a Directory into login and bearer;
+// ExampleOpenSQLite and ExampleDirectory_Sync fill it from Keycloak. All
+// run against keycloaktest.
+//
 // # Keeping rows current
 //
 // Three things write rows:

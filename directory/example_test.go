@@ -45,7 +45,7 @@ func demo() (*keycloaktest.Server, *cloakroom.Realm, *admin.Client) {
 
 // verify checks a token minted by keycloaktest, as a service would.
 func verify(realm *cloakroom.Realm, token string) *cloakroom.Claims {
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: keycloaktest.DemoClientID})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: keycloaktest.DemoClientID})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func ExampleDirectory_AfterLogin() {
 	}
 
 	// API requests: the mapper puts the *directory.User in the principal.
-	v, _ := realm.NewVerifier(cloakroom.Config{ClientID: keycloaktest.DemoClientID})
+	v, _ := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: keycloaktest.DemoClientID})
 	auth, err := bearer.New(v, bearer.WithUserMapper(func(ctx context.Context, p *bearer.Principal) (any, error) { return users.MapUser(ctx, p.Claims) }))
 	if err != nil {
 		log.Fatal(err)

@@ -92,7 +92,7 @@ func webapp(t *testing.T) (appURL string, kc *keycloaktest.Realm) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", auth)
+	auth.Mount(mux)
 	mux.Handle("/private", auth.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := login.FromContext(r.Context())
 		_ = privatePage.Execute(w, s)

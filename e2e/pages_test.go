@@ -221,7 +221,7 @@ func TestSignedOutAndUnavailablePages(t *testing.T) {
 	}
 	auth := newLogin(t, kc.Issuer(), app.URL, func(c *login.Config) { c.SignedOutPage = true })
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", auth)
+	auth.Mount(mux)
 	mux.Handle("/", auth.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := login.FromContext(r.Context())
 		_ = signedOutApp.Execute(w, s)
@@ -249,7 +249,7 @@ func TestSignedOutAndUnavailablePages(t *testing.T) {
 	}
 	auth3 := newLogin(t, kc.Issuer(), wrong.URL, func(c *login.Config) { c.ClientID = "misconfigured" })
 	mux3 := http.NewServeMux()
-	mux3.Handle("/auth/", auth3)
+	auth3.Mount(mux3)
 	mux3.Handle("/", auth3.RequireLogin(http.NotFoundHandler()))
 	h3 = auth3.Middleware(mux3)
 

@@ -49,7 +49,7 @@ type Config struct {
 	ForwardAccessToken bool `yaml:"forward_access_token"`
 
 	// Audiences accepted on API routes besides ClientID, and authorized
-	// parties (azp) accepted on API routes (see cloakroom.Config).
+	// parties (azp) accepted on API routes (see cloakroom.VerifierConfig).
 	Audiences         []string      `yaml:"audiences"`
 	AuthorizedParties []string      `yaml:"authorized_parties"`
 	Algorithms        []string      `yaml:"algorithms"`
@@ -625,16 +625,34 @@ func splitList(v string) []string {
 	return out
 }
 
-// FieldError is a configuration error naming the field and how to fix it.
-type FieldError struct {
-	Field string
-	Msg   string
+// ConfigError is a configuration error naming the setting and how to fix
+// it. Setting is the setting's name in the YAML file (e.g. "issuer",
+// "session.store", "routes.api.upstream"), as in
+// cloakroom.ProviderError.Setting. Err, when not nil, is the cause
+// (Unwrap returns it, so errors.Is and errors.As see through a
+// ConfigError, e.g. to cloakroom.ErrMisconfigured or a *net.OpError).
+type ConfigError struct {
+	Setting string
+	Msg     string
+	Err     error
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+func (e *ConfigError) Error() string { return e.Setting + ": " + e.Msg }
+
+// Unwrap returns the cause, nil for a problem found in the Config alone.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // ValidationError lists every problem found in a Config.
-type ValidationError struct{ Problems []*FieldError }
+type ValidationError struct{ Problems []*ConfigError }
+
+// Unwrap returns the problems, so errors.As finds a *ConfigError.
+func (e *ValidationError) Unwrap() []error {
+	errs := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		errs[i] = p
+	}
+	return errs
+}
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
@@ -723,9 +741,9 @@ func (c *Config) normalize() {
 // *ValidationError that names every bad field and the fix.
 func (c *Config) Validate() error {
 	c.normalize()
-	var ps []*FieldError
-	bad := func(field, format string, args ...any) {
-		ps = append(ps, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	var ps []*ConfigError
+	bad := func(setting, format string, args ...any) {
+		ps = append(ps, &ConfigError{Setting: setting, Msg: fmt.Sprintf(format, args...)})
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not host:port (e.g. 127.0.0.1:4180 or :4180)", c.Listen)
@@ -754,6 +772,7 @@ func (c *Config) Validate() error {
 	store, storeErr := storeurl.Check(c.Session.Store)
 	if storeErr != nil {
 		bad("session.store", "%v", storeErr)
+		ps[len(ps)-1].Err = storeErr
 	}
 	if len(c.Session.EncryptionKeys) == 0 && store.Shared() {
 		bad("session.encryption_keys", "required with a shared store: set CLOAKROOM_ENCRYPTION_KEY to the same base64 key on every instance (generate one with `openssl rand -base64 32`)")

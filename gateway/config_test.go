@@ -65,7 +65,7 @@ func TestValidateNamesFields(t *testing.T) {
 			}
 			found := false
 			for _, p := range ve.Problems {
-				if p.Field == tt.field {
+				if p.Setting == tt.field {
 					found = true
 				}
 			}

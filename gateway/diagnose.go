@@ -143,7 +143,7 @@ func CheckOnline(ctx context.Context, cfg Config, opts ...Option) ([]OnlineCheck
 	}
 	realm, err := cloakroom.NewRealm(cfg.Issuer, realmOpts...)
 	if err != nil {
-		return nil, &FieldError{Field: "issuer", Msg: strings.TrimPrefix(err.Error(), "cloakroom: ")}
+		return nil, &ConfigError{Setting: "issuer", Msg: strings.TrimPrefix(err.Error(), "cloakroom: "), Err: err}
 	}
 	var checks []OnlineCheck
 	var problems []string
@@ -194,7 +194,7 @@ func clientSecret(cfg Config) (string, error) {
 	}
 	b, err := os.ReadFile(cfg.ClientSecretFile)
 	if err != nil {
-		return "", &FieldError{Field: "client_secret_file", Msg: err.Error()}
+		return "", &ConfigError{Setting: "client_secret_file", Msg: err.Error(), Err: err}
 	}
 	return strings.TrimSpace(string(b)), nil
 }

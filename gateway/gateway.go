@@ -11,6 +11,12 @@
 // the client is removed on every route. The reserved prefix /_cloakroom/
 // serves login, callback, logout, back-channel logout, me, healthz, readyz
 // and metrics.
+//
+// ExampleNew runs a gateway against keycloaktest in front of an
+// application that reads the X-Forwarded-* headers. A setting that cannot
+// work is a *ConfigError naming it (a *ValidationError lists every one
+// Config.Validate found); its cause stays reachable with errors.Is and
+// errors.As.
 package gateway
 
 import (
@@ -38,8 +44,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Gateway is the reverse proxy. Create it with New, serve it with Run (or
-// use it as an http.Handler), and Close it.
+// Gateway is the reverse proxy. Create it with New, serve it with Run or
+// Serve, or mount it yourself: a *Gateway is the http.Handler of the whole
+// site (routes and /_cloakroom/). Close it when done.
 type Gateway struct {
 	cfg      Config
 	logger   *slog.Logger
@@ -138,10 +145,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	realm, err := cloakroom.NewRealm(cfg.Issuer, realmOpts...)
 	if err != nil {
-		return nil, &FieldError{Field: "issuer", Msg: strings.TrimPrefix(err.Error(), "cloakroom: ")}
+		return nil, &ConfigError{Setting: "issuer", Msg: strings.TrimPrefix(err.Error(), "cloakroom: "), Err: err}
 	}
 	g.realm = realm
+	// The one verification setting: login's verifiers and the bearer
+	// verifier below are made from it.
 	profile, _ := cloakroom.ParseProfile(cfg.Profile) // checked by Validate
+	verify := cloakroom.VerifierConfig{Algorithms: cfg.Algorithms, Leeway: cfg.Leeway, Profile: profile, RolesClaim: cfg.RolesClaim}
 
 	// Sessions.
 	keys := make([][]byte, 0, len(cfg.Session.EncryptionKeys))
@@ -156,11 +166,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	ring, err := session.NewKeyring(keys...)
 	if err != nil {
-		return nil, &FieldError{Field: "session.encryption_keys", Msg: err.Error()}
+		return nil, &ConfigError{Setting: "session.encryption_keys", Msg: err.Error(), Err: err}
 	}
 	store, err := storeurl.Open(ctx, cfg.Session.Store)
 	if err != nil {
-		return nil, &FieldError{Field: "session.store", Msg: err.Error()}
+		return nil, &ConfigError{Setting: "session.store", Msg: err.Error(), Err: err}
 	}
 	ttl := 5 * time.Second
 	if cfg.Session.CacheTTL != nil {
@@ -174,7 +184,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		cached, err := session.NewCachedStore(ctx, st, session.CacheOptions{TTL: ttl})
 		if err != nil {
 			store.Close()
-			return nil, &FieldError{Field: "session.store", Msg: "subscribing to invalidations: " + err.Error()}
+			return nil, &ConfigError{Setting: "session.store", Msg: "subscribing to invalidations: " + err.Error(), Err: err}
 		}
 		if u, _ := storeurl.Parse(cfg.Session.Store); !cached.Notified() && u.Shared() {
 			logger.Warn("the session store cannot notify other instances; a logout reaches them within the cache TTL", "cache_ttl", ttl)
@@ -194,9 +204,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	g.login, err = login.New(login.Config{
 		Realm: realm, ClientID: cfg.ClientID, ClientSecret: secret,
 		BaseURL: cfg.PublicURL, Prefix: DefaultPrefix, Sessions: g.sessions,
-		AllowedRedirectOrigins: cfg.AllowedRedirectOrigins,
-		Algorithms:             cfg.Algorithms, Leeway: cfg.Leeway, ACRLevels: cfg.ACRLevels,
-		Profile: profile, RolesClaim: cfg.RolesClaim,
+		Verifier: verify, ACRLevels: cfg.ACRLevels, AllowedRedirectOrigins: cfg.AllowedRedirectOrigins,
 		// Other providers may return the profile (email, username) only at
 		// userinfo when they issue an access token (OIDC Core 5.4).
 		FetchUserinfo: profile != cloakroom.Keycloak,
@@ -229,11 +237,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		st.Close()
 		return nil, err
 	}
-	verifier, err := realm.NewVerifier(cloakroom.Config{
-		ClientID: cfg.ClientID, Audiences: append([]string{cfg.ClientID}, cfg.Audiences...),
-		AuthorizedParties: cfg.AuthorizedParties, Algorithms: cfg.Algorithms, Leeway: cfg.Leeway,
-		Profile: profile, RolesClaim: cfg.RolesClaim,
-	})
+	// API routes also take the audiences and authorized parties
+	// configured for them.
+	verify.ClientID, verify.Audiences, verify.AuthorizedParties = cfg.ClientID, append([]string{cfg.ClientID}, cfg.Audiences...), cfg.AuthorizedParties
+	verifier, err := realm.NewVerifier(verify)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -344,9 +351,6 @@ func (g *Gateway) Close() error {
 	return g.store.Close()
 }
 
-// Handler returns the gateway as an http.Handler (the Gateway itself).
-func (g *Gateway) Handler() http.Handler { return g }
-
 // Run listens on Config.Listen (TLS if configured) and serves until ctx
 // ends, then shuts down gracefully within Config.ShutdownTimeout.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -370,7 +374,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
 		if err != nil {
 			ln.Close()
-			return &FieldError{Field: "tls", Msg: err.Error()}
+			return &ConfigError{Setting: "tls", Msg: err.Error(), Err: err}
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)

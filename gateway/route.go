@@ -61,7 +61,7 @@ func stateOf(r *http.Request) *reqState {
 func (g *Gateway) newRoute(rc *Route) (*route, error) {
 	target, err := url.Parse(rc.Upstream)
 	if err != nil {
-		return nil, &FieldError{Field: "routes." + rc.Name + ".upstream", Msg: err.Error()}
+		return nil, &ConfigError{Setting: "routes." + rc.Name + ".upstream", Msg: err.Error(), Err: err}
 	}
 	rt := &route{cfg: rc, target: target}
 	if strings.HasPrefix(rc.Host, "*.") {

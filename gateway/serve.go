@@ -284,7 +284,7 @@ func (g *Gateway) internalHandler() http.Handler {
 		}
 		meSession.ServeHTTP(w, r)
 	})
-	mux.Handle(DefaultPrefix+"/", g.login)
+	g.login.Mount(mux) // the rest of DefaultPrefix: login, callback, logout, back-channel logout
 	return mux
 }
 

@@ -28,11 +28,11 @@ func newVerifiers(t *testing.T, issuer string) verifiers {
 	if err != nil {
 		t.Fatalf("cloakroom.NewRealm: %v", err)
 	}
-	access, err := realm.NewVerifier(cloakroom.Config{ClientID: clientID})
+	access, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: clientID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := realm.NewVerifier(cloakroom.Config{ClientID: clientID, Kind: cloakroom.IDToken})
+	id, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: clientID, Kind: cloakroom.IDToken})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func TestRealKeycloakRefreshRotation(t *testing.T) {
 	}
 
 	t.Run("oauth2", func(t *testing.T) {
-		v, err := realm.NewVerifier(cloakroom.Config{ClientID: "conf-app", AuthorizedParties: []string{"conf-app"}})
+		v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "conf-app", AuthorizedParties: []string{"conf-app"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +268,7 @@ func TestRealKeycloakRefreshRotation(t *testing.T) {
 			return
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/auth/", auth)
+		auth.Mount(mux)
 		mux.HandleFunc("/me", func(w http.ResponseWriter, r *http.Request) {
 			s, ok := weblogin.FromContext(r.Context())
 			if !ok {
@@ -385,7 +385,7 @@ func TestRealKeycloakIntrospectionRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: "conf-app"})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "conf-app"})
 	if err != nil {
 		t.Fatal(err)
 	}

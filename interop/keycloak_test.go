@@ -91,7 +91,7 @@ func TestRealKeycloakVerification(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := realPasswordLogin(t, issuer, "alice", "alice-pw")
-	strict, err := realm.NewVerifier(cloakroom.Config{ClientID: "conf-app"})
+	strict, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "conf-app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestRealKeycloakVerification(t *testing.T) {
 	if !errors.Is(err, cloakroom.ErrAudience) || !strings.Contains(err.Error(), "Audience mapper") || !strings.Contains(err.Error(), "azp") {
 		t.Fatalf("a token without aud: %v, want an audience refusal naming the Audience mapper and azp", err)
 	}
-	byAZP, err := realm.NewVerifier(cloakroom.Config{ClientID: "conf-app", AuthorizedParties: []string{"conf-app"}})
+	byAZP, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "conf-app", AuthorizedParties: []string{"conf-app"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestRealKeycloakVerification(t *testing.T) {
 	if _, err := byAZP.Verify(t.Context(), tok.RefreshToken); err == nil {
 		t.Errorf("a refresh token was accepted as an access token")
 	}
-	idv, err := realm.NewVerifier(cloakroom.Config{ClientID: "conf-app", Kind: cloakroom.IDToken})
+	idv, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "conf-app", Kind: cloakroom.IDToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestRealKeycloakIntrospection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: "conf-app", AuthorizedParties: []string{"conf-app"}})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "conf-app", AuthorizedParties: []string{"conf-app"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/bearer"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/realmx"
 	rplogin "github.com/cloakroom/cloakroom/login"
 	"github.com/cloakroom/cloakroom/session"
 )
@@ -207,6 +208,16 @@ type rpConfig struct {
 	rolesClaim               string
 }
 
+// detectsGeneric reports whether a Verifier with the AutoDetect profile
+// applies the generic OIDC rules to tokens of realm.
+func detectsGeneric(ctx context.Context, realm *cloakroom.Realm) (bool, error) {
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "any", Profile: cloakroom.AutoDetect})
+	if err != nil {
+		return false, err
+	}
+	return realmx.OfVerifier[*cloakroom.Realm](v).Generic(ctx)
+}
+
 // startRP builds the rplogin.Handler for srv (generic profile detected
 // automatically) with an in-memory session store. Pages: /private (login
 // required, prints the session), /admin (role "admin" required).
@@ -226,7 +237,7 @@ func startRP(t *testing.T, srv *lateServer, c rpConfig) *rp {
 	a := &rp{srv: srv, realm: realm}
 	a.h, err = rplogin.New(rplogin.Config{
 		Realm: realm, ClientID: c.clientID, ClientSecret: c.secret, BaseURL: srv.URL,
-		Sessions: mgr, Scopes: c.scopes, Profile: cloakroom.AutoDetect, RolesClaim: c.rolesClaim,
+		Sessions: mgr, Scopes: c.scopes, Verifier: cloakroom.VerifierConfig{Profile: cloakroom.AutoDetect, RolesClaim: c.rolesClaim},
 		FetchUserinfo: true,
 		Logger:        quietLog,
 		// Every request refreshes (the peers' tokens live minutes to
@@ -240,7 +251,7 @@ func startRP(t *testing.T, srv *lateServer, c rpConfig) *rp {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", a.h)
+	a.h.Mount(mux)
 	mux.Handle("/private", a.h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := rplogin.FromContext(r.Context())
 		fmt.Fprintf(w, "private sub=%s user=%s email=%s sid=%s access-claims=%v csrf=%s token=%s",
@@ -419,7 +430,7 @@ func bearerCheck(t *testing.T, issuer, audience string, parties []string, token 
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := realm.NewVerifier(cloakroom.Config{ClientID: audience, AuthorizedParties: parties, Profile: cloakroom.AutoDetect})
+	v, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: audience, AuthorizedParties: parties, Profile: cloakroom.AutoDetect})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,11 @@
 // loaded from a Keycloak realm-export file, and can be exported again in a
 // form a real Keycloak can import.
 //
+// ExampleNew serves the demo realm and logs alice in with the password
+// grant; ExampleServer_browserLogin drives the browser login; the other
+// packages' examples (bearer, login, admin, directory, gateway) run
+// against it too, with no network and no Java.
+//
 // # Roles
 //
 // Roles follow Keycloak's model. A realm has realm roles (RealmConfig.RealmRoles

@@ -19,7 +19,7 @@ func ExampleNew() {
 	}
 	keys, _ := session.ParseKeys(session.GenerateKey())
 	ring, _ := session.NewKeyring(keys...)
-	sessions, _ := session.NewManager(session.Config{Store: session.NewMemoryStore(), Keyring: ring, Secure: true})
+	sessions, _ := session.NewManager(session.Config{Store: session.NewMemoryStore(), Keyring: ring}) // Secure follows BaseURL
 	auth, err := login.New(login.Config{
 		Realm:        realm,
 		ClientID:     "webapp",
@@ -31,7 +31,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", auth)
+	auth.Mount(mux)
 	mux.Handle("/account", auth.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := login.FromContext(r.Context())
 		fmt.Fprintf(w, "hello %s", s.Username)

@@ -135,7 +135,7 @@ func (h *Handler) oauthConfig(meta *cloakroom.Metadata) *oauth2.Config {
 // (cloakroom.WithHTTPClient): the token endpoint must not be able to hold
 // a callback or a refresh forever.
 func (h *Handler) oauthContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(ctx, h.realm.RequestTimeout())
+	ctx, cancel := context.WithTimeout(ctx, h.provider.Timeout)
 	return context.WithValue(ctx, oauth2.HTTPClient, h.tokenClient), cancel
 }
 
@@ -321,7 +321,7 @@ func (h *Handler) handleCallback(w http.ResponseWriter, r *http.Request) {
 			// The provider refusing the client itself (a wrong secret, an
 			// unknown client) is this application's misconfiguration:
 			// every login would fail the same way.
-			if pe := h.realm.ClientRefusal(meta.TokenEndpoint, h.cfg.ClientID, re.Response.StatusCode, re.ErrorCode, re.ErrorDescription); pe != nil {
+			if pe := h.clientRefused(meta.TokenEndpoint, re); pe != nil {
 				h.misconfigured(w, r, pe)
 				return
 			}
@@ -422,7 +422,7 @@ func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wa
 	if rawID == "" && wantSub == "" {
 		return nil, nil, errors.New("no ID token in the answer (is openid among the scopes?)")
 	}
-	profile, err := h.realm.ResolveProfile(ctx, h.cfg.Profile)
+	generic, err := h.genericRules(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -430,7 +430,7 @@ func (h *Handler) verifyTokens(ctx context.Context, tok *oauth2.Token, nonce, wa
 	opaque := false
 	switch {
 	case err == nil:
-	case profile == cloakroom.GenericOIDC && opaqueToUs(err):
+	case generic && opaqueToUs(err):
 		// OIDC does not make the access token the client's business: it
 		// may be opaque (Hydra, ZITADEL), encrypted, shaped like an ID
 		// token (dex) or meant for another audience. It is then only

@@ -26,7 +26,7 @@ func FuzzBackchannelLogout(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	oracle, err := realm.NewVerifier(cloakroom.Config{ClientID: "webapp", Kind: cloakroom.LogoutToken})
+	oracle, err := realm.NewVerifier(cloakroom.VerifierConfig{ClientID: "webapp", Kind: cloakroom.LogoutToken})
 	if err != nil {
 		f.Fatal(err)
 	}

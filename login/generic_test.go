@@ -47,7 +47,7 @@ func newGenericApp(t *testing.T, o genericop.Options, edit func(*login.Config)) 
 	t.Cleanup(a.srv.Close)
 	cfg := login.Config{
 		Realm: realm, ClientID: "web", ClientSecret: "web-secret", BaseURL: a.srv.URL,
-		Sessions: mgr, Logger: quiet, Profile: cloakroom.GenericOIDC, RolesClaim: "groups",
+		Sessions: mgr, Logger: quiet, Verifier: cloakroom.VerifierConfig{Profile: cloakroom.GenericOIDC, RolesClaim: "groups"},
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -56,7 +56,7 @@ func newGenericApp(t *testing.T, o genericop.Options, edit func(*login.Config)) 
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", a.h)
+	a.h.Mount(mux)
 	mux.Handle("/private", a.h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := login.FromContext(r.Context())
 		fmt.Fprintf(w, "private page of %s (%s) sid=%s access-claims=%v token=%s csrf=%s", s.Username, s.Subject, s.SID(), s.AccessClaims != nil, s.AccessToken, s.CSRFToken)
@@ -101,7 +101,7 @@ func TestGenericProviderCodeFlow(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			a := newGenericApp(t, tt.opts, func(c *login.Config) {
-				c.Profile = tt.profile
+				c.Verifier.Profile = tt.profile
 				// Refresh on every request: the tokens live 5 minutes.
 				c.RefreshBefore = time.Hour
 			})
@@ -168,7 +168,7 @@ func TestGenericProviderAccessTokenFaults(t *testing.T) {
 func TestGenericProviderKeycloakProfileRefuses(t *testing.T) {
 	t.Parallel()
 	for _, jwt := range []bool{false, true} {
-		a := newGenericApp(t, genericop.Options{JWTAccessTokens: jwt}, func(c *login.Config) { c.Profile = cloakroom.Keycloak })
+		a := newGenericApp(t, genericop.Options{JWTAccessTokens: jwt}, func(c *login.Config) { c.Verifier.Profile = cloakroom.Keycloak })
 		p := newBrowser(t).get(a.srv.URL + "/private")
 		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "did not pass verification") {
 			t.Errorf("JWT access tokens %v: %d %.300s", jwt, p.status, p.body)

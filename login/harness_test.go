@@ -177,7 +177,7 @@ func newApp(t *testing.T, p *idp, o appOptions) *app {
 	}
 	a.h = h
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", h)
+	h.Mount(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if s, ok := login.FromContext(r.Context()); ok {
 			fmt.Fprintf(w, "home of %s", s.Username)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/hostileop"
+	"github.com/cloakroom/cloakroom/internal/realmx"
 	"github.com/cloakroom/cloakroom/login"
 	"github.com/cloakroom/cloakroom/session"
 )
@@ -90,7 +91,7 @@ func newHostileApp(t *testing.T, op *hostileop.Server, edit func(*login.Config),
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", lh)
+	lh.Mount(mux)
 	mux.Handle("/private", lh.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := login.FromContext(r.Context())
 		w.Write([]byte("private page of " + s.Subject))
@@ -284,7 +285,7 @@ func TestHostileProviderKeyRotation(t *testing.T) {
 		t.Fatalf("first login: %d: %.300s", pg.status, pg.body)
 	}
 	oldKID := op.KID()
-	fetches := a.realm.KeyFetches()
+	fetches := realmx.Of(a.realm).KeyFetches()
 
 	// The provider signs with a new key; the old one stays published.
 	if _, err := op.RotateKey(); err != nil {
@@ -294,8 +295,8 @@ func TestHostileProviderKeyRotation(t *testing.T) {
 	if pg := bob.get(a.url + "/private"); pg.status != 200 {
 		t.Fatalf("login with the new key: %d: %.300s\n%s", pg.status, pg.body, a.log.String())
 	}
-	if a.realm.KeyFetches() != fetches+1 {
-		t.Errorf("key fetches: %d, want %d (one refetch for the new kid)", a.realm.KeyFetches(), fetches+1)
+	if realmx.Of(a.realm).KeyFetches() != fetches+1 {
+		t.Errorf("key fetches: %d, want %d (one refetch for the new kid)", realmx.Of(a.realm).KeyFetches(), fetches+1)
 	}
 	if pg := alice.do(http.MethodGet, a.url+"/private", nil, asJSON); pg.status != 200 {
 		t.Fatalf("session on the old, still published key: %d", pg.status)

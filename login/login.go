@@ -7,12 +7,16 @@
 //		Realm: realm, ClientID: "webapp", ClientSecret: secret,
 //		BaseURL: "https://app.example.com", Sessions: sessions,
 //	})
-//	mux.Handle("/auth/", auth)                             // login, callback, logout, back-channel logout, register
+//	auth.Mount(mux)                                         // Prefix()+"/": login, callback, logout, back-channel logout, register
 //	mux.Handle("/account/", auth.RequireLogin(accountPage)) // browsers are sent to Keycloak and back
 //	http.ListenAndServe(":8080", auth.Middleware(mux))     // loads (and refreshes) the session on every request
 //
 // In a handler, login.FromContext(r.Context()) returns the Session: the
 // user's claims and an access token for calling APIs on the user's behalf.
+// Pages link to auth.LoginURL(returnTo) to sign in, and sign out with a
+// form posting to auth.LogoutURL(returnTo) that carries
+// Session.LogoutFormFields (the CSRF token). The runnable example is
+// ExampleHandler_Mount.
 package login
 
 import (
@@ -29,6 +33,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/bodylimit"
+	"github.com/cloakroom/cloakroom/internal/realmx"
 	"github.com/cloakroom/cloakroom/internal/ttlcache"
 	"github.com/cloakroom/cloakroom/session"
 )
@@ -52,7 +57,7 @@ type LoginEvent struct {
 	// IDClaims are the ID token's claims; AccessClaims the access token's
 	// (roles live there in Keycloak). AccessClaims is nil when the
 	// provider's access token is opaque to this client (GenericOIDC only,
-	// see Config.Profile).
+	// see Config.Verifier).
 	IDClaims     *cloakroom.Claims
 	AccessClaims *cloakroom.Claims
 	// Userinfo are the claims the userinfo endpoint returned, when
@@ -131,8 +136,14 @@ type Config struct {
 	// token or authentication members such as iss, aud, exp, acr) are
 	// added to the session's IDClaims, and kept across refreshes.
 	FetchUserinfo bool
-	// Algorithms, Leeway, Profile and RolesClaim are passed to the token
-	// verifiers.
+	// Verifier configures the verification of the tokens the Handler
+	// receives: Algorithms, Leeway, Profile, RolesClaim, CacheEntries,
+	// CacheBytes and LogoutTokenMaxAge (the zero value is Keycloak with
+	// the secure defaults). The Handler makes its ID, access and logout
+	// token verifiers from it, setting Kind itself and ClientID to
+	// Config.ClientID (Verifier.ClientID may be empty or the same);
+	// Audiences, AuthorizedParties and SkipAudienceCheck must stay unset,
+	// as the tokens of a login are issued to this client.
 	//
 	// With the Keycloak profile (the default) the access token must be a
 	// Keycloak access token that verifies. With GenericOIDC (or AutoDetect
@@ -141,13 +152,10 @@ type Config struct {
 	// dex's ID-token-shaped one, one for another audience) is kept as an
 	// opaque credential: the session then takes its subject and roles
 	// from the verified ID token, and Session.AccessClaims is nil. A JWT
-	// whose signature, key, issuer or times fail is refused.
-	Algorithms []string
-	Leeway     time.Duration
-	Profile    cloakroom.Profile
-	// RolesClaim is where RequireAnyRealmRole and RequireAllRealmRoles
-	// read roles (default realm_access.roles), e.g. "groups" for dex.
-	RolesClaim string
+	// whose signature, key, issuer or times fail is refused. RolesClaim is
+	// where RequireAnyRealmRole and RequireAllRealmRoles read roles
+	// (default realm_access.roles), e.g. "groups" for dex.
+	Verifier cloakroom.VerifierConfig
 	// AfterLogin runs after every successful login: update the local user
 	// here, store extra values, or refuse the login with an error.
 	AfterLogin func(ctx context.Context, e *LoginEvent) error
@@ -190,8 +198,13 @@ type Handler struct {
 	refreshes   flightGroup
 	idCache     *ttlcache.Cache[idClaimsEntry]
 	tokenClient *http.Client // the Realm's client, answers bounded
-	mux         *http.ServeMux
-	now         func() time.Time
+	provider    realmx.Conn  // how the Realm reaches the provider
+	// genericRules reports whether the generic OIDC profile applies
+	// (resolving AutoDetect once, from discovery).
+	genericRules func(context.Context) (bool, error)
+	mux          *http.ServeMux
+	mountWarn    sync.Once // a request outside the prefix: mounted wrong
+	now          func() time.Time
 	misconfigLog
 }
 
@@ -218,8 +231,10 @@ func New(cfg Config) (*Handler, error) {
 	if !strings.HasPrefix(prefix, "/") || strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "?#") {
 		return nil, fmt.Errorf("login: Config.Prefix %q must start with / and not end with one, e.g. /auth", prefix)
 	}
+	conn := realmx.Of(cfg.Realm)
 	h := &Handler{
 		cfg:      cfg,
+		provider: conn,
 		realm:    cfg.Realm,
 		sessions: cfg.Sessions.WithSecure(base.Scheme == "https"),
 		base:     base,
@@ -227,12 +242,12 @@ func New(cfg Config) (*Handler, error) {
 		logger:   cfg.Logger,
 		origins:  map[string]bool{base.Scheme + "://" + base.Host: true},
 		secure:   base.Scheme == "https",
-		now:      cfg.Realm.Now,
+		now:      conn.Now,
 		idCache:  ttlcache.New[idClaimsEntry](10_000, 16<<20),
 	}
-	h.tokenClient = newTokenClient(cfg.Realm.HTTPClient(), maxTokenResponseBytes)
+	h.tokenClient = newTokenClient(conn.Client, maxTokenResponseBytes)
 	if h.logger == nil {
-		h.logger = cfg.Realm.Logger()
+		h.logger = conn.Logger
 	}
 	h.redirectURI = base.String() + prefix + "/callback"
 	h.scopes = cfg.Scopes
@@ -254,8 +269,16 @@ func New(cfg Config) (*Handler, error) {
 			return nil, fmt.Errorf("login: Config.PostLogoutRedirect %q is neither a local path nor an allowed origin", cfg.PostLogoutRedirect)
 		}
 	}
-	vc := cloakroom.Config{ClientID: cfg.ClientID, Algorithms: cfg.Algorithms, Leeway: cfg.Leeway, Profile: cfg.Profile, RolesClaim: cfg.RolesClaim}
-	vc.Kind = cloakroom.IDToken
+	vc := cfg.Verifier
+	switch {
+	case vc.ClientID != "" && vc.ClientID != cfg.ClientID:
+		return nil, fmt.Errorf("login: Config.Verifier.ClientID %q is not Config.ClientID %q: leave it empty", vc.ClientID, cfg.ClientID)
+	case len(vc.Audiences) > 0 || len(vc.AuthorizedParties) > 0 || vc.SkipAudienceCheck:
+		return nil, errors.New("login: Config.Verifier.Audiences, AuthorizedParties and SkipAudienceCheck must be unset: the tokens of a login are issued to Config.ClientID")
+	case vc.Kind != cloakroom.AccessToken:
+		return nil, errors.New("login: Config.Verifier.Kind must be unset: the Handler verifies ID, access and logout tokens")
+	}
+	vc.ClientID, vc.Kind = cfg.ClientID, cloakroom.IDToken
 	if h.idVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
@@ -265,6 +288,7 @@ func New(cfg Config) (*Handler, error) {
 	if h.atVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
+	h.genericRules = realmx.OfVerifier[*cloakroom.Realm](h.atVerifier).Generic
 	vc.Kind, vc.AuthorizedParties = cloakroom.LogoutToken, nil
 	if h.ltVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
@@ -286,9 +310,18 @@ func New(cfg Config) (*Handler, error) {
 
 // ServeHTTP serves the routes under the prefix: login, register, callback,
 // logout, logged-out, backchannel-logout and (if enabled)
-// frontchannel-logout.
+// frontchannel-logout. Mount it with Mount, which registers exactly
+// Prefix()+"/"; other paths get 404 (and a warning once: the Handler was
+// mounted at another pattern or behind http.StripPrefix).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if !strings.HasPrefix(r.URL.Path, h.prefix+"/") {
+		h.mountWarn.Do(func() {
+			h.logger.Warn("login: the Handler got a request outside its prefix: register it with Handler.Mount(mux), or route every path under Prefix()+\"/\" to it unchanged (no http.StripPrefix)", "path", r.URL.Path, "prefix", h.prefix)
+		})
+		http.NotFound(w, r)
+		return
+	}
 	bodylimit.Wrap(w, r, endpointBodyLimits)
 	h.mux.ServeHTTP(w, r)
 }
@@ -331,7 +364,7 @@ type Session struct {
 	// IDClaims are the claims of the ID token received at login (or the
 	// last refresh); AccessClaims those of the current access token, where
 	// Keycloak puts roles. AccessClaims is nil when the provider's access
-	// token is opaque (GenericOIDC, see Config.Profile); roles are then
+	// token is opaque (GenericOIDC, see Config.Verifier); roles are then
 	// read from IDClaims.
 	IDClaims     *cloakroom.Claims
 	AccessClaims *cloakroom.Claims

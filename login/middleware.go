@@ -187,13 +187,14 @@ func (h *Handler) refresh(ctx context.Context, s *session.State) (*session.State
 // clientRefused reports whether a token-endpoint error is the provider
 // refusing the client itself (invalid_client, or Keycloak 26's 401
 // unauthorized_client for a wrong secret) rather than the grant; see
-// cloakroom.Realm.ClientRefusal.
+// realmx.Conn.ClientRefusal.
 func (h *Handler) clientRefused(tokenURL string, re *oauth2.RetrieveError) *cloakroom.ProviderError {
 	status := 0
 	if re.Response != nil {
 		status = re.Response.StatusCode
 	}
-	return h.realm.ClientRefusal(tokenURL, h.cfg.ClientID, status, re.ErrorCode, re.ErrorDescription)
+	pe, _ := h.provider.ClientRefusal(tokenURL, h.cfg.ClientID, status, re.ErrorCode, re.ErrorDescription).(*cloakroom.ProviderError)
+	return pe
 }
 
 // spendRefreshToken calls the token endpoint while holding the lease.
@@ -333,7 +334,8 @@ func (h *Handler) RequireFunc(what string, allow func(*Session) bool) func(http.
 
 // RoleClaims returns the claims requirements read: the access token's
 // when it was verified, else the ID token's (an opaque access token,
-// GenericOIDC). Both read roles from Config.RolesClaim. It may be nil.
+// GenericOIDC). Both read roles from Config.Verifier.RolesClaim. It may
+// be nil.
 func (s *Session) RoleClaims() *cloakroom.Claims {
 	if s.AccessClaims != nil {
 		return s.AccessClaims
@@ -343,7 +345,8 @@ func (s *Session) RoleClaims() *cloakroom.Claims {
 
 // RequireAnyRealmRole is Require(cloakroom.AnyRealmRole(roles...)): at
 // least one of the roles, read from the roles claim (Claims.RealmRoles:
-// Keycloak's realm roles, or the Config.RolesClaim of another provider).
+// Keycloak's realm roles, or the Config.Verifier.RolesClaim of another
+// provider).
 func (h *Handler) RequireAnyRealmRole(roles ...string) func(http.Handler) http.Handler {
 	return h.Require(cloakroom.AnyRealmRole(roles...))
 }
@@ -427,7 +430,7 @@ func (h *Handler) idClaims(s *session.State) *cloakroom.Claims {
 	if err != nil {
 		return nil
 	}
-	c = c.WithRolesClaim(h.idVerifier.RolesClaim())
+	c = c.WithRolesClaim(h.cfg.Verifier.RolesClaim)
 	// Two minutes: long enough to spare the parsing on a busy session, short
 	// enough that ended sessions do not linger in memory.
 	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+120, len(s.IDClaims)*2+len(s.IDToken)+256, now)

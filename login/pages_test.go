@@ -148,7 +148,7 @@ func TestForbiddenPageEscapes(t *testing.T) {
 	a := newApp(t, p, appOptions{})
 	const role = `<script>alert(1)</script>" onmouseover="x`
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", a.h)
+	a.h.Mount(mux)
 	mux.Handle("/private", a.h.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := login.FromContext(r.Context())
 		io.WriteString(w, "private csrf="+s.CSRFToken)

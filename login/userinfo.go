@@ -30,7 +30,7 @@ func (h *Handler) fetchUserinfo(ctx context.Context, meta *cloakroom.Metadata, a
 	if endpoint == "" {
 		return fail(0, errors.New("the discovery document has no userinfo_endpoint, but login.Config.FetchUserinfo is on"))
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.realm.RequestTimeout())
+	ctx, cancel := context.WithTimeout(ctx, h.provider.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 	if err != nil {
@@ -38,7 +38,7 @@ func (h *Handler) fetchUserinfo(ctx context.Context, meta *cloakroom.Metadata, a
 	}
 	req.Header.Set("Authorization", "Bearer "+accessToken)
 	req.Header.Set("Accept", "application/json")
-	resp, err := h.realm.HTTPClient().Do(req)
+	resp, err := h.provider.Client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

@@ -6,7 +6,9 @@
 // Stores: NewMemoryStore (one process, tests), sqlitestore.Open (the
 // embedded default, one file), redisstore.Open and pgstore.Open (several
 // instances sharing sessions). All pass the same conformance suite
-// (sessiontest.Run). Manager ties a Store to cookies.
+// (sessiontest.Run). Manager ties a Store to cookies; ExampleManager shows
+// it. Web applications rarely call the Manager themselves: login.New takes
+// it and does (see login's ExampleHandler_Mount).
 package session
 
 import (

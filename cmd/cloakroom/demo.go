@@ -197,8 +197,8 @@ func startDemo(ctx context.Context, o demoOptions, logger *slog.Logger) (_ *demo
 		Log:             gateway.LogConfig{Level: "info", Format: "text"},
 		ShutdownTimeout: demoShutdownTimeout,
 	}, gateway.WithLogger(gwLogger))
-	var fe *gateway.FieldError
-	if errors.As(err, &fe) && fe.Field == "session.store" && o.sessionFile != "" {
+	var fe *gateway.ConfigError
+	if errors.As(err, &fe) && fe.Setting == "session.store" && o.sessionFile != "" {
 		return nil, fmt.Errorf("--session-file %s: %s", o.sessionFile, fe.Msg)
 	}
 	if err != nil {

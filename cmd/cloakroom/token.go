@@ -86,7 +86,7 @@ func runTokenVerify(ctx context.Context, args []string, stdin io.Reader, stdout,
 	if *issuer == "" {
 		return usageError("--issuer is required")
 	}
-	cfg := cloakroom.Config{ClientID: *audience, AuthorizedParties: parties, Algorithms: algs, Leeway: *leeway, CacheEntries: -1}
+	cfg := cloakroom.VerifierConfig{ClientID: *audience, AuthorizedParties: parties, Algorithms: algs, Leeway: *leeway, CacheEntries: -1}
 	switch *kind {
 	case "access":
 		cfg.Kind = cloakroom.AccessToken
@@ -134,10 +134,10 @@ func runTokenVerify(ctx context.Context, args []string, stdin io.Reader, stdout,
 func libraryMessage(err error) string {
 	return strings.NewReplacer(
 		"cloakroom: ", "",
-		"Config.AuthorizedParties", "--azp",
-		"Config.ClientID", "--audience",
-		"Config.Algorithms", "--alg",
-		"Config.Leeway", "--leeway",
+		"VerifierConfig.AuthorizedParties", "--azp",
+		"VerifierConfig.ClientID", "--audience",
+		"VerifierConfig.Algorithms", "--alg",
+		"VerifierConfig.Leeway", "--leeway",
 	).Replace(err.Error())
 }
 

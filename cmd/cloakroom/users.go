@@ -378,7 +378,7 @@ func fail(err error) error {
 }
 
 func describe(err error) error {
-	var ae *admin.Error
+	var ae *admin.APIError
 	if !errors.As(err, &ae) {
 		if errors.Is(err, context.Canceled) {
 			return errors.New("interrupted")
@@ -881,7 +881,7 @@ func syncCmd(fs *flag.FlagSet, _ string) usersAction {
 				if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 					return &exitError{code: 1, err: fmt.Errorf("interrupted: run the same command with --resume to continue run %s", rep.RunID)}
 				}
-				var ae *admin.Error
+				var ae *admin.APIError
 				if errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusTooManyRequests {
 					return &exitError{code: 1, err: describe(err)} // retrying will not help
 				}

@@ -151,9 +151,12 @@ func newApp(cfg config, store session.Store, logger *slog.Logger) (http.Handler,
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", auth)
-	mux.HandleFunc("GET /{$}", home)
-	mux.Handle("GET /profile", auth.RequireLogin(http.HandlerFunc(profile)))
-	mux.Handle("GET /admin", auth.RequireAnyRealmRole("admin")(http.HandlerFunc(adminPage)))
-	return auth.Middleware(mux), nil
+	auth.Mount(mux) // login, callback, logout, back-channel logout, register under /auth/
+	p := pages{auth}
+	mux.HandleFunc("GET /{$}", p.home)
+	mux.Handle("GET /profile", auth.RequireLogin(http.HandlerFunc(p.profile)))
+	mux.Handle("GET /admin", auth.RequireAnyRealmRole("admin")(http.HandlerFunc(p.admin)))
+	// CanonicalPaths: the path the mux matched is the path every handler
+	// reads (ServeMux alone routes "/x/..%2fadmin" to "/").
+	return cloakroom.CanonicalPaths(auth.Middleware(mux)), nil
 }

@@ -20,8 +20,8 @@ var layout = template.Must(template.New("layout").Parse(`<!doctype html>
 <style>` + pageCSS + `</style>
 </head><body><main>
 <nav><a href="/">Home</a><a href="/profile">Profile</a><a href="/admin">Admin</a>
-{{if .S}}<form method="post" action="/auth/logout"><input type="hidden" name="csrf_token" value="{{.S.CSRFToken}}"><button type="submit" id="logout">Sign out {{.S.Username}}</button></form>
-{{else}}<a id="login" href="/auth/login?return_to=/profile">Sign in</a> <a href="/auth/register">Register</a>{{end}}</nav>
+{{if .S}}<form method="post" action="{{.LogoutURL}}">{{.S.LogoutFormFields}}<button type="submit" id="logout">Sign out {{.S.Username}}</button></form>
+{{else}}<a id="login" href="{{.LoginURL}}">Sign in</a> <a href="{{.RegisterURL}}">Register</a>{{end}}</nav>
 <h1>{{.Title}}</h1>
 {{if eq .Page "home"}}<p id="greeting">{{if .S}}Hello {{.S.IDClaims.Name}}.{{else}}Hello, stranger. Sign in to see your profile.{{end}}</p>
 {{else if eq .Page "profile"}}
@@ -43,10 +43,18 @@ type view struct {
 	S           *login.Session
 	Roles       []string
 	ClientRoles map[string][]string
+	// Where the navigation bar's links and sign-out form lead: the login
+	// Handler knows its paths (and the form carries S.LogoutFormFields,
+	// the CSRF token).
+	LoginURL, RegisterURL, LogoutURL string
 }
 
-func render(w http.ResponseWriter, r *http.Request, title, page string) {
-	v := view{Title: title, Page: page}
+// pages renders the application's pages; auth gives the sign-in and
+// sign-out URLs.
+type pages struct{ auth *login.Handler }
+
+func (p pages) render(w http.ResponseWriter, r *http.Request, title, page string) {
+	v := view{Title: title, Page: page, LoginURL: p.auth.LoginURL("/profile"), RegisterURL: p.auth.RegisterURL("/profile"), LogoutURL: p.auth.LogoutURL("")}
 	if s, ok := login.FromContext(r.Context()); ok {
 		v.S = s
 		v.Roles = s.AccessClaims.RealmRoles()
@@ -57,6 +65,14 @@ func render(w http.ResponseWriter, r *http.Request, title, page string) {
 	_ = layout.Execute(w, v)
 }
 
-func home(w http.ResponseWriter, r *http.Request)      { render(w, r, "Home", "home") }
-func profile(w http.ResponseWriter, r *http.Request)   { render(w, r, "Your profile", "profile") }
-func adminPage(w http.ResponseWriter, r *http.Request) { render(w, r, "Administration", "admin") }
+func (p pages) home(w http.ResponseWriter, r *http.Request) {
+	p.render(w, r, "Home", "home")
+}
+
+func (p pages) profile(w http.ResponseWriter, r *http.Request) {
+	p.render(w, r, "Your profile", "profile")
+}
+
+func (p pages) admin(w http.ResponseWriter, r *http.Request) {
+	p.render(w, r, "Administration", "admin")
+}

@@ -76,7 +76,7 @@ func NewLoginApp(t testing.TB, store session.Store) *LoginApp {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/auth/", a.Handler)
+	a.Handler.Mount(mux)
 	mux.Handle("/private", a.Handler.RequireLogin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, _ := login.FromContext(r.Context())
 		fmt.Fprintf(w, "private page of %s csrf=%s", s.Subject, s.CSRFToken)
