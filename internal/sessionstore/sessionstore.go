@@ -28,3 +28,15 @@ func BeginSave(ctx context.Context, pkg string, r *session.Record) ([]byte, erro
 	}
 	return r.Payload, nil
 }
+
+// BeginMarkOnce makes the checks every MarkOnce starts with: ctx is live
+// and the key is not empty. pkg starts the message ("pgstore").
+func BeginMarkOnce(ctx context.Context, pkg, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if key == "" {
+		return fmt.Errorf("%s: mark once: empty key", pkg)
+	}
+	return nil
+}

@@ -323,11 +323,8 @@ func (s *Store) deleteWhere(ctx context.Context, q, arg string) ([]string, error
 // writes only when no live mark exists; concurrent callers wait on the
 // key's index entry, so exactly one of them writes.
 func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := sessionstore.BeginMarkOnce(ctx, "pgstore", key); err != nil {
 		return false, err
-	}
-	if key == "" {
-		return false, errors.New("pgstore: mark once: empty key")
 	}
 	tag, err := s.pool.Exec(ctx, s.qMarkOnce, "once:"+key, until)
 	if err != nil {

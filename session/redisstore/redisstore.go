@@ -284,11 +284,8 @@ func (s *Store) deleteIndexed(ctx context.Context, op, field, other, v string) (
 // MarkOnce implements session.Store: SET NX with PXAT until, atomic in
 // Redis, so exactly one of concurrent callers on any instance sets it.
 func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := sessionstore.BeginMarkOnce(ctx, "redisstore", key); err != nil {
 		return false, err
-	}
-	if key == "" {
-		return false, errors.New("redisstore: mark once: empty key")
 	}
 	err := s.c.Do(ctx, "SET", s.prefix+"once:"+key, "1", "NX", "PXAT", max(until.UnixMilli(), 1)).Err()
 	switch {

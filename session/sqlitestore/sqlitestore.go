@@ -278,11 +278,8 @@ func (s *Store) deleteReturning(ctx context.Context, q, v string) ([]string, err
 // MarkOnce implements session.Store: one upsert that succeeds only when no
 // live mark exists, serialised by SQLite's write lock.
 func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := sessionstore.BeginMarkOnce(ctx, "sqlitestore", key); err != nil {
 		return false, err
-	}
-	if key == "" {
-		return false, errors.New("sqlitestore: mark once: empty key")
 	}
 	res, err := s.w.ExecContext(ctx, s.qMarkOnce, "once:"+key, until.UnixMilli(), s.now().UnixMilli())
 	if err != nil {
