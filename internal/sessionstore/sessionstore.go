@@ -4,7 +4,9 @@ package sessionstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"github.com/cloakroom/cloakroom/session"
 )
@@ -39,4 +41,30 @@ func BeginMarkOnce(ctx context.Context, pkg, key string) error {
 		return fmt.Errorf("%s: mark once: empty key", pkg)
 	}
 	return nil
+}
+
+// EndSave finishes a Save whose write touched n rows: exactly one means the
+// compare-and-swap held and r's version moves on; none means another
+// writer won (session.ErrConflict).
+func EndSave(r *session.Record, n int64) error {
+	if n != 1 {
+		return session.ErrConflict
+	}
+	r.Version++
+	return nil
+}
+
+// Deleted hands the keys of a deletion announcement (a JSON array, as the
+// Redis and PostgreSQL stores publish them) to fn; a malformed one is
+// logged and dropped, since a cache then merely keeps an entry until its
+// TTL.
+func Deleted(log *slog.Logger, pkg, channel, payload string, fn func(keys []string)) {
+	var keys []string
+	if err := json.Unmarshal([]byte(payload), &keys); err != nil {
+		log.Warn(pkg+": ignoring a malformed deletion announcement", "channel", channel, "error", err)
+		return
+	}
+	if len(keys) > 0 {
+		fn(keys)
+	}
 }

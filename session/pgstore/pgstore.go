@@ -243,11 +243,7 @@ func (s *Store) Save(ctx context.Context, r *session.Record) error {
 	if err != nil {
 		return s.wrap("save to", err)
 	}
-	if n != 1 {
-		return session.ErrConflict
-	}
-	r.Version++
-	return nil
+	return sessionstore.EndSave(r, n)
 }
 
 // Delete implements session.Store and notifies the key if a row was
@@ -465,14 +461,7 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn, fn func([]string)) 
 			}
 			continue
 		}
-		var keys []string
-		if err := json.Unmarshal([]byte(n.Payload), &keys); err != nil {
-			s.log.Warn("pgstore: ignoring a malformed deletion notification", "channel", n.Channel, "error", err)
-			continue
-		}
-		if len(keys) > 0 {
-			fn(keys)
-		}
+		sessionstore.Deleted(s.log, "pgstore", n.Channel, n.Payload, fn)
 	}
 }
 

@@ -22,7 +22,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -340,14 +339,7 @@ func (s *Store) Subscribe(ctx context.Context, fn func(keys []string)) error {
 				if !ok {
 					return
 				}
-				var keys []string
-				if err := json.Unmarshal([]byte(m.Payload), &keys); err != nil {
-					s.log.Warn("redisstore: ignoring a malformed deletion message", "channel", m.Channel, "error", err)
-					continue
-				}
-				if len(keys) > 0 {
-					fn(keys)
-				}
+				sessionstore.Deleted(s.log, "redisstore", m.Channel, m.Payload, fn)
 			}
 		}
 	}()

@@ -213,11 +213,7 @@ func (s *Store) Save(ctx context.Context, r *session.Record) error {
 	if err != nil {
 		return s.wrap("save to", err)
 	}
-	if n != 1 {
-		return session.ErrConflict
-	}
-	r.Version++
-	return nil
+	return sessionstore.EndSave(r, n)
 }
 
 // Delete implements session.Store.
