@@ -40,18 +40,20 @@ type echoed struct {
 func newUpstream(t testing.TB) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
+	// /events sends one event and then holds the stream open until the
+	// client goes (or 30 s pass): a proxy that buffered the response would
+	// deliver nothing while the stream is open.
 	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(200)
-		for i := range 3 {
-			fmt.Fprintf(w, "data: event %d\n\n", i)
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
+		fmt.Fprintf(w, "data: event 0\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(30 * time.Second):
 		}
+		fmt.Fprintf(w, "data: event 1\n\n")
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo-protocol") {
