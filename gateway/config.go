@@ -43,6 +43,17 @@ type Config struct {
 	// AllowedRedirectOrigins are other origins return_to may point to.
 	AllowedRedirectOrigins []string `yaml:"allowed_redirect_origins"`
 
+	// ForwardAuth turns on the forward-auth endpoints: GET
+	// /_cloakroom/auth answers the authorization subrequests of a proxy in
+	// front (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth)
+	// and /_cloakroom/start?rd=URL starts a login that returns to URL.
+	// Routes may then have no upstream: they only authorize.
+	ForwardAuth bool `yaml:"forward_auth"`
+	// CookieDomain is the session cookie's Domain (e.g. ".example.com"),
+	// so that the apps on several hosts under it share one login. Every
+	// host under the domain then receives the cookie.
+	CookieDomain string `yaml:"cookie_domain"`
+
 	Headers HeaderNames `yaml:"headers"`
 	// ForwardAccessToken passes the user's access token to upstreams in
 	// Headers.AccessToken.
@@ -587,6 +598,15 @@ var envVars = []struct {
 		c.ForwardAccessToken = b
 		return nil
 	}},
+	{"CLOAKROOM_FORWARD_AUTH", "forward_auth", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		c.ForwardAuth = b
+		return nil
+	}},
+	{"CLOAKROOM_COOKIE_DOMAIN", "cookie_domain", func(c *Config, v string) error { c.CookieDomain = v; return nil }},
 	{"CLOAKROOM_PROFILE", "profile", func(c *Config, v string) error { c.Profile = v; return nil }},
 	{"CLOAKROOM_ROLES_CLAIM", "roles_claim", func(c *Config, v string) error { c.RolesClaim = v; return nil }},
 	{"CLOAKROOM_LOG_LEVEL", "log.level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
@@ -798,6 +818,17 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("allowed_redirect_origins[%d]", i), "%q is not an origin like https://other.example.com", o)
 		}
 	}
+	if c.CookieDomain != "" {
+		if d, err := cookieDomain(c.CookieDomain); err != nil {
+			bad("cookie_domain", "%q %v", c.CookieDomain, err)
+		} else if u, err := url.Parse(c.PublicURL); err == nil {
+			// The callback on public_url sets the cookie: a browser drops a
+			// cookie whose Domain does not cover the host that sets it.
+			if h, _, err := canonical.Host(u.Host); err == nil && h != d && !strings.HasSuffix(h, "."+d) {
+				bad("cookie_domain", "%q does not cover public_url's host %q, which sets the cookie: browsers would drop it; use a parent domain of %s", c.CookieDomain, h, h)
+			}
+		}
+	}
 	h := c.Headers
 	names := []string{h.User, h.Email, h.Username, h.Roles, h.Groups, h.AccessToken}
 	for _, n := range names {
@@ -861,8 +892,14 @@ func (c *Config) Validate() error {
 		if strings.HasPrefix(r.Path, DefaultPrefix) {
 			bad(f("path"), "%q is inside the gateway's reserved prefix %s/", r.Path, DefaultPrefix)
 		}
-		if u, err := url.Parse(r.Upstream); r.Upstream == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(f("upstream"), "%q must be an http(s) URL, e.g. http://127.0.0.1:9000", r.Upstream)
+		if r.Upstream == "" && c.ForwardAuth {
+			// An authorization-only route: the proxy in front serves it.
+		} else if u, err := url.Parse(r.Upstream); r.Upstream == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			if r.Upstream == "" {
+				bad(f("upstream"), "required: an http(s) URL, e.g. http://127.0.0.1:9000 (a route without upstream only authorizes, with forward_auth: true)")
+			} else {
+				bad(f("upstream"), "%q must be an http(s) URL, e.g. http://127.0.0.1:9000", r.Upstream)
+			}
 		} else if p, cleaned, err := canonical.Path(u.EscapedPath()); err != nil || cleaned || (u.Path != "" && p != u.Path) || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			bad(f("upstream"), "%q: the upstream's base path must be a plain path (no dot or empty segments, encoded separators, query, fragment or credentials), e.g. http://127.0.0.1:9000/app", r.Upstream)
 		}
@@ -897,6 +934,24 @@ func (c *Config) Validate() error {
 		return &ValidationError{Problems: ps}
 	}
 	return nil
+}
+
+// cookieDomain returns the canonical form of a cookie_domain value (lower
+// case, without the leading and trailing dots), a DNS name of at least two
+// labels.
+func cookieDomain(v string) (string, error) {
+	d := strings.TrimPrefix(v, ".")
+	h, p, err := canonical.Host(d)
+	switch {
+	case err != nil || p != "" || h == "" || strings.HasPrefix(h, "["):
+		return "", errors.New("is not a domain name such as .example.com")
+	case !strings.Contains(h, "."):
+		return "", errors.New("has a single label: browsers refuse such a cookie Domain; use e.g. .example.com")
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return "", errors.New("is an IP address: a cookie Domain must be a domain name such as .example.com")
+	}
+	return h, nil
 }
 
 func validHeaderName(n string) bool {

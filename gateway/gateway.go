@@ -10,7 +10,9 @@
 // -Preferred-Username, -Roles, -Groups); any copy of those headers sent by
 // the client is removed on every route. The reserved prefix /_cloakroom/
 // serves login, callback, logout, back-channel logout, me, healthz, readyz
-// and metrics.
+// and metrics. With Config.ForwardAuth it also answers the authorization
+// subrequests of a proxy in front (AuthPath: nginx auth_request, Traefik
+// ForwardAuth, Caddy forward_auth) and starts logins for it (StartPath).
 //
 // ExampleNew runs a gateway against keycloaktest in front of an
 // application that reads the X-Forwarded-* headers. A setting that cannot
@@ -66,6 +68,10 @@ type Gateway struct {
 	bearerChallenge string
 	bodyLimits      bodylimit.Limits
 	access          bool
+	// untrustedAuth remembers the peers whose forward-auth subrequests were
+	// refused for not being in trusted_proxies (warned about once each).
+	untrustedAuth sync.Map
+	untrustedN    atomic.Int64
 	// transport is shared by every route: http.DefaultTransport keeps only
 	// two idle connections per upstream, which turns each request of a
 	// busy gateway into a new TCP connection.
@@ -194,7 +200,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	g.store = st
 	secure := strings.HasPrefix(cfg.PublicURL, "https://")
 	g.sessions, err = session.NewManager(session.Config{
-		Store: st, Keyring: ring, CookieName: cfg.Session.CookieName, Secure: secure,
+		Store: st, Keyring: ring, CookieName: cfg.Session.CookieName, Secure: secure, CookieDomain: cfg.CookieDomain,
 		IdleTimeout: cfg.Session.IdleTimeout, MaxLifetime: cfg.Session.MaxLifetime,
 	})
 	if err != nil {
@@ -205,6 +211,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		Realm: realm, ClientID: cfg.ClientID, ClientSecret: secret,
 		BaseURL: cfg.PublicURL, Prefix: DefaultPrefix, Sessions: g.sessions,
 		Verifier: verify, ACRLevels: cfg.ACRLevels, AllowedRedirectOrigins: cfg.AllowedRedirectOrigins,
+		// With forward_auth, the hosts of the routes are the gateway's own
+		// sites: a login may return there (see allowedRedirect).
+		AllowRedirect: g.allowedRouteRedirect,
 		// Other providers may return the profile (email, username) only at
 		// userinfo when they issue an access token (OIDC Core 5.4).
 		FetchUserinfo: profile != cloakroom.Keycloak,

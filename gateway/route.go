@@ -19,12 +19,15 @@ import (
 
 // route is a compiled Route: its matcher, its protection chain and its proxy.
 type route struct {
-	cfg      *Route
-	target   *url.URL
-	proxy    *httputil.ReverseProxy
-	browser  http.Handler // session chain ending in the proxy
-	api      http.Handler // bearer chain ending in the proxy
-	wildHost string       // "example.com" for "*.example.com"
+	cfg     *Route
+	target  *url.URL
+	proxy   *httputil.ReverseProxy
+	browser http.Handler // session chain ending in the proxy
+	api     http.Handler // bearer chain ending in the proxy
+	// authBrowser and authAPI are the same chains ending in the answer to
+	// a forward-auth subrequest (forward_auth only).
+	authBrowser, authAPI http.Handler
+	wildHost             string // "example.com" for "*.example.com"
 }
 
 // reqState travels with a request through the chains: which route, whether
@@ -41,6 +44,12 @@ type reqState struct {
 	// bodyTooSlow reports that the client was cut off while sending the
 	// request body (bodylimit.Wrap); nil before the body is wrapped.
 	bodyTooSlow func() bool
+	// Forward-auth subrequests: the original request's method and path
+	// (for the access log), and a decision label that overrides the one
+	// derived from the status.
+	subrequest           bool
+	origMethod, origPath string
+	decision             string
 }
 
 // observeAuth records the bearer authentication time once.
@@ -59,14 +68,21 @@ func stateOf(r *http.Request) *reqState {
 }
 
 func (g *Gateway) newRoute(rc *Route) (*route, error) {
+	rt := &route{cfg: rc}
+	if strings.HasPrefix(rc.Host, "*.") {
+		rt.wildHost = rc.Host[1:]
+	}
+	if g.cfg.ForwardAuth {
+		rt.authBrowser, rt.authAPI = g.chains(rc, http.HandlerFunc(g.authAllowed))
+	}
+	if rc.Upstream == "" {
+		return rt, nil // authorization only (forward_auth)
+	}
 	target, err := url.Parse(rc.Upstream)
 	if err != nil {
 		return nil, &ConfigError{Setting: "routes." + rc.Name + ".upstream", Msg: err.Error(), Err: err}
 	}
-	rt := &route{cfg: rc, target: target}
-	if strings.HasPrefix(rc.Host, "*.") {
-		rt.wildHost = rc.Host[1:]
-	}
+	rt.target = target
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { g.rewrite(rt, pr) },
 		Transport:     g.transport,
@@ -95,7 +111,15 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 		}
 		rt.proxy.ServeHTTP(w, r)
 	})
+	rt.browser, rt.api = g.chains(rc, proxy)
+	return rt, nil
+}
 
+// chains builds the route's two protection chains ending in next: the
+// browser chain (sessions) and the API chain (bearer tokens). Proxied
+// requests end in the reverse proxy, forward-auth subrequests in the
+// answer that allows them.
+func (g *Gateway) chains(rc *Route, next http.Handler) (browser, api http.Handler) {
 	// The route's rules, compiled once into the Requirements both chains
 	// check, in this order (the first unmet one is refused).
 	reqs := rc.requirements()
@@ -103,7 +127,7 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 	// Browser chain: the login middleware loads the session; requirements
 	// follow. acr is a step-up on this chain (RequireACR checks the same
 	// cloakroom.MinACR, and sends a session below it back to Keycloak).
-	var b http.Handler = proxy
+	var b http.Handler = next
 	if rc.ACR != "" {
 		b = g.login.RequireACR(rc.ACR)(b)
 	}
@@ -113,11 +137,11 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 	if !rc.Public {
 		b = g.login.RequireLogin(b)
 	}
-	rt.browser = g.login.Middleware(b)
+	browser = g.login.Middleware(b)
 
 	// API chain: bearer tokens. A token below acr is refused (403): an API
 	// client cannot be sent to a login form.
-	var a http.Handler = proxy
+	var a http.Handler = next
 	if rc.ACR != "" {
 		a = bearer.Require(cloakroom.MinACR(rc.ACR, g.cfg.ACRLevels))(a)
 	}
@@ -132,7 +156,7 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 		auth = g.intro
 	}
 	inner := auth.Authenticate(a)
-	rt.api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Bearer authentication is timed up to the proxy (or the refusal).
 		st := stateOf(r)
 		if st != nil {
@@ -143,7 +167,7 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 			g.observeAuth(st)
 		}
 	})
-	return rt, nil
+	return browser, api
 }
 
 // requirements compiles the route's realm_roles and client_roles rules

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -149,7 +150,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	routeName := "_none"
 	if g.canonicalize(rec, r, st) {
 		st.client, st.proto, st.host = g.clientOf(r, trusted)
-		if strings.HasPrefix(r.URL.Path, DefaultPrefix+"/") || r.URL.Path == DefaultPrefix {
+		if g.cfg.ForwardAuth && r.URL.Path == AuthPath {
+			routeName = g.serveAuth(rec, r, st, trusted)
+		} else if strings.HasPrefix(r.URL.Path, DefaultPrefix+"/") || r.URL.Path == DefaultPrefix {
 			routeName = "_cloakroom"
 			g.internal.ServeHTTP(rec, r)
 		} else if rt := g.match(st.canonHost, r.URL.Path); rt == nil {
@@ -170,11 +173,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.metrics.decisions.WithLabelValues(routeName, decision(st, rec.status)).Inc()
 	}
 	if g.access {
-		// Path only: query strings can carry codes and states.
-		g.logger.LogAttrs(r.Context(), slogInfo, "request",
-			attrString("method", r.Method), attrString("path", r.URL.Path), attrString("route", routeName),
+		// Path only: query strings can carry codes and states. A
+		// forward-auth subrequest is logged as the original request it
+		// decided on, marked forward_auth.
+		method, path := r.Method, r.URL.Path
+		attrs := []slog.Attr{}
+		if st.subrequest {
+			if st.origMethod != "" {
+				method = st.origMethod
+			}
+			if st.origPath != "" {
+				path = st.origPath
+			}
+			attrs = append(attrs, slog.Bool("forward_auth", true))
+		}
+		attrs = append([]slog.Attr{attrString("method", method), attrString("path", path), attrString("route", routeName),
 			attrInt("status", rec.status), attrInt64("bytes", rec.bytes), attrDur("duration", elapsed),
-			attrString("client", st.client.String()), attrString("sub", st.sub))
+			attrString("client", st.client.String()), attrString("sub", st.sub)}, attrs...)
+		g.logger.LogAttrs(r.Context(), slogInfo, "request", attrs...)
 	}
 }
 
@@ -209,6 +225,8 @@ func (g *Gateway) canonicalize(w http.ResponseWriter, r *http.Request, st *reqSt
 
 func decision(st *reqState, status int) string {
 	switch {
+	case st.decision != "":
+		return st.decision
 	case st.proxied && st.route.cfg.Public && st.sub == "":
 		return "public"
 	case st.proxied:
@@ -228,6 +246,12 @@ func decision(st *reqState, status int) string {
 }
 
 func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
+	if rt.proxy == nil {
+		// An authorization-only route (forward_auth): the proxy in front
+		// serves it, and asks the gateway only at /_cloakroom/auth.
+		writeJSON(w, http.StatusNotFound, map[string]string{"code": "no_upstream", "detail": "route " + rt.cfg.Name + " only answers forward-auth subrequests (" + AuthPath + "): send the request to the proxy in front"})
+		return
+	}
 	if len(rt.cfg.Methods) > 0 && !slices.Contains(rt.cfg.Methods, r.Method) {
 		w.Header().Set("Allow", strings.Join(rt.cfg.Methods, ", "))
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"code": "method_not_allowed", "detail": r.Method + " is not allowed here"})
@@ -284,6 +308,9 @@ func (g *Gateway) internalHandler() http.Handler {
 		}
 		meSession.ServeHTTP(w, r)
 	})
+	if g.cfg.ForwardAuth {
+		mux.HandleFunc("GET "+StartPath, g.serveStart)
+	}
 	g.login.Mount(mux) // the rest of DefaultPrefix: login, callback, logout, back-channel logout
 	return mux
 }

@@ -107,6 +107,12 @@ type Config struct {
 	// return_to and post-logout targets may point to; by default only paths
 	// of this application are allowed.
 	AllowedRedirectOrigins []string
+	// AllowRedirect, when set, may allow an absolute http(s) URL whose
+	// origin is not in AllowedRedirectOrigins as a return_to target (e.g.
+	// the gateway allows the hosts of its routes). It is asked only about
+	// URLs that passed the other checks (no user information, backslash
+	// or control character).
+	AllowRedirect func(u *url.URL) bool
 	// PostLogoutRedirect is where users land after logout (default "/").
 	PostLogoutRedirect string
 	// SignedOutPage ends a logout that names no return_to on a "You have

@@ -40,7 +40,7 @@ func (h *Handler) safeRedirect(target string) (string, bool) {
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return "", false
 	}
-	if !h.origins[u.Scheme+"://"+u.Host] {
+	if !h.origins[u.Scheme+"://"+u.Host] && (h.cfg.AllowRedirect == nil || !h.cfg.AllowRedirect(u)) {
 		return "", false
 	}
 	return u.String(), true

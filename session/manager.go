@@ -95,6 +95,13 @@ type Config struct {
 	// CookieName is the session cookie's name (default "cloakroom"); with
 	// Secure it gets the "__Host-" prefix.
 	CookieName string
+	// CookieDomain, when set (e.g. ".example.com"), is the session
+	// cookie's Domain attribute: the browser then sends the cookie to every
+	// host under that domain, so several sites share one login. Every one
+	// of those hosts receives the cookie. Empty (the default) keeps the
+	// cookie on the host that set it. With Secure, the cookie takes the
+	// "__Secure-" prefix instead of "__Host-" (which forbids a Domain).
+	CookieDomain string
 	// Secure marks the cookie Secure (set it when the site is served over
 	// https). login.New does not need it: it derives Secure from its
 	// BaseURL (see WithSecure).
@@ -118,6 +125,7 @@ type Manager struct {
 	name    string // CookieName without the __Host- prefix
 	cookie  string
 	secure  bool
+	domain  string // the cookie's Domain attribute, or empty
 	idle    time.Duration
 	max     time.Duration
 	now     func() time.Time
@@ -136,6 +144,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		store:   cfg.Store,
 		ring:    cfg.Keyring,
 		name:    cfg.CookieName,
+		domain:  cfg.CookieDomain,
 		idle:    cfg.IdleTimeout,
 		max:     cfg.MaxLifetime,
 		now:     cfg.Now,
@@ -158,7 +167,10 @@ func NewManager(cfg Config) (*Manager, error) {
 
 func (m *Manager) setSecure(secure bool) {
 	m.secure, m.cookie = secure, m.name
-	if secure {
+	switch {
+	case secure && m.domain != "":
+		m.cookie = "__Secure-" + m.name // __Host- cookies cannot carry a Domain
+	case secure:
 		m.cookie = "__Host-" + m.name
 	}
 }
@@ -434,6 +446,7 @@ func (m *Manager) SetCookie(w http.ResponseWriter, id string) {
 		Name:     m.cookie,
 		Value:    id,
 		Path:     "/",
+		Domain:   m.domain,
 		HttpOnly: true,
 		Secure:   m.secure,
 		SameSite: http.SameSiteLaxMode,
@@ -446,6 +459,7 @@ func (m *Manager) ClearCookie(w http.ResponseWriter) {
 		Name:     m.cookie,
 		Value:    "",
 		Path:     "/",
+		Domain:   m.domain,
 		MaxAge:   -1,
 		HttpOnly: true,
 		Secure:   m.secure,

@@ -69,6 +69,16 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 	str("roles-claim", "claim holding the roles realm_roles checks, e.g. groups (default realm_access.roles)", func(c *gateway.Config, v string) { c.RolesClaim = v })
 	str("log-level", "debug, info, warn or error", func(c *gateway.Config, v string) { c.Log.Level = v })
 	str("log-format", "json or text", func(c *gateway.Config, v string) { c.Log.Format = v })
+	str("cookie-domain", "session cookie Domain, e.g. .example.com, shared by the apps under it (CLOAKROOM_COOKIE_DOMAIN)", func(c *gateway.Config, v string) { c.CookieDomain = v })
+	fs.String("forward-auth", "", "true to answer the authorization subrequests of a proxy in front (/_cloakroom/auth; CLOAKROOM_FORWARD_AUTH)")
+	set["forward-auth"] = func(c *gateway.Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("--forward-auth: %q is not true or false", v)
+		}
+		c.ForwardAuth = b
+		return nil
+	}
 	fs.String("forward-access-token", "", "true to pass the user's access token to upstreams")
 	set["forward-access-token"] = func(c *gateway.Config, v string) error {
 		b, err := strconv.ParseBool(v)
