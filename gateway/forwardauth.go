@@ -399,12 +399,30 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		refuseAuth(w, http.StatusBadRequest, "invalid_redirect", "rd must be an absolute http(s) URL on public_url ("+g.cfg.PublicURL+"), on the host of a route, or on an origin listed in allowed_redirect_origins")
 		return
 	}
+	// The login's pending state is a cookie of the host that starts it,
+	// and Keycloak returns to public_url's callback: a login started on
+	// another host (an application behind the same proxy, with
+	// cookie_domain) moves to public_url's host first, or the callback
+	// would find no pending login.
+	if pub, err := url.Parse(g.cfg.PublicURL); err == nil && !sameHost(r.Host, pub.Host) {
+		http.Redirect(w, r, strings.TrimSuffix(g.cfg.PublicURL, "/")+DefaultPrefix+"/start?rd="+url.QueryEscape(u.String()), http.StatusFound)
+		return
+	}
 	var extra map[string]string
 	if rt != nil && rt.cfg.ACR != "" {
 		// The route behind rd needs a stronger login: ask for it now.
 		extra = map[string]string{"acr_values": rt.cfg.ACR}
 	}
 	g.login.StartLogin(w, r, u.String(), extra)
+}
+
+// sameHost compares the host names of two Host values in canonical form
+// (case, trailing dot). Ports do not count: cookies ignore them, and a
+// proxy may pass the host without its port (nginx's $host).
+func sameHost(a, b string) bool {
+	ah, _, err1 := canonical.Host(a)
+	bh, _, err2 := canonical.Host(b)
+	return err1 == nil && err2 == nil && ah == bh
 }
 
 // checkRedirect accepts rd when it is an absolute http(s) URL, without

@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,8 +17,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/keycloaktest"
 )
 
 // Forward-auth mode behind the real proxies the documentation configures:
@@ -67,6 +71,15 @@ func replaceAll(t *testing.T, what, s string, pairs ...string) string {
 // block, the gateway at gw and the application at app (host:port).
 func startNginxForwardAuth(t *testing.T, port int, gw, app string) {
 	t.Helper()
+	startNginxForwardAuthHosts(t, port, gw, app)
+}
+
+// startNginxForwardAuthHosts is startNginxForwardAuth with one copy of the
+// documented server block per host name (server_name), if any, unchanged:
+// a login started on another host than public_url's is moved there by
+// /_cloakroom/start itself.
+func startNginxForwardAuthHosts(t *testing.T, port int, gw, app string, hosts ...string) {
+	t.Helper()
 	bin := lookTool(t, "CLOAKROOM_TEST_NGINX", "nginx", "/usr/sbin/nginx")
 	if out, _ := exec.Command(bin, "-V").CombinedOutput(); !strings.Contains(string(out), "--with-http_auth_request_module") {
 		t.Skipf("%s has no auth_request module (nginx -V: %s)", bin, out)
@@ -83,6 +96,16 @@ func startNginxForwardAuth(t *testing.T, port int, gw, app string) {
 		"server 127.0.0.1:9000;", "server "+app+";",
 		"/etc/nginx/snippets/cloakroom-identity.conf", identity,
 	)
+	if len(hosts) > 0 {
+		upstreams, block, ok := strings.Cut(server, "\nserver {")
+		if !ok || !strings.Contains(block, "server_name app.example.com;") {
+			t.Fatal("the documented nginx app.conf no longer has one server block for app.example.com: adjust the test")
+		}
+		server = upstreams
+		for _, h := range hosts {
+			server += "\nserver {" + strings.Replace(block, "server_name app.example.com;", "server_name "+h+";", 1)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(dir, "app.conf"), []byte(server), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +210,9 @@ func newForwardAuthEnv(t *testing.T, start func(*testing.T, int, string, string)
 			{Name: "api", Path: "/api", Mode: "api", RealmRoles: gateway.RoleRule{Any: []string{"user"}}},
 			{Name: "public", Path: "/public", Public: true},
 			{Name: "app", Path: "/"},
+			// A route no request through the proxy may reach: public, on a
+			// host a client might claim in X-Forwarded-Host.
+			{Name: "claimed-host", Host: "evil.example", Path: "/", Public: true},
 		}
 	})
 	start(t, port, strings.TrimPrefix(g.url, "http://"), strings.TrimPrefix(app.URL, "http://"))
@@ -347,6 +373,8 @@ func TestForwardAuthBehindRealProxies(t *testing.T) {
 				t.Error("an anonymous request with spoofed identity headers reached /admin")
 			}
 
+			checkForwardingHeaders(t, f, bob, bobID)
+
 			// The API: a bearer token passes with its identity; no token
 			// or a bad one is a 401, never a redirect to the login.
 			r = anon.get(f.front+"/api/orders", "Authorization", "Bearer "+token, "Accept", "application/json")
@@ -418,6 +446,220 @@ func TestForwardAuthBehindRealProxies(t *testing.T) {
 				t.Errorf("bob after the back-channel logout: %d at %s: %.200s", r.status, r.url, r.body)
 			}
 		})
+	}
+}
+
+// checkForwardingHeaders sends the headers by which a client could try to
+// describe another request (host, scheme, client address, rewritten URL)
+// and checks that cloakroom decided on the request the proxy received, and
+// that the application got the proxy's values of those headers.
+func checkForwardingHeaders(t *testing.T, f *forwardAuthEnv, bob *browser, bobID string) {
+	t.Helper()
+	fwd := []string{
+		"X-Forwarded-Host", "evil.example",
+		"X-Forwarded-Proto", "https",
+		"X-Forwarded-For", "6.6.6.6",
+		"X-Real-IP", "6.6.6.6",
+		"X-Original-URL", "/admin",
+		"X-Rewrite-URL", "/admin",
+	}
+	frontHost := strings.TrimPrefix(f.front, "http://")
+
+	// Anonymous: believing X-Forwarded-Host would match the public route of
+	// evil.example and let the request through; believing the scheme would
+	// send the browser to an https rd (cloakroom's Location behind Caddy;
+	// behind nginx the redirect is nginx's own and the scheme cloakroom
+	// believes shows nowhere).
+	req, _ := http.NewRequest("GET", f.front+"/fwd/anonymous", nil)
+	req.Header.Set("Accept", "text/html")
+	for i := 0; i+1 < len(fwd); i += 2 {
+		req.Header.Set(fwd[i], fwd[i+1])
+	}
+	res, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if loc := res.Header.Get("Location"); res.StatusCode != http.StatusFound || !sameStart(loc, f.front, f.front+"/fwd/anonymous") {
+		t.Errorf("anonymous with forwarding headers: %d Location %q, want 302 to the start with rd=%s/fwd/anonymous", res.StatusCode, loc, f.front)
+	}
+	if f.app.reached("/fwd/anonymous") {
+		t.Error("an anonymous request claiming X-Forwarded-Host: evil.example reached the application")
+	}
+	if d := f.decision(t, "/fwd/anonymous"); d.Route != "app" || d.Status == http.StatusOK {
+		t.Errorf("cloakroom decided on /fwd/anonymous by route %q with %d, want route app and no 200", d.Route, d.Status)
+	}
+
+	// Signed in: bob passes as himself on the path he asked for (believing
+	// X-Original-URL: /admin would refuse him, believing https would look
+	// for another cookie), and cloakroom's client address is not the one
+	// the client claimed.
+	r := bob.get(f.front+"/fwd/page?x=1", append([]string{"Accept", "text/html"}, fwd...)...)
+	if r.status != http.StatusOK {
+		t.Fatalf("bob with forwarding headers: %d at %s: %.200s", r.status, r.url, r.body)
+	}
+	got := echo(t, r)
+	if got.URI != "/fwd/page?x=1" || header(got, "X-Forwarded-User") != bobID {
+		t.Errorf("bob with forwarding headers: the application got %q as %q", got.URI, header(got, "X-Forwarded-User"))
+	}
+	if d := f.decision(t, "/fwd/page"); d.Route != "app" || d.Status != http.StatusOK || d.Sub != bobID || d.Client != "127.0.0.1" {
+		t.Errorf("cloakroom decided on /fwd/page by route %q with %d for %q from %q, want route app, 200, bob, 127.0.0.1", d.Route, d.Status, d.Sub, d.Client)
+	}
+	// What the application receives: the proxy's own values.
+	for name, want := range map[string]string{
+		"X-Forwarded-Host":  frontHost,
+		"X-Forwarded-Proto": "http",
+		"X-Forwarded-For":   "127.0.0.1",
+		"X-Real-IP":         "127.0.0.1",
+	} {
+		if v := header(got, name); v != want {
+			t.Errorf("the application got %s %q, want the proxy's %q", name, v, want)
+		}
+	}
+	for _, name := range []string{"X-Original-URL", "X-Rewrite-URL"} {
+		if v, ok := got.Headers[http.CanonicalHeaderKey(name)]; ok {
+			t.Errorf("the application got the client's %s %q", name, v)
+		}
+	}
+	for name, vals := range got.Headers {
+		for _, v := range vals {
+			if strings.Contains(v, "6.6.6.6") || strings.Contains(v, "evil.example") {
+				t.Errorf("the application got the client's %s: %q", name, v)
+			}
+		}
+	}
+}
+
+// authDecision is the access-log line of a forward-auth subrequest.
+type authDecision struct {
+	Path   string `json:"path"`
+	Route  string `json:"route"`
+	Status int    `json:"status"`
+	Sub    string `json:"sub"`
+	Client string `json:"client"`
+}
+
+// decision returns the last forward-auth decision the gateway logged for
+// the original path.
+func (f *forwardAuthEnv) decision(t *testing.T, path string) authDecision {
+	t.Helper()
+	var last authDecision
+	found := false
+	for _, line := range strings.Split(f.g.log.String(), "\n") {
+		var l struct {
+			Msg         string `json:"msg"`
+			ForwardAuth bool   `json:"forward_auth"`
+			authDecision
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "request" && l.ForwardAuth && l.Path == path {
+			last, found = l.authDecision, true
+		}
+	}
+	if !found {
+		t.Fatalf("no forward-auth decision logged for %s:\n%s", path, f.g.log.String())
+	}
+	return last
+}
+
+// TestForwardAuthCookieDomainBehindNginx: with cookie_domain, one login
+// through nginx covers every host under the domain. nginx serves the
+// documented server block for a.example.test and b.example.test (two
+// server blocks, one port); the client resolves both to 127.0.0.1 and
+// keeps cookies as a browser would (a domain cookie goes to every host
+// under its domain).
+func TestForwardAuthCookieDomainBehindNginx(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	app := newRecordingUpstream(t)
+	port := freePort(t)
+	a := fmt.Sprintf("http://a.example.test:%d", port)
+	b := fmt.Sprintf("http://b.example.test:%d", port)
+	// The gateway's client, registered before e.start does it, with the
+	// callbacks of both hosts.
+	if err := e.kc.AddClient(keycloaktest.ClientConfig{
+		ClientID: "gateway", Secret: "gateway-secret", StandardFlow: true,
+		RedirectURIs:           []string{"http://a.example.test:*", "http://b.example.test:*", "http://127.0.0.1:*"},
+		PostLogoutRedirectURIs: []string{"http://a.example.test:*", "http://b.example.test:*", "http://127.0.0.1:*"},
+		Audiences:              []string{"gateway"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := e.start(func(c *gateway.Config) {
+		c.PublicURL = a
+		c.CookieDomain = "example.test"
+		c.AllowedRedirectOrigins = []string{b}
+		c.ForwardAuth = true
+		c.TrustedProxies = []string{"127.0.0.1"}
+		c.Routes = []gateway.Route{
+			{Name: "admin", Path: "/admin", RealmRoles: gateway.RoleRule{Any: []string{"admin"}}},
+			{Name: "app", Path: "/"},
+		}
+	})
+	startNginxForwardAuthHosts(t, port, strings.TrimPrefix(g.url, "http://"), strings.TrimPrefix(app.URL, "http://"), "a.example.test", "b.example.test")
+
+	// *.example.test is this nginx; anything else (keycloaktest) as is.
+	newClient := func() *browser {
+		br := newBrowser(t)
+		dialer := &net.Dialer{Timeout: 5 * time.Second}
+		br.client.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if host, p, err := net.SplitHostPort(addr); err == nil && strings.HasSuffix(host, ".example.test") {
+				addr = net.JoinHostPort("127.0.0.1", p)
+			}
+			return dialer.DialContext(ctx, network, addr)
+		}}
+		return br
+	}
+	f := &forwardAuthEnv{e: e, g: g, app: app, front: b}
+	aliceID, _ := e.kc.UserID("alice")
+	bobID, _ := e.kc.UserID("bob")
+
+	// alice starts on b: nginx sends her to a's /_cloakroom/start (the
+	// login in progress is a's host-only cookie, and the callback is on
+	// public_url, a), and after Keycloak she is back on b's page.
+	alice := newClient()
+	r := f.login(t, alice, "/on-b?x=1", "alice")
+	if r.url != b+"/on-b?x=1" || r.status != 200 || header(echo(t, r), "X-Forwarded-User") != aliceID {
+		t.Fatalf("after the login on b: %d at %s: %.300s\ngateway log: %s", r.status, r.url, r.body, g.log.String())
+	}
+	// The same session on a, without another login.
+	r = alice.get(a+"/on-a", "Accept", "text/html")
+	if r.url != a+"/on-a" || r.status != 200 {
+		t.Fatalf("alice on a after the login on b: %d at %s: %.300s", r.status, r.url, r.body)
+	}
+	if got := echo(t, r); header(got, "X-Forwarded-User") != aliceID || got.Host != "a.example.test" && !strings.HasPrefix(got.Host, "a.example.test:") {
+		t.Errorf("alice on a: the application got %q for host %q", header(got, "X-Forwarded-User"), got.Host)
+	}
+	// Roles are still checked per request, on either host.
+	bob := newClient()
+	f.front = a
+	f.login(t, bob, "/", "bob")
+	for _, origin := range []string{a, b} {
+		if r := bob.get(origin+"/on-both", "Accept", "text/html"); r.status != 200 || header(echo(t, r), "X-Forwarded-User") != bobID {
+			t.Errorf("bob on %s: %d at %s", origin, r.status, r.url)
+		}
+		if r := bob.get(origin+"/admin/bob", "Accept", "text/html"); r.status != http.StatusForbidden {
+			t.Errorf("bob on %s/admin: %d, want 403", origin, r.status)
+		}
+	}
+	if app.reached("/admin/bob") {
+		t.Error("the application received bob's request for /admin")
+	}
+
+	// Logging out on a ends the session on b too.
+	var me struct {
+		CSRF string `json:"csrf_token"`
+	}
+	if r := alice.get(a+"/_cloakroom/me", "Accept", "application/json"); json.Unmarshal([]byte(r.body), &me) != nil || me.CSRF == "" {
+		t.Fatalf("/_cloakroom/me on a: %d %.200s", r.status, r.body)
+	}
+	req, _ := http.NewRequest("POST", a+"/_cloakroom/logout", strings.NewReader(url.Values{"csrf_token": {me.CSRF}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", a)
+	if r := alice.do(req); r.status != 200 {
+		t.Fatalf("logout on a: %d at %s: %.200s", r.status, r.url, r.body)
+	}
+	if r := alice.get(b+"/after-logout", "Accept", "text/html"); !formAction.MatchString(r.body) || app.reached("/after-logout") {
+		t.Errorf("alice on b after the logout on a: %d at %s: %.200s", r.status, r.url, r.body)
 	}
 }
 
