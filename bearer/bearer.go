@@ -92,7 +92,7 @@ type IntrospectionConfig struct {
 // Error is a refusal produced by the middleware; WithErrorWriter receives it.
 type Error struct {
 	Status int    // 400, 401, 403, 500 or 503
-	Code   string // token_not_valid, token_expired, not_authenticated, permission_denied, invalid_request, idp_unavailable, internal_error
+	Code   string // token_not_valid, token_expired, not_authenticated, permission_denied, invalid_request, idp_unavailable, idp_misconfigured, internal_error
 	Detail string // human-readable reason, safe to show (no token material)
 	// Scope lists the scopes a 403 insufficient_scope refusal asks for.
 	Scope []string
@@ -388,6 +388,8 @@ func (a *Authenticator) verifyError(err error) *Error {
 	switch {
 	case errors.Is(err, cloakroom.ErrExpired):
 		return &Error{Status: http.StatusUnauthorized, Code: "token_expired", Detail: err.Error(), Err: err}
+	case errors.Is(err, cloakroom.ErrMisconfigured):
+		return misconfigured(err)
 	case errors.Is(err, cloakroom.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Detail: "the identity provider cannot be reached to verify the token; try again later", Err: err}
 	case errors.Is(err, context.Canceled):
@@ -404,6 +406,9 @@ func (a *Authenticator) checkActive(ctx context.Context, token string, claims *c
 		}
 	}
 	in, err := a.realm.Introspect(ctx, token, a.introspect.Client)
+	if errors.Is(err, cloakroom.ErrMisconfigured) {
+		return misconfigured(err)
+	}
 	if err != nil {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Detail: "the identity provider cannot be reached to check the token; try again later", Err: err}
 	}
@@ -435,8 +440,19 @@ func inactiveError(active bool) *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: "token is no longer active (session ended, user disabled or token revoked)"}
 }
 
+// misconfigured is the answer when the identity provider's own answer
+// shows this service's settings to be wrong (no such realm, another
+// issuer, the introspecting client refused): a 500 that retrying will not
+// fix, unlike the 503 of an outage; the log names the setting.
+func misconfigured(err error) *Error {
+	return &Error{Status: http.StatusInternalServerError, Code: "idp_misconfigured",
+		Detail: "this service's identity-provider settings are wrong, so no token can be checked; its administrator must fix them", Err: err}
+}
+
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, e *Error) {
 	switch {
+	case e.Code == "idp_misconfigured":
+		a.logger.Error("bearer: the identity provider refuses this configuration; every request is refused until it is fixed", "method", r.Method, "path", r.URL.Path, "error", e.Err)
 	case e.Status == http.StatusServiceUnavailable:
 		a.logger.Warn("bearer: cannot verify token, refusing request", "method", r.Method, "path", r.URL.Path, "error", e.Err)
 	case e.Status >= 500:

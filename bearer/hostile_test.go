@@ -105,7 +105,7 @@ func TestHostileProviderBearer(t *testing.T) {
 		{"kid absent, one key", hostileop.KIDAbsentSingleKey, 401, "token_not_valid", `token signing key not found: token header has no kid`},
 		{"kid absent, several keys", hostileop.KIDAbsentManyKeys, 401, "token_not_valid", `token signing key not found: token header has no kid`},
 		{"token from another issuer", hostileop.IssuerMismatch, 401, "token_not_valid", `token issuer mismatch: token was issued by "https://impostor\.example/realms/hostile"`},
-		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 503, "idp_unavailable", `document names issuer "https://impostor\.example/realms/hostile", but the configured issuer is`},
+		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 500, "idp_misconfigured", `document names issuer "https://impostor\.example/realms/hostile", but the configured issuer is`},
 		{"token for another client", hostileop.AudienceMismatch, 401, "token_not_valid", `token audience not accepted: aud \["another-client"\] does not include "hostile-client", and azp "another-client" is not an allowed authorized party`},
 		{"issued in the future", hostileop.IssuedInFuture, 401, "token_not_valid", `token not yet valid: issued in the future`},
 		{"expired", hostileop.Expired, 401, "token_expired", `token expired: expired at`},
@@ -145,13 +145,23 @@ func TestHostileProviderBearer(t *testing.T) {
 				t.Errorf("body %s, want code %s", body, tt.code)
 			}
 			where := strings.ReplaceAll(body, `\"`, `"`)
-			if tt.status == 503 {
+			switch {
+			case tt.status == 503:
 				where = api.log.String()
 				if rec.Header().Get("Retry-After") == "" {
 					t.Error("503 without Retry-After")
 				}
-			} else if h := rec.Header().Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_token"`) {
-				t.Errorf("WWW-Authenticate %q", h)
+			case tt.status == 500:
+				// A misconfiguration: named in the ERROR log, not to the
+				// client, and nothing to retry.
+				where = api.log.String()
+				if !strings.Contains(where, "level=ERROR") || rec.Header().Get("Retry-After") != "" {
+					t.Errorf("misconfiguration: Retry-After %q, log:\n%s", rec.Header().Get("Retry-After"), where)
+				}
+			default:
+				if h := rec.Header().Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_token"`) {
+					t.Errorf("WWW-Authenticate %q", h)
+				}
 			}
 			if !regexp.MustCompile(tt.reason).MatchString(where) {
 				t.Errorf("the refusal does not name the problem (want /%s/):\nbody %s\nlog:\n%s", tt.reason, body, api.log.String())

@@ -129,7 +129,7 @@ func TestHostileProviderGateway(t *testing.T) {
 		{"kid absent, one key", hostileop.KIDAbsentSingleKey, 401, `token header has no kid`},
 		{"kid absent, several keys", hostileop.KIDAbsentManyKeys, 401, `token header has no kid`},
 		{"token from another issuer", hostileop.IssuerMismatch, 401, `token issuer mismatch`},
-		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 503, `document names issuer "https://impostor\.example/realms/hostile"`},
+		{"discovery names another issuer", hostileop.DiscoveryIssuerMismatch, 500, `document names issuer "https://impostor\.example/realms/hostile"`},
 		{"token for another client", hostileop.AudienceMismatch, 401, `token audience not accepted`},
 		{"issued in the future", hostileop.IssuedInFuture, 401, `issued in the future`},
 		{"expired", hostileop.Expired, 401, `token expired`},
