@@ -29,6 +29,7 @@
 # three paths); OAUTH2_PROXY=/path/to/binary skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
@@ -73,38 +74,10 @@ go build -o "$WORK/cloakroom" ./cmd/cloakroom
 if [ -n "${OAUTH2_PROXY:-}" ]; then
 	cp "$OAUTH2_PROXY" "$WORK/oauth2-proxy"
 else
-	echo "== building oauth2-proxy $OAUTH2_PROXY_VERSION in a scratch module" >&2
-	mkdir "$WORK/o2p"
-	(
-		cd "$WORK/o2p"
-		go mod init o2pbuild >/dev/null 2>&1
-		printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/oauth2-proxy/oauth2-proxy/v7"\n' >tools.go
-		go get "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION" >/dev/null 2>&1
-		go build -o "$WORK/oauth2-proxy" github.com/oauth2-proxy/oauth2-proxy/v7
-	)
+	build_oauth2_proxy "$OAUTH2_PROXY_VERSION"
 fi
 
-cat >"$WORK/realm.json" <<EOF
-{"realm":"bench","enabled":true,"accessTokenLifespan":3600,"ssoSessionIdleTimeout":7200,"ssoSessionMaxLifespan":36000,
- "roles":{"realm":[{"name":"user"}]},
- "users":[{"username":"alice","enabled":true,"email":"alice@example.com","emailVerified":true,"firstName":"Alice","lastName":"Liddell",
-   "credentials":[{"type":"password","value":"alice"}],"realmRoles":["user"]}],
- "clients":[{"clientId":"gateway","secret":"$SECRET","enabled":true,"publicClient":false,"standardFlowEnabled":true,"directAccessGrantsEnabled":true,
-   "redirectUris":["http://127.0.0.1:*"],"attributes":{"post.logout.redirect.uris":"+"},
-   "protocolMappers":[{"name":"aud","protocol":"openid-connect","protocolMapper":"oidc-audience-mapper",
-     "config":{"included.client.audience":"gateway","access.token.claim":"true","id.token.claim":"false"}}]}]}
-EOF
-
-start() { "$@" >>"$WORK/servers.log" 2>&1 & PIDS+=($!); }
-wait_http() {
-	for _ in $(seq 150); do
-		if curl -sS -o /dev/null "$1" 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "not up: $1" >&2
-	tail -20 "$WORK/servers.log" >&2
-	exit 1
-}
+write_realm
 
 echo "== starting keycloaktest, the upstream, cloakroom, oauth2-proxy" >&2
 start "$WORK/cloakroom" dev --listen "$IDP" --realm-file "$WORK/realm.json"

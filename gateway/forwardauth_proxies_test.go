@@ -109,26 +109,7 @@ func startNginxForwardAuthHosts(t *testing.T, port int, gw, app string, hosts ..
 	if err := os.WriteFile(filepath.Join(dir, "app.conf"), []byte(server), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-error_log stderr error;
-pid %[1]s/nginx.pid;
-events { worker_connections 128; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	include %[1]s/app.conf;
-}
-`, dir)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	startProcess(t, exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf")), port)
+	runNginx(t, bin, dir, port, "\tinclude "+filepath.Join(dir, "app.conf")+";")
 }
 
 // startCaddyForwardAuth runs Caddy on port with the documented Caddyfile,

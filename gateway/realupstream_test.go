@@ -120,8 +120,24 @@ func startNginx(t *testing.T) string {
 	t.Helper()
 	bin := lookTool(t, "CLOAKROOM_TEST_NGINX", "nginx", "/usr/sbin/nginx")
 	root, hostRoot := docroot(t)
-	dir := t.TempDir()
 	port := freePort(t)
+	runNginx(t, bin, t.TempDir(), port, fmt.Sprintf(`
+	server {
+		listen 127.0.0.1:%[1]d default_server;
+		root %[2]s;
+	}
+	server {
+		listen 127.0.0.1:%[1]d;
+		server_name admin.example.com *.corp.example.com;
+		root %[3]s;
+	}`, port, root, hostRoot))
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// runNginx starts nginx in the foreground, unprivileged, with every path
+// under dir and http { servers } as its configuration, and waits for port.
+func runNginx(t *testing.T, bin, dir string, port int, servers string) {
+	t.Helper()
 	conf := fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
@@ -135,22 +151,13 @@ http {
 	fastcgi_temp_path %[1]s/fastcgi;
 	uwsgi_temp_path %[1]s/uwsgi;
 	scgi_temp_path %[1]s/scgi;
-	server {
-		listen 127.0.0.1:%[2]d default_server;
-		root %[3]s;
-	}
-	server {
-		listen 127.0.0.1:%[2]d;
-		server_name admin.example.com *.corp.example.com;
-		root %[4]s;
-	}
+%[2]s
 }
-`, dir, port, root, hostRoot)
+`, dir, servers)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	startProcess(t, exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf")), port)
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 
 func startPythonHTTPServer(t *testing.T) string {

@@ -1,0 +1,48 @@
+# Shared by bench/gateway-load.sh and bench/forwardauth-load.sh (sourced,
+# not run): the scratch-module build of oauth2-proxy, the benchmark realm,
+# and starting and waiting for the servers. The caller sets WORK (a
+# temporary folder), PIDS=() and SECRET, and kills PIDS on exit.
+
+# build_oauth2_proxy VERSION builds oauth2-proxy from the Go module proxy
+# into $WORK/oauth2-proxy, in a scratch module (nothing of it is kept).
+build_oauth2_proxy() {
+	echo "== building oauth2-proxy $1 in a scratch module" >&2
+	mkdir "$WORK/o2p"
+	(
+		cd "$WORK/o2p"
+		go mod init o2pbuild >/dev/null 2>&1
+		printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/oauth2-proxy/oauth2-proxy/v7"\n' >tools.go
+		go get "github.com/oauth2-proxy/oauth2-proxy/v7@$1" >/dev/null 2>&1
+		go build -o "$WORK/oauth2-proxy" github.com/oauth2-proxy/oauth2-proxy/v7
+	)
+}
+
+# write_realm writes $WORK/realm.json: realm "bench", user alice/alice
+# (role user), confidential client "gateway" with secret $SECRET and an
+# audience mapper, redirect URIs on any loopback port.
+write_realm() {
+	cat >"$WORK/realm.json" <<JSON
+{"realm":"bench","enabled":true,"accessTokenLifespan":3600,"ssoSessionIdleTimeout":7200,"ssoSessionMaxLifespan":36000,
+ "roles":{"realm":[{"name":"user"}]},
+ "users":[{"username":"alice","enabled":true,"email":"alice@example.com","emailVerified":true,"firstName":"Alice","lastName":"Liddell",
+   "credentials":[{"type":"password","value":"alice"}],"realmRoles":["user"]}],
+ "clients":[{"clientId":"gateway","secret":"$SECRET","enabled":true,"publicClient":false,"standardFlowEnabled":true,"directAccessGrantsEnabled":true,
+   "redirectUris":["http://127.0.0.1:*"],"attributes":{"post.logout.redirect.uris":"+"},
+   "protocolMappers":[{"name":"aud","protocol":"openid-connect","protocolMapper":"oidc-audience-mapper",
+     "config":{"included.client.audience":"gateway","access.token.claim":"true","id.token.claim":"false"}}]}]}
+JSON
+}
+
+# start runs a server in the background, its output in $WORK/servers.log.
+start() { "$@" >>"$WORK/servers.log" 2>&1 & PIDS+=($!); }
+
+# wait_http waits (up to 15 s) until URL answers with a 2xx.
+wait_http() {
+	for _ in $(seq 150); do
+		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "not up: $1" >&2
+	tail -20 "$WORK/servers.log" >&2
+	exit 1
+}
