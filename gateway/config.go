@@ -104,6 +104,29 @@ type SessionConfig struct {
 	// CacheTTL bounds the instance-local session cache (default 5 s; 0
 	// disables it).
 	CacheTTL *time.Duration `yaml:"cache_ttl"`
+	// LogoutJournal is the file where this instance records logouts the
+	// shared store could not take (see session.JournaledStore), or "off".
+	// Default with a shared store (Redis, PostgreSQL):
+	// cloakroom-logouts-LISTEN.journal in the working directory, LISTEN
+	// being the listen address with ':' as '-'; unused with SQLite and
+	// memory unless set. Keep it on storage that survives a restart.
+	LogoutJournal string `yaml:"logout_journal"`
+	// RecoveryHold is how long, after the shared store was unreachable,
+	// the instance keeps answering 503 to session requests once the store
+	// answers again, so that logouts journaled by any instance are applied
+	// before a session is served (default 3s; 0s: none).
+	RecoveryHold *time.Duration `yaml:"recovery_hold"`
+}
+
+// JournalOff turns the logout journal off (session.logout_journal).
+const JournalOff = "off"
+
+// journalPath returns the logout journal's file, or "" when there is none.
+func (c *Config) journalPath() string {
+	if c.Session.LogoutJournal == JournalOff {
+		return ""
+	}
+	return c.Session.LogoutJournal
 }
 
 // TLSConfig turns on HTTPS.
@@ -579,6 +602,7 @@ var envVars = []struct {
 	{"CLOAKROOM_CLIENT_SECRET", "client_secret", func(c *Config, v string) error { c.ClientSecret = v; return nil }},
 	{"CLOAKROOM_CLIENT_SECRET_FILE", "client_secret_file", func(c *Config, v string) error { c.ClientSecretFile = v; return nil }},
 	{"CLOAKROOM_SESSION_STORE", "session.store", func(c *Config, v string) error { c.Session.Store = v; return nil }},
+	{"CLOAKROOM_SESSION_LOGOUT_JOURNAL", "session.logout_journal", func(c *Config, v string) error { c.Session.LogoutJournal = v; return nil }},
 	{"CLOAKROOM_ENCRYPTION_KEY", "session.encryption_keys", func(c *Config, v string) error {
 		c.Session.EncryptionKeys = splitList(v)
 		return nil
@@ -698,6 +722,9 @@ func (c *Config) normalize() {
 	if c.Session.Store == "memory" { // "memory:" must be quoted in YAML
 		c.Session.Store = "memory:"
 	}
+	if u, err := storeurl.Parse(c.Session.Store); err == nil && u.Shared() && c.Session.LogoutJournal == "" {
+		c.Session.LogoutJournal = "cloakroom-logouts-" + strings.NewReplacer(":", "-", "[", "", "]", "", "/", "-").Replace(c.Listen) + ".journal"
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = defaultShutdown
 	}
@@ -804,6 +831,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Session.IdleTimeout < 0 || c.Session.MaxLifetime < 0 {
 		bad("session", "idle_timeout and max_lifetime must not be negative")
+	}
+	if c.Session.RecoveryHold != nil && *c.Session.RecoveryHold < 0 {
+		bad("session.recovery_hold", "must not be negative (0s turns the hold off)")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "set both cert_file and key_file, or neither")

@@ -330,6 +330,7 @@ func TestGatewaySessionStoreDown(t *testing.T) {
 		break_       func()
 		repair       func()
 		readsSurvive bool
+		journalOff   bool
 	}
 	variants := map[string]func(t *testing.T) variant{
 		"sqlite read-only": func(t *testing.T) variant {
@@ -344,14 +345,18 @@ func TestGatewaySessionStoreDown(t *testing.T) {
 		},
 	}
 	if addr := os.Getenv("CLOAKROOM_TEST_REDIS"); addr != "" {
-		variants["redis"] = func(t *testing.T) variant {
-			p := faulttest.NewProxy(t, addr)
-			return variant{spec: "redis://" + p.Addr() + "/0", break_: p.Down, repair: func() {
-				if err := p.Up(); err != nil {
-					t.Fatal(err)
-				}
-			}}
+		redis := func(journalOff bool) func(t *testing.T) variant {
+			return func(t *testing.T) variant {
+				p := faulttest.NewProxy(t, addr)
+				return variant{spec: "redis://" + p.Addr() + "/0", break_: p.Down, journalOff: journalOff, repair: func() {
+					if err := p.Up(); err != nil {
+						t.Fatal(err)
+					}
+				}}
+			}
 		}
+		variants["redis"] = redis(false)
+		variants["redis, logout_journal off"] = redis(true)
 	} else {
 		t.Log("CLOAKROOM_TEST_REDIS unset: Redis variant skipped")
 	}
@@ -380,9 +385,14 @@ func TestGatewaySessionStoreDown(t *testing.T) {
 			g := e.start(func(c *gateway.Config) {
 				faultRoutes(e)(c)
 				c.Session.Store = v.spec
+				if v.journalOff {
+					c.Session.LogoutJournal = gateway.JournalOff
+				}
 			})
 			o := gatewayOutage(e, g)
 			o.Break, o.Repair, o.ReadsSurvive = v.break_, v.repair, v.readsSurvive
+			// Shared stores journal logouts by default.
+			o.Journal = !v.journalOff && !strings.HasPrefix(v.spec, "sqlite:")
 			faulttest.RunStoreOutage(t, o)
 			if logs := g.log.String(); !strings.Contains(logs, "session store failed") {
 				t.Errorf("the store failures were not logged: %.500s", logs)

@@ -197,6 +197,23 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		}
 		st = cached
 	}
+	if path := cfg.journalPath(); path != "" {
+		hold := time.Duration(0)
+		if cfg.Session.RecoveryHold != nil {
+			hold = *cfg.Session.RecoveryHold
+			if hold == 0 {
+				hold = -1 // session.JournalConfig: negative turns the hold off
+			}
+		}
+		journaled, err := session.NewJournaledStore(st, session.JournalConfig{
+			Path: path, MaxLifetime: cfg.Session.MaxLifetime, RecoveryHold: hold, Logger: logger,
+		})
+		if err != nil {
+			st.Close()
+			return nil, &ConfigError{Setting: "session.logout_journal", Msg: strings.TrimPrefix(err.Error(), "session: "), Err: err}
+		}
+		st = journaled
+	}
 	g.store = st
 	secure := strings.HasPrefix(cfg.PublicURL, "https://")
 	g.sessions, err = session.NewManager(session.Config{

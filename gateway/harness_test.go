@@ -13,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -120,6 +121,8 @@ type gw struct {
 	g   *gateway.Gateway
 	url string
 	log *syncBuf
+	// stop shuts the instance down (as its cleanup does; once).
+	stop func()
 }
 
 type syncBuf struct {
@@ -166,6 +169,10 @@ func (e *env) start(edit func(*gateway.Config), opts ...gateway.Option) *gw {
 	if edit != nil {
 		edit(&cfg)
 	}
+	if cfg.Session.LogoutJournal == "" && (strings.HasPrefix(cfg.Session.Store, "redis") || strings.HasPrefix(cfg.Session.Store, "postgres")) {
+		// Shared stores journal logouts; keep the file out of the package.
+		cfg.Session.LogoutJournal = filepath.Join(e.t.TempDir(), "logouts.journal")
+	}
 	logs := &syncBuf{}
 	opts = append([]gateway.Option{gateway.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
 	g, err := gateway.New(context.Background(), cfg, opts...)
@@ -176,12 +183,16 @@ func (e *env) start(edit func(*gateway.Config), opts ...gateway.Option) *gw {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ctx, ln) }()
-	e.t.Cleanup(func() {
-		cancel()
-		<-done
-		g.Close()
-	})
-	return &gw{g: g, url: url, log: logs}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			g.Close()
+		})
+	}
+	e.t.Cleanup(stop)
+	return &gw{g: g, url: url, log: logs, stop: stop}
 }
 
 // browser follows redirects by hand and keeps cookies.

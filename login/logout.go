@@ -225,22 +225,27 @@ func (h *Handler) handleBackchannelLogout(w http.ResponseWriter, r *http.Request
 		fail(http.StatusBadRequest, "invalid logout token: "+err.Error())
 		return
 	}
-	if first, err := h.rememberJTI(r, claims); err != nil {
-		h.logger.Warn("login: session store failed during back-channel logout", "error", err)
-		fail(http.StatusServiceUnavailable, "the session store is unavailable")
-		return
-	} else if !first {
+	first, jtiErr := h.rememberJTI(r, claims)
+	if jtiErr == nil && !first {
 		fail(http.StatusBadRequest, "logout token replayed (jti already seen)")
 		return
 	}
+	// With the store unreachable the jti cannot be marked; the logout goes
+	// on if the sessions' deletion can be journaled (a replay of a logout
+	// token can only end the same sessions again).
 	keys, err := h.endSessions(r, claims.SessionID(), claims.Subject())
 	for _, k := range keys {
 		h.idCache.Delete(k)
 	}
-	if err != nil {
-		h.logger.Warn("login: session store failed during back-channel logout", "error", err)
+	switch {
+	case errors.Is(err, session.ErrLogoutDeferred):
+		h.logger.Warn("login: back-channel logout accepted while the session store is unreachable: recorded in the logout journal, applied when the store returns", "sub", claims.Subject(), "sid", claims.SessionID())
+	case err != nil:
+		h.logger.Warn("login: session store failed during back-channel logout", "error", errors.Join(jtiErr, err))
 		fail(http.StatusServiceUnavailable, "the session store is unavailable")
 		return
+	case jtiErr != nil:
+		h.logger.Warn("login: back-channel logout done, but its jti could not be recorded against replays", "error", jtiErr)
 	}
 	h.logger.Debug("login: back-channel logout", "sub", claims.Subject(), "sid", claims.SessionID(), "sessions", len(keys))
 	if h.cfg.OnBackchannelLogout != nil {
@@ -284,7 +289,7 @@ func (h *Handler) handleFrontchannelLogout(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	keys, err := h.sessions.DeleteBySID(r.Context(), q.Get("sid"))
-	if err != nil {
+	if err != nil && !errors.Is(err, session.ErrLogoutDeferred) {
 		h.logger.Warn("login: session store failed during front-channel logout", "error", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return

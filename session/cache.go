@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloakroom/cloakroom/internal/ttlcache"
@@ -16,7 +17,9 @@ import (
 // a Notifier (Redis pub/sub, PostgreSQL LISTEN/NOTIFY): a back-channel logout
 // received by one instance evicts the session from every instance's cache.
 // Other changes made elsewhere are picked up after at most the TTL, or at
-// once by a Save conflict or Manager.Reload.
+// once by a Save conflict or Manager.Reload. Once an operation on the
+// store fails, the cache serves nothing until the store answers again:
+// deletions made elsewhere meanwhile could not reach it.
 type CachedStore struct {
 	Store
 	cache *ttlcache.Cache[Record]
@@ -26,6 +29,23 @@ type CachedStore struct {
 	mu       sync.Mutex
 	cancel   context.CancelFunc
 	notified bool
+
+	// failing is set by a failed store operation and cleared by the next
+	// success: while the store is unreachable, deletions made elsewhere
+	// cannot reach this cache, so it serves nothing (fail closed).
+	failing atomic.Bool
+}
+
+// observe records whether the store answered: ErrNotFound and ErrConflict
+// are answers; a cancelled caller says nothing about the store.
+func (c *CachedStore) observe(err error) {
+	switch {
+	case err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict):
+		c.failing.Store(false)
+	case errors.Is(err, context.Canceled):
+	default:
+		c.failing.Store(true)
+	}
 }
 
 // CacheOptions configure a CachedStore.
@@ -65,6 +85,20 @@ func NewCachedStore(ctx context.Context, store Store, o CacheOptions) (*CachedSt
 func (c *CachedStore) Notified() bool { return c.notified }
 
 func (c *CachedStore) evict(keys []string) {
+	if keys == nil {
+		// The subscription was lost or re-established: deletions may have
+		// been missed. Forget everything and serve nothing from memory
+		// until the store answers again.
+		c.failing.Store(true)
+		c.cache.Clear()
+		return
+	}
+	for _, k := range keys {
+		c.cache.Delete(k)
+	}
+}
+
+func (c *CachedStore) forget(keys []string) {
 	for _, k := range keys {
 		c.cache.Delete(k)
 	}
@@ -90,7 +124,7 @@ func (c *CachedStore) remember(r *Record) {
 
 // Load implements Store.
 func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
-	if ctx.Value(bypassKey{}) == nil {
+	if ctx.Value(bypassKey{}) == nil && !c.failing.Load() {
 		if r, ok := c.cache.Get(key, c.now().Unix()); ok && c.now().Before(r.ExpiresAt) {
 			cp := r
 			cp.Payload = bytes.Clone(r.Payload) // callers may modify what they get
@@ -98,6 +132,7 @@ func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 		}
 	}
 	r, err := c.Store.Load(ctx, key)
+	c.observe(err)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			c.cache.Delete(key)
@@ -110,7 +145,9 @@ func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 
 // Save implements Store: write-through; a conflict evicts the stale copy.
 func (c *CachedStore) Save(ctx context.Context, r *Record) error {
-	if err := c.Store.Save(ctx, r); err != nil {
+	err := c.Store.Save(ctx, r)
+	c.observe(err)
+	if err != nil {
 		c.cache.Delete(r.Key)
 		return err
 	}
@@ -121,27 +158,33 @@ func (c *CachedStore) Save(ctx context.Context, r *Record) error {
 // Delete implements Store.
 func (c *CachedStore) Delete(ctx context.Context, key string) error {
 	c.cache.Delete(key)
-	return c.Store.Delete(ctx, key)
+	err := c.Store.Delete(ctx, key)
+	c.observe(err)
+	return err
 }
 
 // DeleteBySID implements Store.
 func (c *CachedStore) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
 	keys, err := c.Store.DeleteBySID(ctx, sid)
-	c.evict(keys)
+	c.observe(err)
+	c.forget(keys)
 	return keys, err
 }
 
 // DeleteBySubject implements Store.
 func (c *CachedStore) DeleteBySubject(ctx context.Context, subject string) ([]string, error) {
 	keys, err := c.Store.DeleteBySubject(ctx, subject)
-	c.evict(keys)
+	c.observe(err)
+	c.forget(keys)
 	return keys, err
 }
 
 // MarkOnce implements Store: marks are never cached, so that every
 // instance asks the shared store and a replay is seen by all of them.
 func (c *CachedStore) MarkOnce(ctx context.Context, key string, until time.Time) (bool, error) {
-	return c.Store.MarkOnce(ctx, key, until)
+	first, err := c.Store.MarkOnce(ctx, key, until)
+	c.observe(err)
+	return first, err
 }
 
 // Close ends the subscription and closes the wrapped store.

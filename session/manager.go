@@ -391,7 +391,8 @@ func (m *Manager) Touch(ctx context.Context, s *State) error {
 // cookie is kept: the session still exists, and the user must be able to
 // log out again once the store is back.
 func (m *Manager) Destroy(ctx context.Context, w http.ResponseWriter, s *State) error {
-	if err := m.Delete(ctx, s); err != nil {
+	// A deletion journaled for later (ErrLogoutDeferred) is a logout done.
+	if err := m.Delete(ctx, s); err != nil && !errors.Is(err, ErrLogoutDeferred) {
 		return err
 	}
 	m.ClearCookie(w)

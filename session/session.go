@@ -85,6 +85,9 @@ type Store interface {
 // LISTEN/NOTIFY), so that instance-local caches are invalidated at once.
 type Notifier interface {
 	// Subscribe calls fn with the keys of sessions deleted by any process
-	// until ctx ends.
+	// until ctx ends. It calls fn(nil) when deletions may have been missed:
+	// when the subscription's connection is lost and again when it is
+	// re-established (a CachedStore then forgets every record and serves
+	// none from memory until the store answers again).
 	Subscribe(ctx context.Context, fn func(keys []string)) error
 }

@@ -57,6 +57,7 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 		c.Routes = []gateway.Route{{Name: "default", Path: "/", Upstream: v}}
 	})
 	str("session-store", "sqlite:PATH (default), redis://…, postgres://… or memory:", func(c *gateway.Config, v string) { c.Session.Store = v })
+	str("logout-journal", "file recording logouts the shared store could not take (default with Redis/PostgreSQL: cloakroom-logouts-LISTEN.journal; off: none)", func(c *gateway.Config, v string) { c.Session.LogoutJournal = v })
 	str("encryption-key", "base64 AES-256 session key(s), comma-separated, newest first (prefer CLOAKROOM_ENCRYPTION_KEY)", func(c *gateway.Config, v string) {
 		c.Session.EncryptionKeys = splitComma(v)
 	})

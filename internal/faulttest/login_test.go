@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -103,35 +105,47 @@ func TestLoginMiddlewareStoreDown(t *testing.T) {
 		t.Skip("set CLOAKROOM_TEST_REDIS and/or CLOAKROOM_TEST_POSTGRES to run the store outage tests")
 	}
 	for name, open := range stores {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			proxy, store := open(t)
-			app := faulttest.NewLoginApp(t, store)
-			faulttest.RunStoreOutage(t, faulttest.Outage{
-				KC:        app.KC,
-				Protected: app.URL + "/private",
-				Whoami: func(p faulttest.Page) string {
-					if p.Status != 200 || !strings.HasPrefix(p.Body, "private page of ") {
-						return ""
-					}
-					return strings.Fields(p.Body)[3]
-				},
-				Logout: app.URL + "/auth/logout",
-				Origin: app.URL,
-				CSRF: func(b *faulttest.Browser) string {
-					return faulttest.CSRF(b.Get(app.URL + "/private"))
-				},
-				Cookie: faulttest.AppCookie,
-				Break:  proxy.Down,
-				Repair: func() {
-					if err := proxy.Up(); err != nil {
+		for _, journal := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/journal=%v", name, journal), func(t *testing.T) {
+				t.Parallel()
+				proxy, store := open(t)
+				if journal {
+					// As a web app wires it: the journal outermost.
+					j, err := session.NewJournaledStore(store, session.JournalConfig{Path: filepath.Join(t.TempDir(), "logouts.journal")})
+					if err != nil {
 						t.Fatal(err)
 					}
-				},
+					t.Cleanup(func() { j.Close() })
+					store = j
+				}
+				app := faulttest.NewLoginApp(t, store)
+				faulttest.RunStoreOutage(t, faulttest.Outage{
+					KC:        app.KC,
+					Protected: app.URL + "/private",
+					Whoami: func(p faulttest.Page) string {
+						if p.Status != 200 || !strings.HasPrefix(p.Body, "private page of ") {
+							return ""
+						}
+						return strings.Fields(p.Body)[3]
+					},
+					Logout: app.URL + "/auth/logout",
+					Origin: app.URL,
+					CSRF: func(b *faulttest.Browser) string {
+						return faulttest.CSRF(b.Get(app.URL + "/private"))
+					},
+					Cookie:  faulttest.AppCookie,
+					Journal: journal,
+					Break:   proxy.Down,
+					Repair: func() {
+						if err := proxy.Up(); err != nil {
+							t.Fatal(err)
+						}
+					},
+				})
+				if logs := app.Logs.String(); !strings.Contains(logs, "session store failed") {
+					t.Errorf("the store failures were not logged: %.500s", logs)
+				}
 			})
-			if logs := app.Logs.String(); !strings.Contains(logs, "session store failed") {
-				t.Errorf("the store failures were not logged: %.500s", logs)
-			}
-		})
+		}
 	}
 }

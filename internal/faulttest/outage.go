@@ -30,6 +30,10 @@ type Outage struct {
 	// ReadsSurvive says the broken store still answers reads (a read-only
 	// or full SQLite file): requests with a session may then be served.
 	ReadsSurvive bool
+	// Journal says the application journals the logouts its store refuses
+	// (session.JournaledStore): logouts during the outage are then
+	// accepted, and stay done after it.
+	Journal bool
 }
 
 // Result summarises what RunStoreOutage saw, for the test's log.
@@ -48,9 +52,11 @@ type Result struct {
 //     a login redirect or a 500;
 //   - a login completing at that moment gets 503 and no session cookie;
 //   - a logout gets 503 and the browser keeps its cookie (nothing half
-//     done: the session is not deleted, so the user can log out again);
+//     done: the session cannot be loaded, so neither its CSRF token; the
+//     user can log out again);
 //   - a back-channel logout is answered 503, so Keycloak records the
-//     failure;
+//     failure; or, with a journal (Outage.Journal), 200, and that session
+//     is never served again, during the outage or after it;
 //
 // and once the store is repaired, without a restart, the same cookie works
 // again for the same user, new logins work and logout works.
@@ -138,22 +144,38 @@ func RunStoreOutage(t *testing.T, o Outage) Result {
 		t.Fatal("a failed logout deleted the browser's session cookie (the session itself is still there)")
 	}
 
-	// A back-channel logout now: Keycloak is told it failed.
+	// A back-channel logout now: Keycloak is told it failed, or, with a
+	// journal, that it worked.
 	o.KC.EndSession(bobSIDs[0])
 	for _, d := range o.KC.LogoutDeliveries() {
 		if d.SessionID == bobSIDs[0] {
 			res.Backchannel = d.Status
 		}
 	}
-	if res.Backchannel != http.StatusServiceUnavailable {
-		t.Fatalf("back-channel logout with the store down answered %d, want 503", res.Backchannel)
+	if want := map[bool]int{false: http.StatusServiceUnavailable, true: http.StatusOK}[o.Journal]; res.Backchannel != want {
+		t.Fatalf("back-channel logout with the store down answered %d, want %d", res.Backchannel, want)
 	}
+	bobCookie := bob.Cookie(o.Protected, o.Cookie)
+	loggedOut := func(when string) {
+		if !o.Journal {
+			return
+		}
+		b := NewBrowser(t)
+		u, _ := url.Parse(o.Protected)
+		b.Client.Jar.SetCookies(u, []*http.Cookie{{Name: o.Cookie, Value: bobCookie.Value, Path: "/"}})
+		if p := b.Do(http.MethodGet, o.Protected, nil, "Accept", "application/json"); p.Status == http.StatusOK {
+			t.Fatalf("%s: bob's session was served after its back-channel logout was accepted: %.300s", when, p.Body)
+		}
+	}
+	loggedOut("during the outage")
 
 	o.Repair()
 
+	loggedOut("right after the repair")
 	// The same cookie works again, for the same user.
 	deadline = time.Now().Add(20 * time.Second)
 	for {
+		loggedOut("after the repair")
 		p := alice.Do(http.MethodGet, o.Protected, nil)
 		if p.Status == http.StatusOK {
 			if o.Whoami(p) != aliceSub {
@@ -169,6 +191,7 @@ func RunStoreOutage(t *testing.T, o Outage) Result {
 	if c := alice.Cookie(o.Protected, o.Cookie); c == nil || c.Value != cookie.Value {
 		t.Fatal("the session cookie changed during the outage")
 	}
+	loggedOut("once the store serves sessions again")
 	// New logins work.
 	if p := NewBrowser(t).Login(o.Protected, "alice"); o.Whoami(p) != aliceSub {
 		t.Fatalf("login after recovery: %d %.300s", p.Status, p.Body)

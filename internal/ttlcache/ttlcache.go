@@ -82,6 +82,17 @@ func (c *Cache[V]) Delete(key string) {
 	s.mu.Unlock()
 }
 
+// Clear removes every entry.
+func (c *Cache[V]) Clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.bytes = 0
+		s.mu.Unlock()
+	}
+}
+
 // Put stores val under key until exp (unix seconds). size estimates the
 // entry's memory in bytes; an entry larger than a shard's budget is not
 // stored.

@@ -456,9 +456,11 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn, fn func([]string)) 
 				return
 			}
 			s.log.Warn("pgstore: lost the LISTEN connection; reconnecting", "channel", s.channel, "error", err)
+			fn(nil) // notifications may be missed until LISTEN is back
 			if conn = s.relisten(ctx); conn == nil {
 				return
 			}
+			fn(nil) // and were, between the loss and now
 			continue
 		}
 		sessionstore.Deleted(s.log, "pgstore", n.Channel, n.Payload, fn)
