@@ -17,6 +17,19 @@
 // form posting to auth.LogoutURL(returnTo) that carries
 // Session.LogoutFormFields (the CSRF token). The runnable example is
 // ExampleHandler_Mount.
+//
+// # Logouts while the session store is down
+//
+// Keycloak sends a back-channel logout once. With a store shared by several
+// instances (Redis, PostgreSQL), wrap it in a session.JournaledStore
+// (outermost, around any session.CachedStore): a logout that arrives while
+// the store is unreachable is then written to the instance's journal file
+// and fsynced, answered 200, refused by this instance at once, and applied
+// to the store when it answers again; every instance holds sessions back
+// for a short while after an outage so that journals are applied first.
+// Without a journal the handler answers 503 and Keycloak records the
+// failure. The guarantee and what remains of the window are in
+// docs/gateway.md, "A logout accepted is never lost".
 package login
 
 import (

@@ -2,9 +2,12 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 
 	"github.com/cloakroom/cloakroom/session"
 )
@@ -40,4 +43,27 @@ func ExampleManager() {
 	// Output:
 	// __Host-cloakroom true true 43
 	// 7c9e6679-7425-40de-944b-e07fc1f90ae7
+}
+
+// A JournaledStore keeps logouts the shared store cannot take: they are
+// written to the instance's journal, refused locally at once and applied
+// when the store answers again.
+func ExampleNewJournaledStore() {
+	dir, _ := os.MkdirTemp("", "journal")
+	defer os.RemoveAll(dir)
+	shared := session.NewMemoryStore() // in production: redisstore.Open or pgstore.Open, in a CachedStore
+	store, err := session.NewJournaledStore(shared, session.JournalConfig{
+		Path:        filepath.Join(dir, "logouts.journal"), // one file per instance, on persistent storage
+		MaxLifetime: session.DefaultMaxLifetime,            // the Manager's MaxLifetime
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	// A back-channel logout: with the store reachable, an ordinary deletion.
+	_, err = store.DeleteBySID(context.Background(), "keycloak-session-id")
+	fmt.Println(err, errors.Is(err, session.ErrLogoutDeferred), store.Pending())
+	// Output:
+	// <nil> false 0
 }
