@@ -213,6 +213,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 			return nil, &ConfigError{Setting: "session.logout_journal", Msg: strings.TrimPrefix(err.Error(), "session: "), Err: err}
 		}
 		st = journaled
+		g.metrics.journalPending(o.registerer, journaled.Pending)
 	}
 	g.store = st
 	secure := strings.HasPrefix(cfg.PublicURL, "https://")

@@ -103,6 +103,10 @@ func TestLogoutDuringStoreOutageNeverServed(t *testing.T) {
 					t.Fatalf("back-channel logout with the store down: %d, want 200 (journaled)", status)
 				}
 
+				if m := faulttest.NewBrowser(t).Get(a.url + "/_cloakroom/metrics"); !strings.Contains(m.Body, "cloakroom_logout_journal_pending 1") {
+					t.Errorf("instance A's metrics do not show the journaled logout: %d", m.Status)
+				}
+
 				// From now on bob's session must never be served, by any
 				// instance that is up.
 				var (

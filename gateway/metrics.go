@@ -59,6 +59,13 @@ func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer) *metric
 	return m
 }
 
+// journalPending exports the logout journal's backlog.
+func (m *metrics) journalPending(reg prometheus.Registerer, pending func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cloakroom_logout_journal_pending", Help: "Logouts recorded in this instance's journal while the session store was unreachable, not yet applied to it.",
+	}, func() float64 { return float64(pending()) }))
+}
+
 // timedStore records the latency of every store operation.
 type timedStore struct {
 	session.Store
