@@ -86,6 +86,7 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { g.rewrite(rt, pr) },
 		Transport:     g.transport,
+		BufferPool:    copyBuffers,
 		FlushInterval: 100 * time.Millisecond, // streams (SSE) flush at once anyway
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			// A body cut for slowness also cancels the request's context

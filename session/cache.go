@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,7 +119,9 @@ func (c *CachedStore) remember(r *Record) {
 		exp = r.ExpiresAt
 	}
 	cp := *r
-	cp.Payload = bytes.Clone(r.Payload) // the caller keeps r
+	// The caller keeps r; clipped, so that an append to a Payload handed
+	// out below never writes into the cached array.
+	cp.Payload = slices.Clip(bytes.Clone(r.Payload))
 	c.cache.Put(r.Key, cp, exp.Unix(), len(r.Payload)+len(r.Key)+len(r.SID)+len(r.Subject)+128, now.Unix())
 }
 
@@ -126,8 +129,10 @@ func (c *CachedStore) remember(r *Record) {
 func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 	if ctx.Value(bypassKey{}) == nil && !c.failing.Load() {
 		if r, ok := c.cache.Get(key, c.now().Unix()); ok && c.now().Before(r.ExpiresAt) {
+			// The payload is shared with the cache, not cloned: a Record's
+			// Payload is read-only (Store.Load), and Manager, its only
+			// reader, usually skips it (the decoded-session cache).
 			cp := r
-			cp.Payload = bytes.Clone(r.Payload) // callers may modify what they get
 			return &cp, nil
 		}
 	}

@@ -49,7 +49,9 @@ type Record struct {
 // Store persists Records. Implementations must be safe for concurrent use,
 // also from several processes sharing the same backend.
 type Store interface {
-	// Load returns the live record under key, or ErrNotFound.
+	// Load returns the live record under key, or ErrNotFound. The Record
+	// is the caller's, but its Payload may be shared with a cache: callers
+	// never change the bytes of a loaded Payload (they replace it).
 	Load(ctx context.Context, key string) (*Record, error)
 	// Save writes r if the stored version is r.Version (0: the record must
 	// not exist yet), and then sets r.Version to the new version (old + 1).
