@@ -60,6 +60,8 @@ func FuzzParseCheckpoint(f *testing.F) {
 		Counts: SyncCounts{Seen: 500, Created: 500}}).encode()
 	f.Add("0123456789abcdef0123456789abcdef", []byte(good))
 	f.Add("0123456789abcdef0123456789abcdef", []byte(`{"v":1,"run":"0123456789abcdef0123456789abcdef","phase":"verify","first":-1}`))
+	f.Add("0123456789abcdef0123456789abcdef", []byte(`{"v":1,"run":"0123456789abcdef0123456789abcdef","phase":"users","first":20,"started":1,"pass":2,"start":700,"wrapped":true}`))
+	f.Add("0123456789abcdef0123456789abcdef", []byte(`{"v":1,"run":"0123456789abcdef0123456789abcdef","phase":"users","started":1,"pass":-1,"start":-5}`))
 	f.Add("x", []byte(`{"v":2}`))
 	f.Add("0123456789abcdef0123456789abcdef", []byte(`{"v":1,"run":"0123456789abcdef0123456789abcdef","phase":"done","started":1,"extra":1}`))
 	f.Add("", []byte(`null`))
@@ -71,7 +73,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 			}
 			return
 		}
-		if cp.RunID != runID || cp.First < 0 || cp.AfterID < 0 || cp.Counts.Seen < 0 {
+		if cp.RunID != runID || cp.First < 0 || cp.AfterID < 0 || cp.Start < 0 || cp.Pass < 0 || cp.Counts.Seen < 0 {
 			t.Fatalf("accepted %+v", cp)
 		}
 		again, err := parseCheckpoint(runID, []byte(cp.encode()))

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,10 +62,20 @@ type SyncOptions struct {
 	// DefaultSyncBatchSize, at most MaxSyncBatchSize). The checkpoint
 	// advances with every batch.
 	BatchSize int
-	// Resume continues the last run if it was interrupted, from its
-	// checkpoint, with its counts; without an unfinished run it starts a
-	// new one. Without Resume a new run starts (an unfinished one is
-	// abandoned: its rows are simply seen again).
+	// Resume continues the last run if it was interrupted, with its
+	// counts; without an unfinished run it starts a new one. Without
+	// Resume a new run starts (an unfinished one is abandoned: its rows
+	// are simply seen again).
+	//
+	// Keycloak may have changed since the interruption, and first/max
+	// paging has no snapshot, so a resumption is a new pass over every
+	// Keycloak user: it lists from the checkpoint's offset to the end
+	// first (the users the run had not reached), then the users before
+	// that offset again, comparing them with their rows (the rows the run
+	// already wrote are found unchanged, which costs no write but marking
+	// them seen), and then checks the active rows this pass did not see.
+	// So a resumed run leaves the table as a clean run would, whatever
+	// users were added, deleted, renamed or disabled meanwhile.
 	Resume bool
 	// Progress, when set, is called after every batch and at the end of
 	// each phase, from the goroutine running Sync.
@@ -77,8 +88,11 @@ type SyncOptions struct {
 // SyncCounts are the counts of a run. Every Keycloak user seen is counted
 // once in Seen and once in Created, Updated, Unchanged, Reactivated or
 // Deactivated (disabled in Keycloak); Deactivated also counts the rows
-// deactivated because Keycloak no longer has their user. Errors counts
-// users that could not be processed (see SyncReport.Failures).
+// deactivated because Keycloak no longer has their user. A resumed run
+// sees again the users it processed before the interruption: those that
+// changed in Keycloak meanwhile are counted once more in Updated,
+// Reactivated or Deactivated (not in Seen), the others not again. Errors
+// counts users that could not be processed (see SyncReport.Failures).
 type SyncCounts struct {
 	Seen        int `json:"seen"`        // distinct Keycloak users processed
 	Created     int `json:"created"`     // new rows
@@ -130,6 +144,13 @@ type SyncReport struct {
 }
 
 // checkpoint is the persisted state of a run: committed with each batch.
+//
+// A run makes one pass over Keycloak's users, and one more each time it is
+// resumed (Pass counts the resumptions). A pass lists from Start to the
+// end, then (Wrapped) from 0 to Start, then verifies. Rows seen by a pass
+// hold its mark in sync_run; rows seen by an earlier pass of the same run
+// are compared again, since Keycloak may have changed during the
+// interruption.
 type checkpoint struct {
 	V       int        `json:"v"`
 	RunID   string     `json:"run"`
@@ -138,6 +159,27 @@ type checkpoint struct {
 	AfterID int64      `json:"after_id"` // last row verified (PhaseVerify)
 	Started int64      `json:"started"`  // Unix milliseconds
 	Counts  SyncCounts `json:"counts"`
+	// Pass, Start and Wrapped are left out of the JSON while zero, so
+	// that a run never resumed stores what earlier versions did.
+	Pass    int  `json:"pass,omitempty"`    // resumptions so far
+	Start   int  `json:"start,omitempty"`   // offset the pass began at
+	Wrapped bool `json:"wrapped,omitempty"` // listing [0, Start) again
+}
+
+// mark is the sync_run value of the rows the current pass has seen: the
+// run id, followed by ".PASS" once resumed.
+func (cp *checkpoint) mark() string {
+	if cp.Pass == 0 {
+		return cp.RunID
+	}
+	return cp.RunID + "." + strconv.Itoa(cp.Pass)
+}
+
+// seenInRun reports whether a row's sync_run is the mark of a pass of this
+// run.
+func (cp *checkpoint) seenInRun(syncRun string) bool {
+	rest, ok := strings.CutPrefix(syncRun, cp.RunID)
+	return ok && (rest == "" || rest[0] == '.')
 }
 
 // parseCheckpoint reads a stored checkpoint, refusing anything this
@@ -160,7 +202,7 @@ func parseCheckpoint(runID string, b []byte) (*checkpoint, error) {
 		return nil, fmt.Errorf("%w: sync checkpoint: bad run id", ErrCorrupt)
 	case cp.Phase != PhaseUsers && cp.Phase != PhaseVerify && cp.Phase != PhaseDone:
 		return nil, fmt.Errorf("%w: sync checkpoint: unknown phase %q", ErrCorrupt, cp.Phase)
-	case cp.First < 0 || cp.AfterID < 0 || cp.Started <= 0:
+	case cp.First < 0 || cp.AfterID < 0 || cp.Start < 0 || cp.Pass < 0 || cp.Started <= 0:
 		return nil, fmt.Errorf("%w: sync checkpoint: negative offset or no start time", ErrCorrupt)
 	case c.Seen < 0 || c.Created < 0 || c.Updated < 0 || c.Unchanged < 0 || c.Deactivated < 0 || c.Reactivated < 0 || c.Errors < 0:
 		return nil, fmt.Errorf("%w: sync checkpoint: negative count", ErrCorrupt)
@@ -279,7 +321,21 @@ func (d *Directory) Sync(ctx context.Context, opts SyncOptions) (rep SyncReport,
 			return rep, fmt.Errorf("directory: sync: store the checkpoint: %w", err)
 		}
 	} else {
+		// A new pass: what was listed before the interruption may have
+		// changed since (see SyncOptions.Resume).
 		rep.Resumed = true
+		next := *cp
+		next.Pass++
+		if next.Phase == PhaseUsers {
+			next.Start = next.First
+		} else {
+			next.Phase, next.First, next.Start = PhaseUsers, 0, 0
+		}
+		next.Wrapped, next.AfterID = false, 0
+		if err := d.inTx(ctx, func(tx *sql.Tx) error { return d.advance(ctx, tx, &next) }); err != nil {
+			return rep, fmt.Errorf("directory: sync: resume run %s: store the checkpoint: %w", next.RunID, err)
+		}
+		cp = &next
 	}
 	s.cp = *cp
 	rep.RunID, rep.Started = cp.RunID, time.UnixMilli(cp.Started).UTC()
@@ -320,7 +376,46 @@ type fetched struct {
 	at time.Time
 }
 
+// listUsers lists the pass's users: from the checkpoint's offset to the
+// end, then, in a resumed pass, the users before the pass's start again.
 func (s *syncer) listUsers(ctx context.Context) error {
+	d := s.d
+	for {
+		limit := -1 // to the end
+		if s.cp.Wrapped {
+			limit = max(0, s.cp.Start-s.cp.First)
+		}
+		if limit != 0 {
+			if err := s.listFrom(ctx, limit); err != nil {
+				return err
+			}
+		}
+		if s.cp.Wrapped || s.cp.Start == 0 {
+			break
+		}
+		// The end is reached: list what came before the start again.
+		next := s.cp
+		next.Wrapped, next.First = true, 0
+		if err := d.inTx(ctx, func(tx *sql.Tx) error { return d.advance(ctx, tx, &next) }); err != nil {
+			return err
+		}
+		s.cp = next
+	}
+	// The listing is complete: move to the verify phase.
+	next := s.cp
+	next.Phase, next.AfterID = PhaseVerify, 0
+	if err := d.inTx(ctx, func(tx *sql.Tx) error { return d.advance(ctx, tx, &next) }); err != nil {
+		return err
+	}
+	s.cp = next
+	s.progress(PhaseUsers)
+	return nil
+}
+
+// listFrom lists Keycloak's users from the checkpoint's offset on, limit
+// of them (all to the end if negative), and writes them a batch at a
+// time.
+func (s *syncer) listFrom(ctx context.Context, limit int) error {
 	d := s.d
 	size := s.opts.PageSize
 	batch := make([]fetched, 0, s.opts.BatchSize)
@@ -341,23 +436,15 @@ func (s *syncer) listUsers(ctx context.Context) error {
 			batch = batch[:0]
 			s.progress(PhaseUsers)
 		}
+		if i == limit {
+			break
+		}
 		if i%size == 0 {
 			// AllUsers asks for the next page when this iteration ends.
 			pageAt = d.stamp()
 		}
 	}
-	if err := s.flush(ctx, batch); err != nil {
-		return err
-	}
-	// The listing is complete: move to the verify phase.
-	next := s.cp
-	next.Phase, next.AfterID = PhaseVerify, 0
-	if err := d.inTx(ctx, func(tx *sql.Tx) error { return d.advance(ctx, tx, &next) }); err != nil {
-		return err
-	}
-	s.cp = next
-	s.progress(PhaseUsers)
-	return nil
+	return s.flush(ctx, batch)
 }
 
 // flush writes one batch of Keycloak users and advances the checkpoint
@@ -366,6 +453,7 @@ func (s *syncer) flush(ctx context.Context, batch []fetched) error {
 	d := s.d
 	next := s.cp
 	next.First += len(batch)
+	mark := next.mark()
 	var deactivated []*User
 	var failures []SyncFailure
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
@@ -384,7 +472,7 @@ func (s *syncer) flush(ctx context.Context, batch []fetched) error {
 		if err != nil {
 			return err
 		}
-		w := &batchWriter{d: d, tx: tx, run: next.RunID}
+		w := &batchWriter{d: d, tx: tx, run: mark}
 		defer w.close()
 		now := d.stamp()
 		for _, f := range batch {
@@ -394,18 +482,16 @@ func (s *syncer) flush(ctx context.Context, batch []fetched) error {
 				continue
 			}
 			cur := rows[f.u.ID]
-			if cur != nil && cur.syncRun == next.RunID {
-				continue // seen before in this run (paging shifted)
+			if cur != nil && cur.syncRun == mark {
+				continue // seen before in this pass (paging shifted)
 			}
+			again := cur != nil && next.seenInRun(cur.syncRun) // by an earlier pass
 			u, oc, err := w.apply(ctx, cur, &f.u, f.at, now)
 			if err != nil {
 				return err
 			}
 			rows[f.u.ID] = u
-			next.Counts.Seen++
-			if oc != outCreated {
-				count(&next.Counts, oc)
-			}
+			tally(&next.Counts, oc, again)
 			if oc == outDeactivated {
 				deactivated = append(deactivated, u)
 			}
@@ -428,6 +514,22 @@ func (s *syncer) flush(ctx context.Context, batch []fetched) error {
 	s.cp = next
 	s.committed(deactivated, failures)
 	return nil
+}
+
+// tally counts a user the run processed; again: an earlier pass of the
+// run (before an interruption) processed it already, and counted it.
+// Created rows are counted once inserted.
+func tally(c *SyncCounts, oc outcome, again bool) {
+	switch {
+	case again && oc == outUnchanged:
+	case again:
+		count(c, oc)
+	default:
+		c.Seen++
+		if oc != outCreated {
+			count(c, oc)
+		}
+	}
 }
 
 func count(c *SyncCounts, oc outcome) {
@@ -628,8 +730,9 @@ type lookup struct {
 // verify checks the active rows this run did not see, a chunk at a time.
 func (s *syncer) verify(ctx context.Context) error {
 	d := s.d
+	mark := s.cp.mark()
 	for {
-		cands, err := d.candidates(ctx, s.cp.RunID, s.cp.AfterID, s.opts.BatchSize)
+		cands, err := d.candidates(ctx, mark, s.cp.AfterID, s.opts.BatchSize)
 		if err != nil {
 			return err
 		}
@@ -650,7 +753,7 @@ func (s *syncer) verify(ctx context.Context) error {
 			if err := d.own(ctx, tx, next.RunID); err != nil {
 				return err
 			}
-			w := &batchWriter{d: d, tx: tx, run: next.RunID}
+			w := &batchWriter{d: d, tx: tx, run: mark}
 			defer w.close()
 			now := d.stamp()
 			for _, l := range looks {
@@ -663,7 +766,7 @@ func (s *syncer) verify(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				if cur == nil || cur.syncRun == next.RunID {
+				if cur == nil || cur.syncRun == mark {
 					continue
 				}
 				if l.err != nil { // Keycloak has no such user: ids are never reused
@@ -672,7 +775,7 @@ func (s *syncer) verify(ctx context.Context) error {
 					}
 					u := cur.clone()
 					u.Enabled = false
-					u.DeactivatedAt, u.Reason, u.Updated, u.SyncedAt, u.syncRun = now, ReasonNotInKeycloak, now, now, next.RunID
+					u.DeactivatedAt, u.Reason, u.Updated, u.SyncedAt, u.syncRun = now, ReasonNotInKeycloak, now, now, mark
 					if _, err := d.writeUser(ctx, tx, nil, u); err != nil {
 						return err
 					}
@@ -680,12 +783,12 @@ func (s *syncer) verify(ctx context.Context) error {
 					deactivated = append(deactivated, u)
 					continue
 				}
+				again := next.seenInRun(cur.syncRun)
 				u, oc, err := w.apply(ctx, cur, l.ku, l.at, now)
 				if err != nil {
 					return err
 				}
-				next.Counts.Seen++
-				count(&next.Counts, oc)
+				tally(&next.Counts, oc, again)
 				if oc == outDeactivated {
 					deactivated = append(deactivated, u)
 				}

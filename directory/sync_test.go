@@ -331,3 +331,219 @@ func TestSyncFailuresAndCorruptCheckpoint(t *testing.T) {
 		t.Fatalf("after a corrupt checkpoint: %+v", rep)
 	}
 }
+
+// rowsBySub reads every row of the table, keyed by sub.
+func rowsBySub(t testing.TB, d *Directory) map[string]*User {
+	t.Helper()
+	out := map[string]*User{}
+	var after int64
+	for {
+		page := must[[]*User](t)(d.List(context.Background(), Query{AfterID: after, Limit: MaxListLimit}))
+		if len(page) == 0 {
+			return out
+		}
+		for _, u := range page {
+			out[u.Subject] = u
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// sameAsClean compares the table of a resumed run with that of a clean
+// sync of Keycloak's present state into a new table: every user's data
+// must be equal. The resumed table may hold more rows only for the users
+// in gone (deleted in Keycloak), deactivated as such.
+func sameAsClean(t testing.TB, resumed, clean *Directory, gone ...string) {
+	t.Helper()
+	got, want := rowsBySub(t, resumed), rowsBySub(t, clean)
+	type data struct {
+		Username, Email, First, Last string
+		Verified, Enabled, Active    bool
+		Reason                       Reason
+	}
+	of := func(u *User) data {
+		return data{u.Username, u.Email, u.FirstName, u.LastName, u.EmailVerified, u.Enabled, u.Active(), u.Reason}
+	}
+	for sub, w := range want {
+		g, ok := got[sub]
+		if !ok {
+			t.Errorf("user %s (%s) has no row after the resumed run", w.Username, sub)
+			continue
+		}
+		if of(g) != of(w) {
+			t.Errorf("user %s:\n  resumed %+v\n  clean   %+v", w.Username, of(g), of(w))
+		}
+		delete(got, sub)
+	}
+	var extra []string
+	for _, u := range got {
+		extra = append(extra, u.Username)
+		if u.Active() || u.Reason != ReasonNotInKeycloak {
+			t.Errorf("row of %s, gone from Keycloak: %+v", u.Username, of(u))
+		}
+	}
+	slices.Sort(extra)
+	slices.Sort(gone)
+	if !slices.Equal(extra, gone) {
+		t.Errorf("rows of users gone from Keycloak %v, want %v", extra, gone)
+	}
+}
+
+// Keycloak changes while a run is interrupted: a user is added (sorting
+// first, so every later user shifts past the checkpoint's offset), one the
+// run wrote is deleted, one renamed (moving past the offset), one gets a
+// new name, one is disabled. The resumed run, interrupted again while it
+// lists again what came before its start, and resumed once more, leaves
+// the table a clean sync of the new state leaves, and counts every user
+// once.
+func TestSyncResumeAfterKeycloakChanged(t *testing.T) {
+	t.Parallel()
+	for _, backend := range backends() {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newKC(t)
+			e.addUsers(t, "u", 1000)
+			d := newLocation(t, backend).open(t, WithAdmin(e.admin))
+
+			// Interrupted after 3 batches: alice, bob, u00000-u00297.
+			cctx, cancel := context.WithCancel(ctx)
+			batches := 0
+			first, err := d.Sync(cctx, SyncOptions{PageSize: 100, BatchSize: 100, Progress: func(p SyncProgress) {
+				if batches++; batches == 3 {
+					cancel()
+				}
+			}})
+			cancel()
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted run: %v", err)
+			}
+			wantCounts(t, "interrupted", first, SyncCounts{Seen: 300, Created: 300})
+
+			if _, err := e.kc.AddUser(keycloaktest.UserConfig{Username: "a-newcomer", Email: "new@example.com"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.kc.DeleteUser("u" + pad(10)); err != nil {
+				t.Fatal(err)
+			}
+			// keycloaktest keeps usernames, as Keycloak does by default: the
+			// renamed user comes back under its id with another name.
+			id, _ := e.kc.UserID("u" + pad(20))
+			if err := e.kc.DeleteUser("u" + pad(20)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.kc.AddUser(keycloaktest.UserConfig{ID: id, Username: "zz-renamed", Email: "renamed@example.com"}); err != nil {
+				t.Fatal(err)
+			}
+			id, _ = e.kc.UserID("u" + pad(30))
+			if err := e.admin.UpdateUser(ctx, id, admin.UserUpdate{FirstName: admin.Ptr("Renamed")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.kc.SetUserEnabled("u"+pad(40), false); err != nil {
+				t.Fatal(err)
+			}
+
+			// Resumed, and interrupted again while listing the users before
+			// its start (offset 300) again.
+			var notified []string
+			opts := SyncOptions{PageSize: 100, BatchSize: 100, Resume: true, OnDeactivate: func(u *User) { notified = append(notified, u.Username) }}
+			cctx, cancel = context.WithCancel(ctx)
+			opts.Progress = func(SyncProgress) {
+				if cp := must[*checkpoint](t)(d.loadCheckpoint(ctx)); cp.Wrapped && cp.First >= 100 {
+					cancel()
+				}
+			}
+			second, err := d.Sync(cctx, opts)
+			cancel()
+			if !errors.Is(err, context.Canceled) || !second.Resumed || second.RunID != first.RunID {
+				t.Fatalf("second interruption: %v, %+v", err, second)
+			}
+			if cp := must[*checkpoint](t)(d.loadCheckpoint(ctx)); cp.Pass != 1 || cp.Start != 300 || !cp.Wrapped || cp.First < 100 || cp.First >= 300 {
+				t.Fatalf("checkpoint %+v", cp)
+			}
+			// Meanwhile a user the resumed run saw is deleted.
+			if err := e.kc.DeleteUser("u" + pad(500)); err != nil {
+				t.Fatal(err)
+			}
+
+			opts.Progress = nil
+			last := must[SyncReport](t)(d.Sync(ctx, opts))
+			if !last.Resumed || last.RunID != first.RunID {
+				t.Fatalf("last run %+v", last)
+			}
+			// 1003 users seen: the 1001 there now, and u00010 and u00500
+			// before they were deleted; zz-renamed and u00030 updated,
+			// u00040 disabled, u00010 and u00500 gone.
+			wantCounts(t, "resumed twice", last, SyncCounts{Seen: 1003, Created: 1003, Updated: 2, Deactivated: 3})
+			slices.Sort(notified)
+			if want := []string{"u00010", "u00040", "u00500"}; !slices.Equal(notified, want) {
+				t.Errorf("OnDeactivate saw %v, want %v", notified, want)
+			}
+			if cp := must[*checkpoint](t)(d.loadCheckpoint(ctx)); cp.Phase != PhaseDone || cp.Pass != 2 {
+				t.Fatalf("checkpoint %+v", cp)
+			}
+
+			clean := newLocation(t, backend).open(t, WithAdmin(e.admin))
+			must[SyncReport](t)(clean.Sync(ctx, SyncOptions{}))
+			sameAsClean(t, d, clean, "u00010", "u00500")
+
+			// A run after that finds every user unchanged.
+			again := must[SyncReport](t)(d.Sync(ctx, SyncOptions{Resume: true}))
+			wantCounts(t, "next run", again, SyncCounts{Seen: 1001, Unchanged: 1001})
+		})
+	}
+}
+
+// Interrupted while checking unseen rows, then users change: the resumed
+// run lists every user again before it checks the rest.
+func TestSyncResumeVerifyAfterKeycloakChanged(t *testing.T) {
+	t.Parallel()
+	for _, backend := range backends() {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newKC(t)
+			e.addUsers(t, "u", 300)
+			d := newLocation(t, backend).open(t, WithAdmin(e.admin))
+			must[SyncReport](t)(d.Sync(ctx, SyncOptions{}))
+			for i := 100; i < 200; i++ {
+				if err := e.kc.DeleteUser("u" + pad(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			rep, err := d.Sync(cctx, SyncOptions{BatchSize: 10, Progress: func(p SyncProgress) {
+				if p.Phase == PhaseVerify {
+					cancel()
+				}
+			}})
+			cancel()
+			if !errors.Is(err, context.Canceled) || rep.Deactivated != 10 {
+				t.Fatalf("interrupted verify: %v, %+v", err, rep.SyncCounts)
+			}
+			// The run saw u00005 and u00006 (unchanged) before this.
+			if _, err := e.kc.AddUser(keycloaktest.UserConfig{Username: "a-newcomer"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.kc.DeleteUser("u" + pad(5)); err != nil {
+				t.Fatal(err)
+			}
+			id, _ := e.kc.UserID("u" + pad(6))
+			if err := e.admin.UpdateUser(ctx, id, admin.UserUpdate{LastName: admin.Ptr("Changed")}); err != nil {
+				t.Fatal(err)
+			}
+			last := must[SyncReport](t)(d.Sync(ctx, SyncOptions{BatchSize: 10, Resume: true}))
+			// u00006 was counted unchanged before the interruption, and
+			// is counted again as updated.
+			wantCounts(t, "resumed", last, SyncCounts{Seen: 203, Created: 1, Updated: 1, Unchanged: 202, Deactivated: 101})
+
+			clean := newLocation(t, backend).open(t, WithAdmin(e.admin))
+			must[SyncReport](t)(clean.Sync(ctx, SyncOptions{}))
+			gone := []string{"u00005"}
+			for i := 100; i < 200; i++ {
+				gone = append(gone, "u"+pad(i))
+			}
+			sameAsClean(t, d, clean, gone...)
+		})
+	}
+}

@@ -853,7 +853,7 @@ func groupsCmd(_ *flag.FlagSet, op string) usersAction {
 
 func syncCmd(fs *flag.FlagSet, _ string) usersAction {
 	db := fs.String("db", "", "the local user table: sqlite:PATH or postgres://... (or CLOAKROOM_DIRECTORY_DB)")
-	resume := fs.Bool("resume", false, "continue an interrupted run from its checkpoint")
+	resume := fs.Bool("resume", false, "continue an interrupted run (it lists from its checkpoint to the end, then the users before it again, so changes made meanwhile are not missed)")
 	pageSize := fs.Int("page-size", directory.DefaultSyncPageSize, "users per Keycloak request")
 	batchSize := fs.Int("batch-size", directory.DefaultSyncBatchSize, "users written per transaction")
 	quiet := fs.Bool("quiet", false, "print only the summary")
