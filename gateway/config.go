@@ -94,7 +94,8 @@ type Config struct {
 // SessionConfig configures browser sessions.
 type SessionConfig struct {
 	// Store is "sqlite:PATH" (default sqlite:cloakroom-sessions.db),
-	// "redis://…", "rediss://…", "postgres://…" or "memory:".
+	// "redis://…", "rediss://…", "redis+sentinel://…", "redis+cluster://…",
+	// "postgres://…" or "memory:".
 	Store string `yaml:"store"`
 	// EncryptionKeys are base64 AES-256 keys, newest first (rotation).
 	EncryptionKeys []string      `yaml:"encryption_keys"`

@@ -35,6 +35,10 @@ type CachedStore struct {
 	// success: while the store is unreachable, deletions made elsewhere
 	// cannot reach this cache, so it serves nothing (fail closed).
 	failing atomic.Bool
+	// onMissed are told when deletions may have been missed (fn(nil)
+	// from the Notifier): a JournaledStore around this cache counts that
+	// as an outage of the store.
+	onMissed atomic.Pointer[func()]
 }
 
 // observe records whether the store answered: ErrNotFound and ErrConflict
@@ -92,6 +96,9 @@ func (c *CachedStore) evict(keys []string) {
 		// until the store answers again.
 		c.failing.Store(true)
 		c.cache.Clear()
+		if f := c.onMissed.Load(); f != nil {
+			(*f)()
+		}
 		return
 	}
 	for _, k := range keys {

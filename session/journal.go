@@ -30,6 +30,8 @@ var ErrLogoutDeferred = errors.New("session: store unreachable; logout recorded 
 // instance journaled during the outage are applied first.
 var ErrRecovering = errors.New("session: the session store is back after an outage; sessions are served again once pending logouts had time to be applied")
 
+var errSubscriptionLost = errors.New("session: the store's invalidation subscription was lost")
+
 // Defaults of JournalConfig.
 const (
 	DefaultJournalRetry   = 250 * time.Millisecond
@@ -89,7 +91,11 @@ type entryID struct{ op, value string }
 // holds sessions back for RecoveryHold after the store was unreachable:
 // when the whole deployment loses the store, no instance serves a session
 // again before every instance's pending logouts had time to be applied.
-// Wrap the store outermost (around a CachedStore), so that both apply.
+// An outage is noticed by a failed store operation or, when store is a
+// CachedStore over a Notifier, by the loss of its invalidation
+// subscription (a load in flight during the outage may otherwise succeed
+// after it, behind the client's retries). Wrap the store outermost
+// (around a CachedStore), so that all of this applies.
 //
 // What remains, and is documented in docs/gateway.md: an instance cut off
 // from the store while the others still reach it (a partition of one
@@ -166,6 +172,13 @@ func NewJournaledStore(store Store, cfg JournalConfig) (*JournaledStore, error) 
 		j.log.Warn("session: logout journal holds logouts not yet applied to the session store; applying them now", "journal", cfg.Path, "pending", n)
 		// Entries from before the restart: hold sessions until applied.
 		j.failedAt.Store(j.now().UnixNano())
+	}
+	if c, ok := store.(*CachedStore); ok {
+		// A lost invalidation subscription is the first sign of an outage,
+		// and sometimes the only one: a load in flight when the store went
+		// away may succeed after it is back, behind the client's retries.
+		markFailed := func() { j.observe(errSubscriptionLost) }
+		c.onMissed.Store(&markFailed)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j.stop = cancel

@@ -56,7 +56,7 @@ func loadServeConfig(args []string, getenv func(string) string, stderr io.Writer
 	str("upstream", "upstream URL for every path (replaces configured routes), e.g. http://127.0.0.1:9000", func(c *gateway.Config, v string) {
 		c.Routes = []gateway.Route{{Name: "default", Path: "/", Upstream: v}}
 	})
-	str("session-store", "sqlite:PATH (default), redis://…, postgres://… or memory:", func(c *gateway.Config, v string) { c.Session.Store = v })
+	str("session-store", "sqlite:PATH (default), redis://…, redis+sentinel://…, redis+cluster://…, postgres://… or memory:", func(c *gateway.Config, v string) { c.Session.Store = v })
 	str("logout-journal", "file recording logouts the shared store could not take (default with Redis/PostgreSQL: cloakroom-logouts-LISTEN.journal; off: none)", func(c *gateway.Config, v string) { c.Session.LogoutJournal = v })
 	str("encryption-key", "base64 AES-256 session key(s), comma-separated, newest first (prefer CLOAKROOM_ENCRYPTION_KEY)", func(c *gateway.Config, v string) {
 		c.Session.EncryptionKeys = splitComma(v)

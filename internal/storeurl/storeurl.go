@@ -12,8 +12,46 @@
 //	sqlite://PATH                   the same as sqlite:PATH (the // is dropped,
 //	                                so sqlite:///var/x.db is /var/x.db and
 //	                                sqlite://x.db is x.db)
-//	redis://…, rediss://…           Redis (rediss: TLS), as redis.ParseURL reads it
+//	redis://…, rediss://…           one Redis server (rediss: TLS), as
+//	                                redis.ParseURL reads it
+//	redis+sentinel://…              Redis behind Sentinel (rediss+sentinel: TLS)
+//	redis+cluster://…               Redis Cluster (rediss+cluster: TLS)
 //	postgres://…, postgresql://…    PostgreSQL, as pgx reads a connection URL
+//
+// The Redis forms in full (ParseRedis reads them; docs/redis-ha.md has
+// the whole story):
+//
+//	redis://[[user]:password@]host[:port][/db][?params]
+//	redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/MASTERNAME[/db][?params]
+//	redis+cluster://[[user]:password@]host[:port][,host[:port]…][?params]
+//
+// The user and password are those of the Redis servers (for Sentinel: of
+// the master and replicas, not of the Sentinels). A Sentinel host's port
+// defaults to 26379, a cluster node's to 6379; the host list names the
+// Sentinels, or some nodes of the cluster (the rest are discovered).
+// IPv6 addresses go in brackets: [::1]:26379. Parameters:
+//
+//	prefix=P              key prefix (default "cloakroom:"; for a cluster
+//	                      "{cloakroom}:", and P must hold a hash tag {…})
+//	min_replicas_ack=N    replicas that must acknowledge a deletion (WAIT)
+//	                      before it counts as done (default 1 for Sentinel
+//	                      and Cluster, 0 for one server)
+//	wait_timeout=D        how long to wait for them (default 1s)
+//	sentinel_username=U   the Sentinels' own credentials (Sentinel only)
+//	sentinel_password=P
+//	master_name=M, addr=H:P, db=N
+//	                      go-redis's spellings of the master name, of more
+//	                      hosts and of the database, also accepted
+//	anything else         a go-redis client option in its spelling
+//	                      (dial_timeout=3s, read_timeout=2s, pool_size=20,
+//	                      max_retries=3, …), as redis.ParseFailoverURL and
+//	                      redis.ParseClusterURL read them
+//
+// go-redis's own ParseFailoverURL and ParseClusterURL read redis:// URLs
+// with addr= parameters, which cannot be told apart from one server's URL,
+// and ParseFailoverURL takes the user information as the Sentinels'
+// credentials; hence the distinct schemes here, with the user information
+// always the Redis servers' own.
 //
 // Drivers: a session store package registers itself here when it is
 // linked in (session/sqlitestore, session/redisstore and session/pgstore
@@ -61,7 +99,7 @@ func (u URL) Shared() bool { return u.Kind == Redis || u.Kind == Postgres }
 var ErrNoPath = errors.New("sqlite: needs a file path, e.g. sqlite:/var/lib/cloakroom/sessions.db")
 
 // Forms lists the accepted forms, for messages.
-const Forms = "sqlite:PATH, redis://host:6379/0, postgres://user@host/db or memory:"
+const Forms = "sqlite:PATH, redis://host:6379/0, redis+sentinel://host:26379,host2:26379/MASTERNAME, redis+cluster://host:6379,host2:6379, postgres://user@host/db or memory:"
 
 // Parse reads a store URL. Its errors never show a password.
 func Parse(s string) (URL, error) {
@@ -74,7 +112,10 @@ func Parse(s string) (URL, error) {
 			return URL{}, ErrNoPath
 		}
 		return URL{Kind: SQLite, Target: path}, nil
-	case strings.HasPrefix(s, "redis://"), strings.HasPrefix(s, "rediss://"):
+	case isRedisScheme(s):
+		if _, err := ParseRedis(s); err != nil {
+			return URL{}, err
+		}
 		return URL{Kind: Redis, Target: s}, nil
 	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
 		return URL{Kind: Postgres, Target: s}, nil

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"log"
 	"time"
 
@@ -51,4 +52,29 @@ func ExampleNew() {
 	store := redisstore.New(client, redisstore.WithPrefix("{cloakroom}:"))
 	defer store.Close()
 	_, _ = store.Load(context.Background(), "3f1a...hash-of-the-cookie")
+}
+
+// Sessions in a Redis watched by Sentinel: the Sentinels' addresses and
+// the name they monitor the master under. Deletions wait until a replica
+// has them (min_replicas_ack, default 1 here), so a logout survives a
+// failover.
+func ExampleOpen_sentinel() {
+	store, err := redisstore.Open("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster?wait_timeout=2s")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Delete(context.Background(), "some-session-key"); errors.Is(err, redisstore.ErrNotReplicated) {
+		log.Print("not on a replica yet: treat the logout as not done and retry")
+	}
+}
+
+// Sessions in a Redis Cluster: every key shares the prefix's hash tag
+// ({cloakroom}: unless prefix= says otherwise), so they live in one slot.
+func ExampleOpen_cluster() {
+	store, err := redisstore.Open("redis+cluster://10.0.1.1:6379,10.0.1.2:6379,10.0.1.3:6379?prefix=%7Bmyapp%7D:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
 }
