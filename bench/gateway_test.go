@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cloakroom/cloakroom/gateway"
@@ -38,7 +40,7 @@ func BenchmarkGatewayRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	noAccessLog := false
-	g, err := gateway.New(context.Background(), gateway.Config{
+	cfg := gateway.Config{
 		Listen: ln.Addr().String(), PublicURL: public, Issuer: kc.Issuer(), ClientID: "gateway", ClientSecret: "s",
 		Session: gateway.SessionConfig{Store: "sqlite:" + b.TempDir() + "/s.db", EncryptionKeys: []string{"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}},
 		Log:     gateway.LogConfig{Level: "warn", AccessLog: &noAccessLog},
@@ -47,11 +49,30 @@ func BenchmarkGatewayRequest(b *testing.B) {
 			{Name: "api", Path: "/api", Upstream: up.URL, Mode: "api"},
 			{Name: "app", Path: "/", Upstream: up.URL},
 		},
-	}, gateway.WithLogger(quiet))
+	}
+	g, err := gateway.New(context.Background(), cfg, gateway.WithLogger(quiet))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer g.Close()
+	// The same gateway with its default access log (JSON lines, here to
+	// io.Discard): what the log line costs.
+	logged := cfg
+	logged.Log.AccessLog = nil
+	// Same SQLite file (and keys): the cookie below is valid on both.
+	gl, err := gateway.New(context.Background(), logged, gateway.WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gl.Close()
+	// The floor: one bare ReverseProxy hop with a pooled transport and
+	// copy buffer.
+	upURL, _ := url.Parse(up.URL)
+	bare := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(upURL); pr.SetXForwarded() },
+		Transport:  &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256},
+		BufferPool: benchBuffers{},
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.Serve(ctx, ln)
@@ -82,6 +103,7 @@ func BenchmarkGatewayRequest(b *testing.B) {
 		}
 	}
 	token := kc.MustToken(b, "alice", "gateway")
+	loggedCookie := cookie
 
 	cases := []struct {
 		name    string
@@ -96,9 +118,11 @@ func BenchmarkGatewayRequest(b *testing.B) {
 				resp.Body.Close()
 			}
 		}), "/x", [2]string{}},
+		{"bare-hop", bare, "/x", [2]string{}},
 		{"gateway-public", g, "/public/x", [2]string{}},
 		{"gateway-session", g, "/x", [2]string{"Cookie", cookie}},
 		{"gateway-bearer", g, "/api/x", [2]string{"Authorization", "Bearer " + token}},
+		{"gateway-session-accesslog", gl, "/x", [2]string{"Cookie", loggedCookie}},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -121,3 +145,12 @@ func BenchmarkGatewayRequest(b *testing.B) {
 		})
 	}
 }
+
+// benchBuffers pools 32 KiB copy buffers for the bare hop.
+type benchBuffers struct{}
+
+var benchBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (benchBuffers) Get() []byte  { return *benchBufferPool.Get().(*[]byte) }
+func (benchBuffers) Put(b []byte) { benchBufferPool.Put(&b) }
+
