@@ -153,4 +153,3 @@ var benchBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); ret
 
 func (benchBuffers) Get() []byte  { return *benchBufferPool.Get().(*[]byte) }
 func (benchBuffers) Put(b []byte) { benchBufferPool.Put(&b) }
-
