@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,6 +69,7 @@ type Gateway struct {
 	bearerChallenge string
 	bodyLimits      bodylimit.Limits
 	access          bool
+	flushLog        func() // writes out buffered log lines
 	// untrustedAuth remembers the peers whose forward-auth subrequests were
 	// refused for not being in trusted_proxies (warned about once each).
 	untrustedAuth sync.Map
@@ -135,7 +137,7 @@ func (b *bufferPool) Put(buf []byte) {
 // New builds a Gateway from a validated Config. Keycloak need not be
 // reachable: the gateway starts, readyz says why it is not ready, and
 // discovery is retried with backoff in the background.
-func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
+func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -144,10 +146,18 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		opt(&o)
 	}
 	logger := o.logger
+	flushLog := func() {}
 	if logger == nil {
-		logger = NewLogger(cfg.Log, os.Stderr)
+		// Lines leave the request path: see batchWriter.
+		bw := newBatchWriter(os.Stderr)
+		logger, flushLog = newLogger(cfg.Log, bw), bw.Flush
+		defer func() {
+			if err != nil {
+				bw.Flush() // the process may exit at once
+			}
+		}()
 	}
-	g := &Gateway{cfg: cfg, logger: logger, access: cfg.Log.AccessLog == nil || *cfg.Log.AccessLog}
+	g := &Gateway{cfg: cfg, logger: logger, flushLog: flushLog, access: cfg.Log.AccessLog == nil || *cfg.Log.AccessLog}
 	g.transport = http.DefaultTransport.(*http.Transport).Clone()
 	g.transport.MaxIdleConns = 1024
 	g.transport.MaxIdleConnsPerHost = 256
@@ -397,7 +407,9 @@ func (g *Gateway) Close() error {
 	g.stopBackground()
 	g.background.Wait()
 	g.transport.CloseIdleConnections()
-	return g.store.Close()
+	err := g.store.Close()
+	g.flushLog()
+	return err
 }
 
 // Run listens on Config.Listen (TLS if configured) and serves until ctx
@@ -444,11 +456,14 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	<-errc
 	g.logger.Info("gateway stopped")
+	g.flushLog()
 	return err
 }
 
 // NewLogger builds the gateway's logger from LogConfig.
-func NewLogger(c LogConfig, w *os.File) *slog.Logger {
+func NewLogger(c LogConfig, w *os.File) *slog.Logger { return newLogger(c, w) }
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
