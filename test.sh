@@ -15,6 +15,9 @@
 # real Keycloak run with CLOAKROOM_TEST_KEYCLOAK (eval "$(scripts/keycloak.sh
 # start)" sets it); without it, keycloaktest is compared with the
 # observations recorded from Keycloak (interop/conformance/testdata).
+# CLOAKROOM_SOAK=2m adds the chaos soak against a real Keycloak (it starts
+# its own, on ports 8380/9300, and its own redis-server; scripts/soak.sh
+# runs long ones).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -38,11 +41,19 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/testreport" ./internal/testreport
+# The chaos soak (e2e TestChaosSoak, CLOAKROOM_SOAK=2m) runs on its own
+# after the rest of e2e, with a longer timeout, on a full run only.
+soak=""
+if [ -n "${CLOAKROOM_SOAK:-}" ] && [ $# -eq 0 ]; then soak=1; fi
 for m in "${modules[@]}"; do
 	[ -f "$m/go.mod" ] || continue
 	echo "== $m: go test -race"
 	if [ "$m" = bench ]; then
 		(cd "$m" && go test -json -race -count=1 -bench . -benchtime 1x "$@" ./...) || echo "$m" >>"$work/failed"
+	elif [ "$m" = e2e ] && [ -n "$soak" ]; then
+		(cd "$m" && go test -json -race -count=1 -skip '^TestChaosSoak$' ./...) || echo "$m" >>"$work/failed"
+		echo "== e2e: chaos soak (CLOAKROOM_SOAK=$CLOAKROOM_SOAK: its own Keycloak and Redis)"
+		(cd "$m" && go test -json -race -count=1 -timeout 30m -run '^TestChaosSoak$' .) || echo "e2e (chaos soak)" >>"$work/failed"
 	else
 		(cd "$m" && go test -json -race -count=1 "$@" ./...) || echo "$m" >>"$work/failed"
 	fi

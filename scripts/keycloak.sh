@@ -8,6 +8,7 @@
 #   scripts/keycloak.sh stop
 #   scripts/keycloak.sh env     # print the variables again (eval "$(…)")
 #   scripts/keycloak.sh status
+#   scripts/keycloak.sh restart # stop, then start again with the same database
 #   scripts/keycloak.sh export SOURCE.json OUT.json
 #                               # import a realm into a throw-away Keycloak
 #                               # with a file database, then write what
@@ -24,6 +25,20 @@
 # separate build step, none of which the tests exercise; the protocol,
 # token and admin behaviour under test is the same.
 #
+# Opt-in persistent database, for tests that restart Keycloak and need its
+# realms, keys and sessions to survive (the chaos soak, e2e/soak_test.go):
+#
+#   KEYCLOAK_DB=dev-file KEYCLOAK_DATA_DIR=/some/dir scripts/keycloak.sh start
+#
+# runs a private copy of the distribution unpacked into KEYCLOAK_DATA_DIR
+# (default ~/.cache/cloakroom-keycloak/run-PORT/home), with its H2 file
+# database under KEYCLOAK_DATA_DIR/data/h2: the shared unpacked server is
+# never re-built for another database while another Keycloak runs from it.
+# `restart`, or `start` again with the same variables, keeps that
+# database; delete the directory for a clean server. `restart` needs no
+# variables: it reuses those of the last `start` on that port. Without
+# KEYCLOAK_DB (or with KEYCLOAK_DB=dev-mem) nothing changes.
+#
 # The tests read CLOAKROOM_TEST_KEYCLOAK (the base URL, e.g.
 # http://127.0.0.1:8180) and CLOAKROOM_TEST_KEYCLOAK_ADMIN /
 # CLOAKROOM_TEST_KEYCLOAK_ADMIN_PASSWORD (the master realm's admin).
@@ -38,6 +53,19 @@ CACHE=${KEYCLOAK_CACHE:-$HOME/.cache/cloakroom-keycloak}
 HOME_DIR=$CACHE/keycloak-$VERSION
 RUN=$CACHE/run-$PORT
 BASE=http://127.0.0.1:$PORT
+DB=${KEYCLOAK_DB:-}
+DATA_DIR=${KEYCLOAK_DATA_DIR:-}
+# restart and status without the variables: the ones the last start used.
+if [ -z "$DB" ] && [ -f "$RUN/db" ] && { [ "${1:-}" = restart ] || [ "${1:-}" = status ]; }; then
+	# shellcheck disable=SC1091
+	. "$RUN/db"
+fi
+DB=${DB:-dev-mem}
+case "$DB" in
+dev-mem) DATA_DIR="" ;;
+dev-file) DATA_DIR=${DATA_DIR:-$RUN/home} ;;
+*) echo "keycloak: KEYCLOAK_DB=$DB: want dev-mem or dev-file" >&2; exit 2 ;;
+esac
 
 log() { printf 'keycloak: %s\n' "$*" >&2; }
 
@@ -92,14 +120,32 @@ start() {
 	fi
 	fetch
 	mkdir -p "$RUN"
-	local t0=$SECONDS
-	log "starting Keycloak $VERSION on $BASE (management $MGMT_PORT)"
+	local t0=$SECONDS home=$HOME_DIR
+	if [ "$DB" = dev-file ]; then
+		# A private copy: start-dev re-builds the server for another
+		# database, which must not happen under a Keycloak running from
+		# the shared copy.
+		if [ ! -x "$DATA_DIR/bin/kc.sh" ]; then
+			mkdir -p "$(dirname "$DATA_DIR")"
+			rmdir "$DATA_DIR" 2>/dev/null || true # an empty directory made for it
+			[ -e "$DATA_DIR" ] && { log "KEYCLOAK_DATA_DIR=$DATA_DIR is neither empty nor a Keycloak copy"; exit 1; }
+			rm -rf "$DATA_DIR.tmp"
+			cp -a "$HOME_DIR" "$DATA_DIR.tmp"
+			rm -rf "$DATA_DIR.tmp/data"
+			mv "$DATA_DIR.tmp" "$DATA_DIR"
+		fi
+		home=$DATA_DIR
+		printf 'DB=%q\nDATA_DIR=%q\n' "$DB" "$DATA_DIR" >"$RUN/db"
+	else
+		rm -f "$RUN/db"
+	fi
+	log "starting Keycloak $VERSION on $BASE (management $MGMT_PORT${DATA_DIR:+, database $DB in $DATA_DIR})"
 	(
-		cd "$HOME_DIR"
+		cd "$home"
 		export JAVA_HOME
 		JAVA_HOME=$(java_home)
 		KC_BOOTSTRAP_ADMIN_USERNAME=$ADMIN KC_BOOTSTRAP_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-			setsid nohup bin/kc.sh start-dev --db=dev-mem \
+			setsid nohup bin/kc.sh start-dev --db="$DB" \
 			--http-host=127.0.0.1 --http-port="$PORT" \
 			--http-management-port="$MGMT_PORT" --health-enabled=true \
 			--hostname-strict=false --log-level=warn,org.keycloak.services:info \
@@ -201,6 +247,7 @@ start) start ;;
 stop) stop ;;
 env) print_env ;;
 export) [ $# = 3 ] || { echo "usage: $0 export SOURCE.json OUT.json" >&2; exit 2; }; export_realm "$2" "$3" ;;
-status) if ready; then log "ready on $BASE"; else log "not running"; exit 1; fi ;;
-*) echo "usage: $0 start|stop|env|status|export" >&2; exit 2 ;;
+restart) stop; start ;;
+status) if ready; then log "ready on $BASE${DATA_DIR:+ (database $DB in $DATA_DIR)}"; else log "not running"; exit 1; fi ;;
+*) echo "usage: $0 start|stop|restart|env|status|export" >&2; exit 2 ;;
 esac
