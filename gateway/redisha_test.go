@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -226,6 +227,12 @@ func runFailover(t *testing.T, top *haTopology, failover func(*testing.T, *haTop
 		c.Session.Store = top.url
 		c.Session.CacheTTL = &noCache
 	})
+	// A second instance with the default cache: logged-out sessions are
+	// replayed to both.
+	g2 := e.start(func(c *gateway.Config) {
+		faultRoutes(e)(c)
+		c.Session.Store = top.url
+	})
 	o := gatewayOutage(e, g)
 	subs := map[string]string{}
 	for _, u := range []string{"alice", "bob"} {
@@ -251,6 +258,20 @@ func runFailover(t *testing.T, top *haTopology, failover func(*testing.T, *haTop
 	goneCookie := gone.Cookie(o.Protected, o.Cookie)
 	if p := gone.Do(http.MethodPost, o.Logout, url.Values{"csrf_token": {o.CSRF(gone)}}, "Origin", o.Origin); p.Status != http.StatusSeeOther {
 		t.Fatalf("logout before the failover: %d %.300s", p.Status, p.Body)
+	}
+	// Sessions logged out one after the other while the failover runs;
+	// none may be served after its logout was acknowledged.
+	var victims []*faulttest.Browser
+	for i := range 8 {
+		v := faulttest.NewBrowser(t)
+		if p := v.Login(o.Protected, []string{"alice", "bob"}[i%2]); forwardedUser(p) == "" {
+			t.Fatalf("victim login %d: %d", i, p.Status)
+		}
+		victims = append(victims, v)
+	}
+	victimCSRF := make([]string, len(victims))
+	for i, v := range victims {
+		victimCSRF[i] = o.CSRF(v)
 	}
 	master := top.sessionMaster(t)
 	replicas := 2
@@ -321,6 +342,64 @@ func runFailover(t *testing.T, top *haTopology, failover func(*testing.T, *haTop
 	failover(t, top, master)
 	t.Logf("%s: failover of %s started", top.kind, master)
 
+	var (
+		deadMu     sync.Mutex
+		dead       []string // cookies whose logout was acknowledged
+		resurrect  []string
+		logoutCode = map[int]int{}
+	)
+	plain := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	wg.Add(2)
+	go func() { // logouts, one every 150 ms, retried on 503
+		defer wg.Done()
+		for i := 0; i < len(victims) && !stop.Load(); {
+			v := victims[i]
+			cookie := v.Cookie(o.Protected, o.Cookie)
+			p := v.Do(http.MethodPost, o.Logout, url.Values{"csrf_token": {victimCSRF[i]}}, "Origin", o.Origin)
+			deadMu.Lock()
+			logoutCode[p.Status]++
+			if p.Status == http.StatusSeeOther {
+				dead = append(dead, cookie.Value)
+				i++
+			}
+			deadMu.Unlock()
+			time.Sleep(150 * time.Millisecond)
+		}
+	}()
+	go func() { // replays of every logged-out cookie
+		defer wg.Done()
+		for !stop.Load() {
+			deadMu.Lock()
+			cookies := append([]string(nil), dead...)
+			deadMu.Unlock()
+			for i, c := range cookies {
+				target := o.Protected
+				if i%2 == 1 {
+					target = g2.url + "/x"
+				}
+				req, _ := http.NewRequest(http.MethodGet, target, nil)
+				req.Header.Set("Accept", "application/json")
+				req.AddCookie(&http.Cookie{Name: o.Cookie, Value: c})
+				resp, err := plain.Do(req)
+				if err != nil {
+					continue
+				}
+				var p faulttest.Page
+				p.Status, p.Header = resp.StatusCode, resp.Header
+				buf := new(strings.Builder)
+				_, _ = io.Copy(buf, resp.Body)
+				resp.Body.Close()
+				p.Body = buf.String()
+				if forwardedUser(p) != "" {
+					deadMu.Lock()
+					resurrect = append(resurrect, fmt.Sprintf("%.8s… by %s at +%v", c, target, time.Since(t0).Round(time.Millisecond)))
+					deadMu.Unlock()
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+
 	// Wait until a new master is in charge and requests succeed again, then
 	// keep the load on for two more seconds.
 	deadline := t0.Add(maxRecovery + 10*time.Second)
@@ -346,6 +425,13 @@ func runFailover(t *testing.T, top *haTopology, failover func(*testing.T, *haTop
 	time.Sleep(2 * time.Second)
 	stop.Store(true)
 	wg.Wait()
+	deadMu.Lock()
+	if len(resurrect) > 0 {
+		t.Errorf("logged-out sessions served again during the failover: %v", resurrect)
+		t.Logf("t0 %s; instance 2's log: %s", t0.Format("15:04:05.000"), g2.log.String())
+	}
+	t.Logf("logouts during the failover: %d acknowledged (answers %v); replays never served", len(dead), logoutCode)
+	deadMu.Unlock()
 
 	// Every answer was 200 as the session's own user or 503 with
 	// Retry-After; measure the window.

@@ -39,6 +39,10 @@ type CachedStore struct {
 	// from the Notifier): a JournaledStore around this cache counts that
 	// as an outage of the store.
 	onMissed atomic.Pointer[func()]
+	// quiet (Unix ns) is until when nothing is cached after deletions may
+	// have been missed: a record read during a failover may come from a
+	// master about to be demoted, and must not be served from memory later.
+	quiet atomic.Int64
 }
 
 // observe records whether the store answered: ErrNotFound and ErrConflict
@@ -95,6 +99,7 @@ func (c *CachedStore) evict(keys []string) {
 		// been missed. Forget everything and serve nothing from memory
 		// until the store answers again.
 		c.failing.Store(true)
+		c.quiet.Store(c.now().Add(c.ttl).UnixNano())
 		c.cache.Clear()
 		if f := c.onMissed.Load(); f != nil {
 			(*f)()
@@ -105,6 +110,9 @@ func (c *CachedStore) evict(keys []string) {
 		c.cache.Delete(k)
 	}
 }
+
+// clear forgets every cached record.
+func (c *CachedStore) clear() { c.cache.Clear() }
 
 func (c *CachedStore) forget(keys []string) {
 	for _, k := range keys {
@@ -121,6 +129,9 @@ func WithoutCache(ctx context.Context) context.Context {
 
 func (c *CachedStore) remember(r *Record) {
 	now := c.now()
+	if now.UnixNano() < c.quiet.Load() {
+		return
+	}
 	exp := now.Add(c.ttl)
 	if r.ExpiresAt.Before(exp) {
 		exp = r.ExpiresAt

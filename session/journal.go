@@ -30,6 +30,12 @@ var ErrLogoutDeferred = errors.New("session: store unreachable; logout recorded 
 // instance journaled during the outage are applied first.
 var ErrRecovering = errors.New("session: the session store is back after an outage; sessions are served again once pending logouts had time to be applied")
 
+// ErrNotReplicated is wrapped by the error of a deletion that the store
+// made but could not yet make durable (redisstore: fewer replicas than
+// required acknowledged it). A JournaledStore journals such a deletion and
+// retries it, without counting it as an outage.
+var ErrNotReplicated = errors.New("the deletion was not acknowledged by enough replicas")
+
 var errSubscriptionLost = errors.New("session: the store's invalidation subscription was lost")
 
 // Defaults of JournalConfig.
@@ -173,15 +179,28 @@ func NewJournaledStore(store Store, cfg JournalConfig) (*JournaledStore, error) 
 		// Entries from before the restart: hold sessions until applied.
 		j.failedAt.Store(j.now().UnixNano())
 	}
-	if c, ok := store.(*CachedStore); ok {
-		// A lost invalidation subscription is the first sign of an outage,
-		// and sometimes the only one: a load in flight when the store went
-		// away may succeed after it is back, behind the client's retries.
-		markFailed := func() { j.observe(errSubscriptionLost) }
-		c.onMissed.Store(&markFailed)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j.stop = cancel
+	// A lost invalidation subscription (or a failover of the store's
+	// master) is the first sign of trouble, and sometimes the only one: a
+	// load in flight when the store went away may succeed after it is
+	// back, behind the client's retries, and a failover may bring back a
+	// deletion the old master took just before it was demoted.
+	markFailed := func() { j.observe(errSubscriptionLost) }
+	switch s := store.(type) {
+	case *CachedStore:
+		s.onMissed.Store(&markFailed)
+	case Notifier:
+		if err := s.Subscribe(ctx, func(keys []string) {
+			if keys == nil {
+				markFailed()
+			}
+		}); err != nil {
+			cancel()
+			f.Close()
+			return nil, fmt.Errorf("session: logout journal: subscribing to the store's announcements: %w", err)
+		}
+	}
 	go j.loop(ctx)
 	return j, nil
 }
@@ -231,8 +250,11 @@ func (j *JournaledStore) Pending() int { return int(j.npend.Load()) }
 // starts the recovery hold.
 func (j *JournaledStore) observe(err error) {
 	switch {
-	case err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict):
-		if j.failedAt.Load() != 0 && j.recoveredAt.Load() == 0 && j.npend.Load() == 0 {
+	case err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || errors.Is(err, ErrNotReplicated):
+		// The store answered (a deletion it could not replicate yet is
+		// journaled all the same, but is no outage: this instance refuses
+		// what it journaled by itself).
+		if j.failedAt.Load() != 0 && j.recoveredAt.Load() == 0 {
 			j.recoveredAt.CompareAndSwap(0, j.now().UnixNano())
 		}
 	case errors.Is(err, context.Canceled):
@@ -244,8 +266,7 @@ func (j *JournaledStore) observe(err error) {
 }
 
 // holding reports whether Load must wait: the store failed, and has not
-// answered for RecoveryHold since (or this instance's own journal is not
-// applied yet).
+// answered for RecoveryHold since.
 func (j *JournaledStore) holding() bool {
 	if j.failedAt.Load() == 0 || j.cfg.RecoveryHold < 0 {
 		return false
@@ -257,8 +278,14 @@ func (j *JournaledStore) holding() bool {
 	if j.now().UnixNano()-rec < int64(j.cfg.RecoveryHold) {
 		return true
 	}
-	j.failedAt.Store(0)
-	j.recoveredAt.Store(0)
+	if j.failedAt.Swap(0) != 0 {
+		j.recoveredAt.Store(0)
+		// What a cache below took in during the hold may have been read
+		// from a master about to be demoted: start afresh.
+		if c, ok := j.Store.(*CachedStore); ok {
+			c.clear()
+		}
+	}
 	return false
 }
 
@@ -434,10 +461,6 @@ func (j *JournaledStore) apply(ctx context.Context) {
 		j.log.Error("session: logout journal: cannot rewrite the journal after applying entries", "journal", j.cfg.Path, "error", err)
 	}
 	j.npend.Store(int64(len(j.pending)))
-	if len(j.pending) == 0 {
-		// Start the recovery hold from now: the store answers again.
-		j.recoveredAt.Store(j.now().UnixNano())
-	}
 	j.log.Info("session: logouts from the journal applied to the session store", "applied", len(applied), "pending", len(j.pending), "last_error", lastErr)
 }
 

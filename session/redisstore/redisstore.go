@@ -80,7 +80,7 @@ const DefaultClusterPrefix = storeurl.DefaultClusterPrefix
 // replicas than WithMinReplicasAck asked for acknowledged in time. The
 // master has deleted the session, but a failover now could bring it back:
 // treat the deletion as not done and retry it.
-var ErrNotReplicated = errors.New("the deletion was not acknowledged by enough replicas")
+var ErrNotReplicated = session.ErrNotReplicated
 
 // ErrNoHashTag is wrapped by the error of every operation of a Store on a
 // Redis Cluster whose prefix has no hash tag.
@@ -136,6 +136,9 @@ type Store struct {
 	wait    time.Duration
 	pub     string // PUBLISH, or SPUBLISH on a cluster
 	err     error  // the store cannot work (ErrNoHashTag)
+
+	sentinel  *sentinelWatch     // Open with a Sentinel URL: see sentinel.go
+	stopWatch context.CancelFunc // ends the Sentinel watch
 
 	mu     sync.Mutex
 	subs   map[*subscription]struct{}
@@ -216,6 +219,7 @@ func Open(url string, opts ...Option) (*Store, error) {
 	var (
 		c     redis.UniversalClient
 		where string
+		watch *sentinelWatch
 	)
 	switch u.Mode {
 	case storeurl.RedisSentinel:
@@ -228,6 +232,8 @@ func Open(url string, opts ...Option) (*Store, error) {
 		o.SentinelUsername, o.SentinelPassword = u.SentinelUsername, u.SentinelPassword
 		c = redis.NewFailoverClient(o)
 		where = fmt.Sprintf("master %q through the Sentinels at %s (db %d)", u.MasterName, strings.Join(u.Addrs, ","), u.DB)
+		watch = &sentinelWatch{addrs: u.Addrs, master: u.MasterName, username: u.SentinelUsername, password: u.SentinelPassword, tls: o.TLSConfig,
+			node: redis.Options{Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}}
 	case storeurl.RedisCluster:
 		o, err := redis.ParseClusterURL(goRedisURL(u))
 		if err != nil {
@@ -257,6 +263,16 @@ func Open(url string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: connect to %s: %w", where, err)
 	}
 	s.own = true
+	if watch != nil {
+		s.sentinel = watch
+		wctx, cancel := context.WithCancel(context.Background())
+		s.stopWatch = cancel
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			watch.watch(wctx, func(payload string) { s.failedOver(wctx, payload) })
+		}()
+	}
 	return s, nil
 }
 
@@ -545,6 +561,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if s.err != nil {
 		return s.err
 	}
+	s.sentinel.remember("", key)
 	if _, err := s.runDelete(ctx, deleteScript, s.recordKey(key), s.prefix, key, s.pub, s.mark()); err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}
@@ -571,6 +588,7 @@ func (s *Store) deleteIndexed(ctx context.Context, op, field, other, v string) (
 	if s.err != nil {
 		return nil, s.err
 	}
+	s.sentinel.remember(field, v)
 	cmd, err := s.runDelete(ctx, deleteIndexScript, s.prefix+field+":"+v, s.prefix, field, v, other, s.pub, s.mark())
 	var res []string
 	if cmd != nil {
@@ -634,7 +652,7 @@ func (s *Store) Subscribe(ctx context.Context, fn func(keys []string)) error {
 	if err != nil {
 		return fmt.Errorf("redisstore: subscribe to %s: %w", s.Channel(), err)
 	}
-	sub := &subscription{ps: ps}
+	sub := &subscription{ps: ps, fn: fn}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -655,7 +673,7 @@ func (s *Store) Subscribe(ctx context.Context, fn func(keys []string)) error {
 			delete(s.subs, sub)
 			s.mu.Unlock()
 		}()
-		s.listen(ctx, sub, fn)
+		s.listen(ctx, sub, sub.deliver)
 	}()
 	return nil
 }
@@ -670,7 +688,20 @@ type subscription struct {
 	mu     sync.Mutex
 	ps     *redis.PubSub
 	closed bool
+
+	fnMu sync.Mutex // fn is called one call at a time
+	fn   func(keys []string)
 }
+
+// deliver calls the subscriber's fn.
+func (u *subscription) deliver(keys []string) {
+	u.fnMu.Lock()
+	defer u.fnMu.Unlock()
+	u.fn(keys)
+}
+
+// missed tells the subscriber that deletions may have been missed.
+func (u *subscription) missed() { u.deliver(nil) }
 
 func (u *subscription) current() (*redis.PubSub, bool) {
 	u.mu.Lock()
@@ -806,6 +837,9 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	for _, sub := range subs {
 		sub.close()
+	}
+	if s.stopWatch != nil {
+		s.stopWatch()
 	}
 	s.wg.Wait()
 	if s.own {
