@@ -777,8 +777,12 @@ func (s *Store) listen(ctx context.Context, sub *subscription, fn func([]string)
 		}
 		msg, err := ps.ReceiveTimeout(ctx, HealthCheckInterval)
 		if err != nil {
-			if _, closed := sub.current(); closed || ctx.Err() != nil {
+			cur, closed := sub.current()
+			if closed || ctx.Err() != nil {
 				return
+			}
+			if cur != ps {
+				continue // replaced on purpose (a failover): not a loss
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {

@@ -187,6 +187,26 @@ func (s *Store) failedOver(ctx context.Context, payload string) {
 		case <-time.After(delay):
 		}
 		s.replay(ctx, target, s.sentinel.since(from), i)
+		// Subscriptions stay on the server they were opened on: the old
+		// master, which misses what the new one publishes (and, while it
+		// resynchronises, everything). Open them again on the new one.
+		for _, sub := range subs {
+			s.resubscribe(ctx, sub)
+		}
+	}
+}
+
+// resubscribe replaces sub's connection by a new subscription (the client
+// opens it on the current master); failures leave the old one, which
+// reports its own loss if it breaks.
+func (s *Store) resubscribe(ctx context.Context, sub *subscription) {
+	fresh, err := s.subscribe(ctx)
+	if err != nil {
+		s.log.Warn("redisstore: subscribing again after a failover failed", "error", err)
+		return
+	}
+	if !sub.replace(fresh) {
+		_ = fresh.Close()
 	}
 }
 
