@@ -349,16 +349,7 @@ func TestJournalRecoveryHold(t *testing.T) {
 // store answers again.
 func TestCachedStoreFailsClosed(t *testing.T) {
 	t.Parallel()
-	inner := &flakyStore{Store: NewMemoryStore()}
-	saveRecord(t, inner, "k1", "alice", "sid-1")
-	c, err := NewCachedStore(context.Background(), inner, CacheOptions{TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Load(context.Background(), "k1"); err != nil {
-		t.Fatal(err)
-	}
+	inner, c := cachedOverFlaky(t)
 	inner.down.Store(true)
 	if _, err := c.Load(context.Background(), "k1"); err != nil {
 		t.Fatalf("a cached record before the cache knows of the outage: %v", err)
@@ -380,16 +371,7 @@ func TestCachedStoreFailsClosed(t *testing.T) {
 // memory until the store answers again.
 func TestCachedStoreMissedDeletions(t *testing.T) {
 	t.Parallel()
-	inner := &flakyStore{Store: NewMemoryStore()}
-	saveRecord(t, inner, "k1", "alice", "sid-1")
-	c, err := NewCachedStore(context.Background(), inner, CacheOptions{TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Load(context.Background(), "k1"); err != nil {
-		t.Fatal(err)
-	}
+	inner, c := cachedOverFlaky(t)
 	inner.down.Store(true)
 	c.evict(nil)
 	if _, err := c.Load(context.Background(), "k1"); !errors.Is(err, errUnreachable) {
@@ -403,4 +385,21 @@ func TestCachedStoreMissedDeletions(t *testing.T) {
 	if _, err := c.Load(context.Background(), "k1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after recovery: %v, want ErrNotFound", err)
 	}
+}
+
+// cachedOverFlaky returns a flaky store holding alice's record k1 and a
+// one-hour CachedStore over it that has already cached k1.
+func cachedOverFlaky(t *testing.T) (*flakyStore, *CachedStore) {
+	t.Helper()
+	inner := &flakyStore{Store: NewMemoryStore()}
+	saveRecord(t, inner, "k1", "alice", "sid-1")
+	c, err := NewCachedStore(context.Background(), inner, CacheOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Load(context.Background(), "k1"); err != nil {
+		t.Fatal(err)
+	}
+	return inner, c
 }
