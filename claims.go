@@ -1,7 +1,6 @@
 package cloakroom
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,9 +21,18 @@ import (
 // copy, and Lookup's results must not be modified.
 type Claims struct {
 	c   claimSet
-	raw []byte // the JSON payload
+	raw string // the JSON payload (a copy: Claims never alias the caller's bytes)
 	// rolesClaim is the path RealmRoles reads ("" = DefaultRolesClaim).
 	rolesClaim string
+
+	// dates and aud are storage that c's exp/nbf/iat and aud may point
+	// into, so that the fast decoder (claims_fast.go) needs no allocation
+	// of its own for them.
+	dates [4]numericDate
+	aud   [2]string
+
+	// roles holds realm_access and resource_access, decoded on first use.
+	roles lazyRoles
 
 	rawOnce sync.Once
 	rawMap  map[string]any
@@ -32,8 +40,9 @@ type Claims struct {
 }
 
 // claimSet is what the verifier decodes eagerly: the claims that checks
-// and the common helpers need. Everything else stays in raw until asked
-// for, which keeps cold verification cheap.
+// and the common helpers need. The roles claims (claimSetFull) and
+// everything else stay in raw until asked for, which keeps cold
+// verification cheap.
 type claimSet struct {
 	Issuer            string                    `json:"iss"`
 	Subject           string                    `json:"sub"`
@@ -46,7 +55,7 @@ type claimSet struct {
 	Type              string                    `json:"typ"`
 	AuthorizedParty   string                    `json:"azp"`
 	SessionID         string                    `json:"sid"`
-	ACR               json.RawMessage           `json:"acr"`
+	ACR               rawValue                  `json:"acr"`
 	Nonce             *string                   `json:"nonce"`
 	AtHash            *string                   `json:"at_hash"`
 	CHash             *string                   `json:"c_hash"`
@@ -61,9 +70,47 @@ type claimSet struct {
 	Name              string                    `json:"name"`
 	GivenName         string                    `json:"given_name"`
 	FamilyName        string                    `json:"family_name"`
-	RealmAccess       roleSet                   `json:"realm_access"`
-	ResourceAccess    map[string]roleSet        `json:"resource_access"`
 	Events            map[string]jsontext.Value `json:"events"`
+}
+
+// claimSetFull is every claim the package knows, as the reference decoder
+// (decodeClaimsReference) reads them in one jsonv2.Unmarshal: the schema
+// the fast decoder must agree with.
+type claimSetFull struct {
+	claimSet
+	RealmAccess    roleSet            `json:"realm_access"`
+	ResourceAccess map[string]roleSet `json:"resource_access"`
+}
+
+// lazyRoles holds the realm_access and resource_access claims: their JSON
+// (substrings of Claims.raw, already checked to have a shape the reference
+// decoder accepts) until the first roles accessor decodes them.
+type lazyRoles struct {
+	once         sync.Once
+	realmJSON    string
+	resourceJSON string
+	realm        roleSet
+	resource     map[string]roleSet
+}
+
+// loadRoles returns the decoded roles claims, decoding them on first use.
+func (c *Claims) loadRoles() *lazyRoles {
+	r := &c.roles
+	r.once.Do(func() {
+		if r.realmJSON != "" {
+			decodeRoles(r.realmJSON, &r.realm, nil)
+		}
+		if r.resourceJSON != "" {
+			decodeRoles(r.resourceJSON, nil, &r.resource)
+		}
+	})
+	return r
+}
+
+// setRoles stores already decoded roles claims.
+func (c *Claims) setRoles(realm roleSet, resource map[string]roleSet) {
+	c.roles.realm, c.roles.resource = realm, resource
+	c.roles.once.Do(func() {})
 }
 
 type roleSet struct {
@@ -79,10 +126,30 @@ type roleSet struct {
 // about parsers that disagree on such input), and member names are matched
 // case-sensitively.
 func ParseClaims(payload []byte) (*Claims, error) {
-	c := &Claims{raw: payload}
-	if err := jsonv2.Unmarshal(payload, &c.c); err != nil {
+	return parseClaims(payload)
+}
+
+// parseClaims decodes a payload with the fast decoder (claims_fast.go)
+// and, for anything that decoder leaves alone (errors included), with the
+// reference decoder, so that the result and every error are the reference
+// decoder's.
+func parseClaims(payload []byte) (*Claims, error) {
+	c := &Claims{raw: string(payload)}
+	if decodeClaimsFast(c, payload) {
+		return c, nil
+	}
+	return decodeClaimsReference(payload)
+}
+
+// decodeClaimsReference decodes every known claim with one
+// jsonv2.Unmarshal into claimSetFull.
+func decodeClaimsReference(payload []byte) (*Claims, error) {
+	var full claimSetFull
+	if err := jsonv2.Unmarshal(payload, &full); err != nil {
 		return nil, fmt.Errorf("%w: claims: %s", ErrMalformed, jsonErrorText(err))
 	}
+	c := &Claims{c: full.claimSet, raw: string(payload)}
+	c.setRoles(full.RealmAccess, full.ResourceAccess)
 	return c, nil
 }
 
@@ -188,16 +255,20 @@ func (c *Claims) SessionID() string { return c.c.SessionID }
 // ACR returns the acr claim ("1" for a fresh login, "0" for an SSO-cookie
 // login in Keycloak's default mapping, or a mapped level name).
 func (c *Claims) ACR() string {
-	a := c.c.ACR
-	if len(a) == 0 || string(a) == "null" {
+	a := string(c.c.ACR)
+	if len(a) == 0 || a == "null" {
 		return ""
 	}
+	// The common case, a JSON string without escapes, needs no decoding.
+	if len(a) >= 2 && a[0] == '"' && a[len(a)-1] == '"' && strings.IndexByte(a[1:len(a)-1], '\\') < 0 {
+		return a[1 : len(a)-1]
+	}
 	var s string
-	if json.Unmarshal(a, &s) == nil {
+	if json.Unmarshal([]byte(a), &s) == nil {
 		return s
 	}
 	// Some providers send acr as a number.
-	return string(bytes.TrimSpace(a))
+	return strings.TrimSpace(a)
 }
 
 // Nonce returns the nonce claim (ID tokens only).
@@ -278,7 +349,7 @@ func (c *Claims) RolesClaim() string {
 func (c *Claims) RealmRoles() []string {
 	path := c.RolesClaim()
 	if path == DefaultRolesClaim {
-		return slices.Clone(c.c.RealmAccess.Roles)
+		return slices.Clone(c.loadRoles().realm.Roles)
 	}
 	v, ok := c.Lookup(path)
 	if !ok {
@@ -298,7 +369,7 @@ func (c *Claims) RealmRoles() []string {
 // HasRealmRole reports whether RealmRoles contains role.
 func (c *Claims) HasRealmRole(role string) bool {
 	if c.RolesClaim() == DefaultRolesClaim {
-		return slices.Contains(c.c.RealmAccess.Roles, role)
+		return slices.Contains(c.loadRoles().realm.Roles, role)
 	}
 	return slices.Contains(c.RealmRoles(), role)
 }
@@ -308,23 +379,27 @@ func (c *Claims) HasRealmRole(role string) bool {
 // e.g. the stored ID-token claims of a session; a Verifier sets it
 // itself.
 func (c *Claims) WithRolesClaim(path string) *Claims {
-	return &Claims{c: c.c, raw: c.raw, rolesClaim: path}
+	r := c.loadRoles()
+	n := &Claims{c: c.c, raw: c.raw, rolesClaim: path}
+	n.setRoles(r.realm, r.resource)
+	return n
 }
 
 // ClientRoles returns resource_access.{clientID}.roles.
 func (c *Claims) ClientRoles(clientID string) []string {
-	return slices.Clone(c.c.ResourceAccess[clientID].Roles)
+	return slices.Clone(c.loadRoles().resource[clientID].Roles)
 }
 
 // HasClientRole reports whether resource_access.{clientID}.roles contains role.
 func (c *Claims) HasClientRole(clientID, role string) bool {
-	return slices.Contains(c.c.ResourceAccess[clientID].Roles, role)
+	return slices.Contains(c.loadRoles().resource[clientID].Roles, role)
 }
 
 // ResourceAccess returns every client's roles (resource_access).
 func (c *Claims) ResourceAccess() map[string][]string {
-	m := make(map[string][]string, len(c.c.ResourceAccess))
-	for k, v := range c.c.ResourceAccess {
+	ra := c.loadRoles().resource
+	m := make(map[string][]string, len(ra))
+	for k, v := range ra {
 		m[k] = slices.Clone(v.Roles)
 	}
 	return m
@@ -337,12 +412,12 @@ func (c *Claims) HasEvent(uri string) bool {
 }
 
 // RawJSON returns a copy of the token's JSON payload.
-func (c *Claims) RawJSON() []byte { return bytes.Clone(c.raw) }
+func (c *Claims) RawJSON() []byte { return []byte(c.raw) }
 
 // Decode unmarshals the whole payload into v, e.g. a struct of the
 // application's own claims.
 func (c *Claims) Decode(v any) error {
-	if err := json.Unmarshal(c.raw, v); err != nil {
+	if err := json.Unmarshal([]byte(c.raw), v); err != nil {
 		return fmt.Errorf("cloakroom: decoding claims: %w", err)
 	}
 	return nil
@@ -352,7 +427,7 @@ func (c *Claims) Decode(v any) error {
 // caller may modify.
 func (c *Claims) Raw() map[string]any {
 	var m map[string]any
-	if err := json.Unmarshal(c.raw, &m); err != nil {
+	if err := json.Unmarshal([]byte(c.raw), &m); err != nil {
 		return map[string]any{}
 	}
 	return m
@@ -360,7 +435,7 @@ func (c *Claims) Raw() map[string]any {
 
 func (c *Claims) shared() map[string]any {
 	c.rawOnce.Do(func() {
-		c.rawErr = json.Unmarshal(c.raw, &c.rawMap)
+		c.rawErr = json.Unmarshal([]byte(c.raw), &c.rawMap)
 	})
 	return c.rawMap
 }
@@ -488,6 +563,19 @@ func (l *spaceList) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	v, err := decodeStringOrList(dec, strings.Fields)
 	*l = v
 	return err
+}
+
+// rawValue is a claim kept as its JSON text (acr: a string, or a number
+// with some providers).
+type rawValue string
+
+func (r *rawValue) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	*r = rawValue(v)
+	return nil
 }
 
 // flexBool accepts true/false and, as some providers send, "true"/"false".

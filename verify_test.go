@@ -3,9 +3,12 @@ package cloakroom_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -570,5 +573,72 @@ func TestSeveralRealmsInOneProcess(t *testing.T) {
 	}
 	if _, err := va.Verify(context.Background(), tb); !errors.Is(err, cloakroom.ErrIssuer) && !errors.Is(err, cloakroom.ErrUnknownKey) && !errors.Is(err, cloakroom.ErrSignature) {
 		t.Fatalf("realm A accepted realm B's token: %v", err)
+	}
+}
+
+// TestVerifyClaimShapes: the claims decoding refuses and accepts, at
+// verification, the same payloads as before the fast decoder (claims the
+// verifier does not check itself, such as realm_access, included).
+func TestVerifyClaimShapes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := e.verifier(t, cloakroom.VerifierConfig{CacheEntries: -1})
+	exp := float64(time.Now().Add(time.Hour).Unix())
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	tests := []struct {
+		name    string
+		opts    []keycloaktest.TokenOption
+		wantErr error
+		check   func(*cloakroom.Claims) bool
+	}{
+		{name: "aud as a string", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("aud", "cloakroom")},
+			check: func(c *cloakroom.Claims) bool { return slices.Equal(c.Audience(), []string{"cloakroom"}) }},
+		{name: "aud as an array of three", opts: []keycloaktest.TokenOption{keycloaktest.WithAudience("a", "b", "cloakroom")},
+			check: func(c *cloakroom.Claims) bool { return slices.Equal(c.Audience(), []string{"a", "b", "cloakroom"}) }},
+		{name: "aud with a null member", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("aud", raw(`[null,"cloakroom"]`))},
+			check: func(c *cloakroom.Claims) bool { return slices.Equal(c.Audience(), []string{"", "cloakroom"}) }},
+		{name: "aud of another type", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("aud", 1)}, wantErr: cloakroom.ErrMalformed},
+		{name: "exp fractional", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("exp", exp+0.75)},
+			check: func(c *cloakroom.Claims) bool { return c.Expiry().Unix() == int64(exp) }},
+		{name: "exp with an exponent", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("exp", raw(fmt.Sprintf("%de0", int64(exp))))},
+			check: func(c *cloakroom.Claims) bool { return c.Expiry().Unix() == int64(exp) }},
+		{name: "exp far away (16 digits)", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("exp", int64(1e15))},
+			check: func(c *cloakroom.Claims) bool { return c.Expiry().Unix() == 1e15 }},
+		{name: "exp huge", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("exp", 1e300)}, wantErr: cloakroom.ErrMalformed},
+		{name: "exp a string", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("exp", "soon")}, wantErr: cloakroom.ErrMalformed},
+		{name: "exp null", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("exp", nil)}, wantErr: cloakroom.ErrMissingClaim},
+		{name: "duplicate member in another claim", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("tenant", raw(`{"id":"a","id":"b"}`))}, wantErr: cloakroom.ErrMalformed},
+		{name: "duplicate member deep in another claim", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("tenant", raw(`[{"x":{"id":1,"id":1}}]`))}, wantErr: cloakroom.ErrMalformed},
+		{name: "duplicate roles", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("realm_access", raw(`{"roles":["user"],"roles":["admin"]}`))}, wantErr: cloakroom.ErrMalformed},
+		{name: "duplicate client", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("resource_access", raw(`{"a":{"roles":[]},"a":{"roles":["admin"]}}`))}, wantErr: cloakroom.ErrMalformed},
+		{name: "roles not a list", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("realm_access", raw(`{"roles":"admin"}`))}, wantErr: cloakroom.ErrMalformed},
+		{name: "client roles not a list", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("resource_access", raw(`{"a":{"roles":{"admin":true}}}`))}, wantErr: cloakroom.ErrMalformed},
+		{name: "roles with a null member", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("realm_access", raw(`{"roles":[null,"admin"]}`))},
+			check: func(c *cloakroom.Claims) bool { return slices.Equal(c.RealmRoles(), []string{"", "admin"}) }},
+		{name: "roles with escapes", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("realm_access", raw(`{"roles":["caf\u00e9","a\"b"],"other":{"k":[1]}}`))},
+			check: func(c *cloakroom.Claims) bool { return slices.Equal(c.RealmRoles(), []string{"café", `a"b`}) }},
+		{name: "email_verified a string", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("email_verified", "true")},
+			check: func(c *cloakroom.Claims) bool { return c.EmailVerified() }},
+		{name: "email_verified an object", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("email_verified", raw(`{}`))}, wantErr: cloakroom.ErrMalformed},
+		{name: "acr a number", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("acr", 2)},
+			check: func(c *cloakroom.Claims) bool { return c.ACR() == "2" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := v.Verify(context.Background(), e.token(t, tt.opts...))
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Fatal("unexpected claims")
+			}
+		})
 	}
 }

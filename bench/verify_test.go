@@ -10,6 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +31,7 @@ type verifyFixture struct {
 	key    *rsa.PublicKey
 }
 
-func newVerifyFixture(b *testing.B) *verifyFixture {
+func newVerifyFixture(b testing.TB) *verifyFixture {
 	b.Helper()
 	srv := keycloaktest.NewServer(b, keycloaktest.WithDemoRealm())
 	kc := srv.Realm("demo")
@@ -60,6 +63,10 @@ func newVerifyFixture(b *testing.B) *verifyFixture {
 	if len(keys) == 0 {
 		b.Fatal("signing key not in JWKS")
 	}
+	// keycloaktest tops its shared RSA key pool up in the background after
+	// a realm's first key (keycloaktest/keys.go, rsaKeyPool.refill: about
+	// 0.5 s of CPU); let that finish before anything is timed.
+	time.Sleep(1500 * time.Millisecond)
 	return &verifyFixture{issuer: kc.Issuer(), token: token, key: keys[0].Key.(*rsa.PublicKey)}
 }
 
@@ -69,7 +76,7 @@ type verifier struct {
 	verify func(*verifyFixture) func() error
 }
 
-func verifiers(b *testing.B) []verifier {
+func verifiers(b testing.TB) []verifier {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cloak := func(entries int) func(f *verifyFixture) func() error {
 		return func(f *verifyFixture) func() error {
@@ -167,3 +174,85 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyInstructions runs each verifier of BenchmarkVerify, and the
+// claims decoding alone (ParseClaims on the token's payload),
+// CLOAKROOM_VERIFY_LOOPS times after one untimed call, each inside a
+// function of its own (instrLoopFloor, instrLoopJose, instrLoopCold,
+// instrLoopCached, instrLoopOIDC, instrLoopParseClaims), so that callgrind
+// counts the instructions of one of them apart from the setup
+// (keycloaktest, key generation, discovery):
+//
+//	CGO_ENABLED=0 go test -c -o /tmp/bench.test .
+//	CLOAKROOM_VERIFY_LOOPS=1000 GOGC=off GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind \
+//	    --toggle-collect='*.instrLoopCold' /tmp/bench.test -test.run '^TestVerifyInstructions$'
+//
+// "Collected" divided by the loop count is the instructions per call (one
+// valgrind run per function: callgrind's call tree gets lost in goroutine
+// switches, its per-thread toggle does not, with the loops locked to one
+// OS thread). It is skipped unless the variable is set.
+func TestVerifyInstructions(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("CLOAKROOM_VERIFY_LOOPS"))
+	if n <= 0 {
+		t.Skip("set CLOAKROOM_VERIFY_LOOPS to run (under callgrind)")
+	}
+	// Callgrind follows calls per thread: keep the loops on this one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f := newVerifyFixture(t)
+	loops := map[string]func(func() error, int) error{
+		"floor-rsa-sha256": instrLoopFloor,
+		"go-jose-jws-only": instrLoopJose,
+		"cloakroom-cold":   instrLoopCold,
+		"cloakroom-cached": instrLoopCached,
+		"go-oidc":          instrLoopOIDC,
+	}
+	for _, v := range verifiers(t) {
+		verify := v.verify(f)
+		if err := verify(); err != nil {
+			t.Fatalf("%s refuses the token: %v", v.name, err)
+		}
+		if err := loops[v.name](verify, n); err != nil {
+			t.Fatalf("%s: %v", v.name, err)
+		}
+	}
+	// The claims decoding alone, on the same token's payload.
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(f.token, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func() error { _, err := cloakroom.ParseClaims(payload); return err }
+	if err := parse(); err != nil {
+		t.Fatal(err)
+	}
+	if err := instrLoopParseClaims(parse, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func instrLoop(verify func() error, n int) error {
+	for range n {
+		if err := verify(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+//go:noinline
+func instrLoopFloor(verify func() error, n int) error { return instrLoop(verify, n) }
+
+//go:noinline
+func instrLoopJose(verify func() error, n int) error { return instrLoop(verify, n) }
+
+//go:noinline
+func instrLoopCold(verify func() error, n int) error { return instrLoop(verify, n) }
+
+//go:noinline
+func instrLoopCached(verify func() error, n int) error { return instrLoop(verify, n) }
+
+//go:noinline
+func instrLoopParseClaims(verify func() error, n int) error { return instrLoop(verify, n) }
+
+//go:noinline
+func instrLoopOIDC(verify func() error, n int) error { return instrLoop(verify, n) }
