@@ -303,17 +303,18 @@ func (g *Gateway) authAllowed(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.ForwardAccessToken {
 		h[http.CanonicalHeaderKey(names.AccessToken)] = []string{""}
 	}
-	if who := callerOf(r); who != nil {
+	if who, token := g.callerHeaders(r); who != nil {
 		if st != nil {
 			st.sub = who.sub
 		}
-		h.Set(names.User, sanitizeHeaderValue(who.sub))
-		setIf(h, names.Email, who.email)
-		setIf(h, names.Username, who.username)
-		setIf(h, names.Roles, strings.Join(who.roles, ","))
-		setIf(h, names.Groups, strings.Join(who.groups, ","))
+		k := &g.headerKeys
+		h[k.user] = []string{sanitizeHeaderValue(who.sub)}
+		setIf(h, k.email, who.email)
+		setIf(h, k.username, who.username)
+		setIf(h, k.roles, who.roles)
+		setIf(h, k.groups, who.groups)
 		if g.cfg.ForwardAccessToken {
-			setIf(h, names.AccessToken, who.token)
+			setIf(h, k.accessToken, sanitizeHeaderValue(token))
 		}
 	}
 	h.Set("Cache-Control", "no-store")

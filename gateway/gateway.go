@@ -64,12 +64,22 @@ type Gateway struct {
 	metrics  *metrics
 	internal http.Handler
 	strip    map[string]bool // normalized identity header names
+	// headerKeys are the identity headers' canonical names; identities
+	// remembers their values per caller.
+	headerKeys headerKeys
+	identities *identityMemo
+	// routeMetrics are each route's metric children (and "_none",
+	// "_cloakroom"), read-only once New returns.
+	routeMetrics map[string]*routeMetrics
 	// bearerChallenge is the WWW-Authenticate of a 401 on routes that
 	// accept bearer tokens.
 	bearerChallenge string
 	bodyLimits      bodylimit.Limits
 	access          bool
-	flushLog        func() // writes out buffered log lines
+	// accessFast formats access-log lines without slog when the gateway
+	// built its own logger (nil otherwise: lines go through the logger).
+	accessFast *accessWriter
+	flushLog   func() // writes out buffered log lines
 	// untrustedAuth remembers the peers whose forward-auth subrequests were
 	// refused for not being in trusted_proxies (warned about once each).
 	untrustedAuth sync.Map
@@ -94,6 +104,7 @@ type Option func(*options)
 
 type options struct {
 	logger     *slog.Logger
+	logOutput  io.Writer
 	registerer prometheus.Registerer
 	gatherer   prometheus.Gatherer
 	httpClient *http.Client
@@ -102,6 +113,12 @@ type options struct {
 // WithLogger sets the logger (default: JSON or text on stderr per
 // Config.Log).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithLogOutput keeps the logger the gateway builds from Config.Log (its
+// format, level and access log) but writes it to w instead of stderr.
+// Writes to w come from a background goroutine, in batches of whole
+// lines; Close and the end of Serve wait for them. WithLogger overrides it.
+func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOutput = w } }
 
 // WithRegistry registers the gateway's metrics there instead of a private
 // registry (which /_cloakroom/metrics serves).
@@ -117,21 +134,24 @@ func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpCli
 // up most of the gateway's allocation and GC work.
 var copyBuffers = &bufferPool{}
 
+// bufferPool pools the buffers as array pointers: putting a *[]byte back
+// would allocate a slice header per request.
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if buf, ok := b.p.Get().(*[]byte); ok {
-		return *buf
+	if buf, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return buf[:]
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, copyBufferSize)
 }
 
 func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) != 32<<10 {
+	if cap(buf) != copyBufferSize {
 		return
 	}
-	buf = buf[:cap(buf)]
-	b.p.Put(&buf)
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 }
 
 // New builds a Gateway from a validated Config. Keycloak need not be
@@ -147,17 +167,26 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	}
 	logger := o.logger
 	flushLog := func() {}
+	var accessFast *accessWriter
 	if logger == nil {
 		// Lines leave the request path: see batchWriter.
-		bw := newBatchWriter(os.Stderr)
+		out := o.logOutput
+		if out == nil {
+			out = os.Stderr
+		}
+		bw := newBatchWriter(out)
 		logger, flushLog = newLogger(cfg.Log, bw), bw.Flush
+		if logger.Enabled(ctx, slogInfo) {
+			accessFast = &accessWriter{w: bw, text: cfg.Log.Format == "text"}
+		}
 		defer func() {
 			if err != nil {
 				bw.Flush() // the process may exit at once
 			}
 		}()
 	}
-	g := &Gateway{cfg: cfg, logger: logger, flushLog: flushLog, access: cfg.Log.AccessLog == nil || *cfg.Log.AccessLog}
+	g := &Gateway{cfg: cfg, logger: logger, flushLog: flushLog, access: cfg.Log.AccessLog == nil || *cfg.Log.AccessLog, accessFast: accessFast,
+		headerKeys: newHeaderKeys(cfg.Headers), identities: newIdentityMemo()}
 	g.transport = http.DefaultTransport.(*http.Transport).Clone()
 	g.transport.MaxIdleConns = 1024
 	g.transport.MaxIdleConnsPerHost = 256
@@ -329,6 +358,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 		g.routes = append(g.routes, r)
 	}
 	sortRoutes(g.routes)
+	g.routeMetrics = map[string]*routeMetrics{}
+	for _, name := range []string{"_none", "_cloakroom"} {
+		g.routeMetrics[name] = g.metrics.forRoute(name)
+	}
+	for _, r := range g.routes {
+		g.routeMetrics[r.cfg.Name] = g.metrics.forRoute(r.cfg.Name)
+	}
 	g.internal = g.internalHandler()
 
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

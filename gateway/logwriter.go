@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // maxPendingLog bounds what batchWriter holds before writers wait: a log
@@ -17,7 +18,7 @@ const maxPendingLog = 1 << 20
 // goroutine exists only while there is something to write. Lines are
 // written whole and in order. Flush waits until everything written so far
 // is out; a process killed with SIGKILL loses at most the lines of the
-// write in flight.
+// write in flight and the lines of the last collectLog.
 type batchWriter struct {
 	w io.Writer
 
@@ -51,7 +52,13 @@ func (b *batchWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// collectLog is how long the writing goroutine lets lines gather before a
+// write: under load one write(2) then carries many lines, and the goroutine
+// is started once per batch rather than once per line or two.
+const collectLog = 2 * time.Millisecond
+
 func (b *batchWriter) drain() {
+	time.Sleep(collectLog)
 	b.mu.Lock()
 	for len(b.buf) > 0 {
 		out := b.buf

@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"slices"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloakroom/cloakroom/session"
@@ -109,4 +112,63 @@ type notifyingTimedStore struct {
 
 func (s *notifyingTimedStore) Subscribe(ctx context.Context, fn func(keys []string)) error {
 	return s.n.Subscribe(ctx, fn)
+}
+
+// decisionLabels are the values decision returns and forward-auth sets.
+var decisionLabels = [...]string{"public", "allowed", "login_redirect", "unauthorized", "forbidden", "method_not_allowed", "unavailable", "other"}
+
+// routeMetrics are one route's metric children, each resolved on its
+// first use (a series appears once it has happened, as with
+// WithLabelValues): a WithLabelValues lookup hashes its labels and takes a
+// lock, three times per request otherwise.
+type routeMetrics struct {
+	name      string
+	duration  atomic.Pointer[prometheus.Observer]
+	decisions [len(decisionLabels)]atomic.Pointer[prometheus.Counter]
+	// requests by status code (100–599).
+	requests [500]atomic.Pointer[prometheus.Counter]
+}
+
+func (m *metrics) forRoute(name string) *routeMetrics { return &routeMetrics{name: name} }
+
+// observe records a request of the route answered with status after
+// elapsed; decision is "" for requests that reached no route.
+func (m *metrics) observe(rm *routeMetrics, route string, status int, elapsed time.Duration, decision string) {
+	if rm == nil { // a route without resolved children (not expected)
+		rm = &routeMetrics{name: route}
+	}
+	if status >= 100 && status <= 599 {
+		slot := &rm.requests[status-100]
+		c := slot.Load()
+		if c == nil {
+			v := m.requests.WithLabelValues(route, strconv.Itoa(status))
+			c = &v
+			slot.Store(c)
+		}
+		(*c).Inc()
+	} else {
+		m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	}
+	o := rm.duration.Load()
+	if o == nil {
+		v := m.duration.WithLabelValues(route)
+		o = &v
+		rm.duration.Store(o)
+	}
+	(*o).Observe(elapsed.Seconds())
+	if decision == "" {
+		return
+	}
+	i := slices.Index(decisionLabels[:], decision)
+	if i < 0 {
+		m.decisions.WithLabelValues(route, decision).Inc()
+		return
+	}
+	c := rm.decisions[i].Load()
+	if c == nil {
+		v := m.decisions.WithLabelValues(route, decision)
+		c = &v
+		rm.decisions[i].Store(c)
+	}
+	(*c).Inc()
 }

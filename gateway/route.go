@@ -34,6 +34,8 @@ type route struct {
 // the request reached the upstream, and who the caller is.
 type reqState struct {
 	route     *route
+	peer      netip.Addr // the connection's remote address
+	trusted   bool       // peer is a trusted proxy
 	proxied   bool
 	sub       string
 	client    netip.Addr
@@ -84,10 +86,14 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 	}
 	rt.target = target
 	rt.proxy = &httputil.ReverseProxy{
-		Rewrite:       func(pr *httputil.ProxyRequest) { g.rewrite(rt, pr) },
-		Transport:     g.transport,
-		BufferPool:    copyBuffers,
-		FlushInterval: 100 * time.Millisecond, // streams (SSE) flush at once anyway
+		Rewrite:    func(pr *httputil.ProxyRequest) { g.rewrite(rt, pr) },
+		Transport:  g.transport,
+		BufferPool: copyBuffers,
+		// No periodic flush: ReverseProxy flushes every write of a
+		// streaming answer (text/event-stream, or no Content-Length)
+		// itself; a flush timer on every other answer cost a timer
+		// start and stop per request.
+		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			// A body cut for slowness also cancels the request's context
 			// (the server saw the read fail): answer it first.
@@ -306,55 +312,91 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	out.Host = in.Host // upstreams see the public host, as behind any proxy
 
 	st := stateOf(in)
-	out.Header.Del("Forwarded")
-	peer := remoteAddr(in)
-	prior := ""
-	if g.isTrusted(peer) {
-		prior = strings.Join(in.Header.Values("X-Forwarded-For"), ", ")
+	var peer netip.Addr
+	var trusted bool
+	if st != nil {
+		peer, trusted = st.peer, st.trusted
+	} else {
+		peer = remoteAddr(in)
+		trusted = g.isTrusted(peer)
+	}
+	oh := out.Header
+	delete(oh, "Forwarded")
+	// One backing array for the values set below (each header's value is
+	// a slice of its own of it), instead of an allocation per header.
+	vals := make([]string, 0, 10)
+	set := func(key, v string) {
+		vals = append(vals, v)
+		oh[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	peerStr := ""
+	if peer.IsValid() {
+		peerStr = peer.String()
 	}
 	if st != nil && st.client.IsValid() {
-		out.Header.Set("X-Real-IP", st.client.String())
+		if st.client == peer {
+			set("X-Real-Ip", peerStr)
+		} else {
+			set("X-Real-Ip", st.client.String())
+		}
 	} else {
-		out.Header.Del("X-Real-IP")
+		delete(oh, "X-Real-Ip")
+	}
+	prior := ""
+	if trusted {
+		prior = strings.Join(in.Header.Values("X-Forwarded-For"), ", ")
 	}
 	switch {
 	case prior != "" && peer.IsValid():
-		out.Header.Set("X-Forwarded-For", prior+", "+peer.String())
+		set("X-Forwarded-For", prior+", "+peerStr)
 	case peer.IsValid():
-		out.Header.Set("X-Forwarded-For", peer.String())
+		set("X-Forwarded-For", peerStr)
 	default:
-		out.Header.Del("X-Forwarded-For")
+		delete(oh, "X-Forwarded-For")
 	}
 	if st != nil {
-		out.Header.Set("X-Forwarded-Proto", st.proto)
-		out.Header.Set("X-Forwarded-Host", st.host)
+		set("X-Forwarded-Proto", st.proto)
+		set("X-Forwarded-Host", st.host)
 	}
-	h := g.cfg.Headers
-	if who := callerOf(in); who != nil {
+	if who, token := g.callerHeaders(in); who != nil {
 		if st != nil {
 			st.sub = who.sub
 		}
-		out.Header.Set(h.User, who.sub)
-		setIf(out.Header, h.Email, who.email)
-		setIf(out.Header, h.Username, who.username)
-		setIf(out.Header, h.Roles, strings.Join(who.roles, ","))
-		setIf(out.Header, h.Groups, strings.Join(who.groups, ","))
+		h := &g.headerKeys
+		set(h.user, who.sub)
+		for _, kv := range [...][2]string{{h.email, who.email}, {h.username, who.username}, {h.roles, who.roles}, {h.groups, who.groups}} {
+			if kv[1] != "" {
+				set(kv[0], kv[1])
+			}
+		}
 		if g.cfg.ForwardAccessToken {
-			out.Header.Set(h.AccessToken, who.token)
+			set(h.accessToken, token)
 		}
 	}
 	// The session cookie is the gateway's business, not the upstream's.
 	stripCookie(out, g.sessions.CookieName())
 }
 
-func setIf(h http.Header, name, v string) {
+// setIf sets the header (canonical key) to v, already made a valid header
+// value, when v is not empty.
+func setIf(h http.Header, key, v string) {
 	if v != "" {
-		h.Set(name, sanitizeHeaderValue(v))
+		h[key] = []string{v}
 	}
 }
 
 // sanitizeHeaderValue drops characters that cannot appear in a header.
 func sanitizeHeaderValue(v string) string {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f { // (strings.Map also mends invalid UTF-8)
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return v
+	}
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return -1
@@ -382,19 +424,24 @@ func stripCookie(r *http.Request, name string) {
 	if len(values) == 0 {
 		return
 	}
-	var kept []string
+	var kept strings.Builder
 	for _, line := range values {
-		for _, part := range strings.Split(line, ";") {
+		for rest := line; rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
 			trimmed := strings.TrimSpace(part)
 			if n, _, _ := strings.Cut(trimmed, "="); n == name || trimmed == "" {
 				continue
 			}
-			kept = append(kept, trimmed)
+			if kept.Len() > 0 {
+				kept.WriteString("; ")
+			}
+			kept.WriteString(trimmed)
 		}
 	}
-	r.Header.Del("Cookie")
-	if len(kept) > 0 {
-		r.Header.Set("Cookie", strings.Join(kept, "; "))
+	delete(r.Header, "Cookie")
+	if kept.Len() > 0 {
+		r.Header["Cookie"] = []string{kept.String()}
 	}
 }
 

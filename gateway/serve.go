@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +23,31 @@ import (
 // so a client cannot smuggle an identity header under an underscore name.
 func normalizeHeader(name string) string {
 	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+}
+
+// foldHeader appends normalizeHeader(name) to dst for an ASCII name,
+// without allocating.
+func foldHeader(dst []byte, name string) []byte {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func asciiOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func remoteAddr(r *http.Request) netip.Addr {
@@ -57,6 +80,9 @@ func (g *Gateway) isTrusted(a netip.Addr) bool {
 // X-Forwarded-Host in canonical form.
 func (g *Gateway) clientOf(r *http.Request, trusted bool) (netip.Addr, string, string) {
 	peer := remoteAddr(r)
+	if st := stateOf(r); st != nil {
+		peer = st.peer
+	}
 	proto, host := "http", r.Host
 	if r.TLS != nil {
 		proto = "https"
@@ -112,9 +138,16 @@ func init() {
 // (which would let the client speak HTTP/2 to the upstream past every
 // check of later requests on that connection).
 func (g *Gateway) sanitize(r *http.Request, trusted bool) {
+	var buf [64]byte
 	for name := range r.Header {
-		n := normalizeHeader(name)
-		if g.strip[n] || forwardingHeaders[n] && (!trusted || strings.Contains(name, "_")) {
+		var n []byte
+		if len(name) <= len(buf) && asciiOnly(name) {
+			n = foldHeader(buf[:0], name)
+		} else { // (strings.ToLower maps some non-ASCII letters to ASCII ones)
+			n = []byte(normalizeHeader(name))
+		}
+		// (indexing with string(n) does not allocate)
+		if g.strip[string(n)] || forwardingHeaders[string(n)] && (!trusted || strings.Contains(name, "_")) {
 			delete(r.Header, name)
 		}
 	}
@@ -142,9 +175,10 @@ func refuseRequest(w http.ResponseWriter, code, detail string) {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-	trusted := g.isTrusted(remoteAddr(r))
+	peer := remoteAddr(r)
+	trusted := g.isTrusted(peer)
 	g.sanitize(r, trusted)
-	st := &reqState{}
+	st := &reqState{peer: peer, trusted: trusted}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 
 	routeName := "_none"
@@ -163,34 +197,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.serveRoute(rec, r, rt)
 		}
 	} else {
-		st.client = remoteAddr(r)
+		st.client = peer
 	}
 	elapsed := time.Since(start)
-	code := strconv.Itoa(rec.status)
-	g.metrics.requests.WithLabelValues(routeName, code).Inc()
-	g.metrics.duration.WithLabelValues(routeName).Observe(elapsed.Seconds())
+	dec := ""
 	if st.route != nil {
-		g.metrics.decisions.WithLabelValues(routeName, decision(st, rec.status)).Inc()
+		dec = decision(st, rec.status)
 	}
+	g.metrics.observe(g.routeMetrics[routeName], routeName, rec.status, elapsed, dec)
 	if g.access {
 		// Path only: query strings can carry codes and states. A
 		// forward-auth subrequest is logged as the original request it
 		// decided on, marked forward_auth.
-		method, path := r.Method, r.URL.Path
-		attrs := []slog.Attr{}
+		e := accessEntry{method: r.Method, path: r.URL.Path, route: routeName, status: rec.status, bytes: rec.bytes,
+			duration: elapsed, client: st.client, sub: st.sub, forwardAuth: st.subrequest}
 		if st.subrequest {
 			if st.origMethod != "" {
-				method = st.origMethod
+				e.method = st.origMethod
 			}
 			if st.origPath != "" {
-				path = st.origPath
+				e.path = st.origPath
 			}
-			attrs = append(attrs, slog.Bool("forward_auth", true))
 		}
-		attrs = append([]slog.Attr{attrString("method", method), attrString("path", path), attrString("route", routeName),
-			attrInt("status", rec.status), attrInt64("bytes", rec.bytes), attrDur("duration", elapsed),
-			attrString("client", st.client.String()), attrString("sub", st.sub)}, attrs...)
-		g.logger.LogAttrs(r.Context(), slogInfo, "request", attrs...)
+		g.logAccess(r.Context(), &e)
 	}
 }
 

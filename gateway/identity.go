@@ -1,0 +1,89 @@
+package gateway
+
+import (
+	"hash/maphash"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/bearer"
+	"github.com/cloakroom/cloakroom/login"
+)
+
+// identityHeaders are the values of the identity headers for one caller:
+// sub as the token has it, the others made valid header values, roles and
+// groups joined.
+type identityHeaders struct {
+	sub, email, username, roles, groups string
+}
+
+// headerKeys are the configured identity header names in canonical form,
+// so that setting them needs no canonicalization per request.
+type headerKeys struct {
+	user, email, username, roles, groups, accessToken string
+}
+
+func newHeaderKeys(n HeaderNames) headerKeys {
+	c := http.CanonicalHeaderKey
+	return headerKeys{c(n.User), c(n.Email), c(n.Username), c(n.Roles), c(n.Groups), c(n.AccessToken)}
+}
+
+// identitySlots is the size of the identity memo: a direct-mapped table,
+// so a lookup is one hash and one atomic load, and its memory is bounded
+// (one entry per slot) whatever the number of sessions.
+const identitySlots = 1 << 14
+
+// identityMemo remembers the identity headers computed from a pair of
+// claims (a session's access- and ID-token claims, or a bearer token's).
+// Claims are immutable and the verifier, the session and the ID-claims
+// caches hand out the same *Claims for the same token, so the pointers
+// are the key: a refreshed session or another token has other claims and
+// finds its own entry. An entry holds its claims, so their addresses
+// cannot be reused while it is in the table.
+type identityMemo struct {
+	seed  maphash.Seed
+	slots [identitySlots]atomic.Pointer[identityMemoEntry]
+}
+
+type identityMemoEntry struct {
+	key [2]*cloakroom.Claims
+	h   identityHeaders
+}
+
+func newIdentityMemo() *identityMemo { return &identityMemo{seed: maphash.MakeSeed()} }
+
+// headers returns the identity headers for the claims pair, computing and
+// remembering them on a miss; nil when the claims name nobody.
+func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
+	key := [2]*cloakroom.Claims{access, id}
+	slot := &m.slots[maphash.Comparable(m.seed, key)%identitySlots]
+	if e := slot.Load(); e != nil && e.key == key {
+		return &e.h
+	}
+	who := identityFromClaims(access, id, "")
+	if who == nil {
+		return nil
+	}
+	e := &identityMemoEntry{key: key, h: identityHeaders{
+		sub:      who.sub,
+		email:    sanitizeHeaderValue(who.email),
+		username: sanitizeHeaderValue(who.username),
+		roles:    sanitizeHeaderValue(strings.Join(who.roles, ",")),
+		groups:   sanitizeHeaderValue(strings.Join(who.groups, ",")),
+	}}
+	slot.Store(e)
+	return &e.h
+}
+
+// callerHeaders returns the identity headers of the request's caller (a
+// session or a bearer token) and its access token; nil if there is none.
+func (g *Gateway) callerHeaders(r *http.Request) (*identityHeaders, string) {
+	if s, ok := login.FromContext(r.Context()); ok {
+		return g.identities.headers(s.AccessClaims, s.IDClaims), s.AccessToken
+	}
+	if p, ok := bearer.FromContext(r.Context()); ok {
+		return g.identities.headers(p.Claims, nil), p.Token
+	}
+	return nil, ""
+}
