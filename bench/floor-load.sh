@@ -22,6 +22,9 @@
 #   bench/floor-load.sh            # ROUNDS=4 DURATION=8s CONCURRENCY=16 SESSIONS=10000
 #   ROUNDS=2 DURATION=3s SESSIONS=1000 SKIP_OAUTH2_PROXY=1 bench/floor-load.sh
 #   ACCESS_LOG=off bench/floor-load.sh   # gateways' access log and oauth2-proxy's request log off
+#   BASELINE=d3ca64e bench/floor-load.sh # also a gateway built from that commit
+#                                        # (memory store: session and bearer rows),
+#                                        # measured in the same rounds: before/after
 #
 # Ports 17000-17999 on loopback only. Redis (REDIS=127.0.0.1:6379, database
 # 7, a key prefix of its own, deleted at the end) for the Redis rows;
@@ -48,6 +51,7 @@ cleanup() {
 	if [ -n "$REDIS_ROW" ]; then
 		redis-cli -u "redis://$REDIS/7" --scan --pattern "$PREFIX*" | xargs -r -n 500 redis-cli -u "redis://$REDIS/7" del >/dev/null || true
 	fi
+	if [ -n "${BASELINE:-}" ]; then git worktree remove --force "$WORK/baseline-src" 2>/dev/null || true; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -66,6 +70,12 @@ elapsed() { echo "$(($(date +%s) - T0))s"; }
 echo "== building (cloakroom, loadgen)" >&2
 go build -o "$WORK/cloakroom" ./cmd/cloakroom
 (cd bench && go build -o "$WORK/loadgen" ./loadgen)
+if [ -n "${BASELINE:-}" ]; then
+	BASELINE_REV=$(git rev-parse --short "$BASELINE")
+	echo "== building the baseline cloakroom at $BASELINE_REV" >&2
+	git worktree add --detach -q "$WORK/baseline-src" "$BASELINE_REV"
+	(cd "$WORK/baseline-src" && go build -o "$WORK/cloakroom-baseline" ./cmd/cloakroom)
+fi
 if [ -z "${SKIP_OAUTH2_PROXY:-}" ]; then
 	build_oauth2_proxy "$OAUTH2_PROXY_VERSION"
 fi
@@ -151,6 +161,13 @@ for st in "${STORES[@]}"; do
 		port=$((port + 1))
 	done
 done
+if [ -n "${BASELINE:-}" ]; then
+	GW_BASE=127.0.0.1:17190
+	gateway_config "$GW_BASE" "memory:" "$ISSUER" >"$WORK/gw-baseline.yaml"
+	start_logged gw-baseline.log "$WORK/cloakroom-baseline" serve --config "$WORK/gw-baseline.yaml"
+	PID_GW_BASE=${PIDS[-1]}
+	GW[baseline]=$GW_BASE
+fi
 if [ -x "$WORK/oauth2-proxy" ]; then
 	o2p_log=()
 	[ "$ACCESS_LOG" = off ] && o2p_log=(--request-logging=false)
@@ -182,6 +199,10 @@ for st in "${STORES[@]}"; do
 	target "cloakroom, session, $st" "http://${GW[$st-1]}/" "${PID_GW[$st-1]}" "C:$WORK/cookie-$st-1"
 done
 target "cloakroom, bearer token" "http://${GW[memory-1]}/api/" "${PID_GW[memory-1]}" "H:Authorization: Bearer $TOKEN"
+if [ -n "${BASELINE:-}" ]; then
+	target "cloakroom @$BASELINE_REV (baseline), session, memory" "http://$GW_BASE/" "$PID_GW_BASE" "C:$WORK/cookie-baseline"
+	target "cloakroom @$BASELINE_REV (baseline), bearer token" "http://$GW_BASE/api/" "$PID_GW_BASE" "H:Authorization: Bearer $TOKEN"
+fi
 [ -x "$WORK/oauth2-proxy" ] && target "oauth2-proxy $OAUTH2_PROXY_VERSION, cookie" "http://$O2P/" "$PID_O2P" "C:$WORK/cookie-o2p"
 
 # drain_logs empties the gateways' and oauth2-proxy's logs (access logs),
