@@ -61,19 +61,28 @@ func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
 	if e := slot.Load(); e != nil && e.key == key {
 		return &e.h
 	}
-	who := identityFromClaims(access, id, "")
-	if who == nil {
+	h, ok := computeIdentityHeaders(access, id)
+	if !ok {
 		return nil
 	}
-	e := &identityMemoEntry{key: key, h: identityHeaders{
+	e := &identityMemoEntry{key: key, h: h}
+	slot.Store(e)
+	return &e.h
+}
+
+// computeIdentityHeaders is the work the memo spares.
+func computeIdentityHeaders(access, id *cloakroom.Claims) (identityHeaders, bool) {
+	who := identityFromClaims(access, id, "")
+	if who == nil {
+		return identityHeaders{}, false
+	}
+	return identityHeaders{
 		sub:      who.sub,
 		email:    sanitizeHeaderValue(who.email),
 		username: sanitizeHeaderValue(who.username),
 		roles:    sanitizeHeaderValue(strings.Join(who.roles, ",")),
 		groups:   sanitizeHeaderValue(strings.Join(who.groups, ",")),
-	}}
-	slot.Store(e)
-	return &e.h
+	}, true
 }
 
 // callerHeaders returns the identity headers of the request's caller (a

@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+func mustClaims(t testing.TB, json string) *cloakroom.Claims {
+	t.Helper()
+	c, err := cloakroom.ParseClaims([]byte(json))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// The memo answers each pair of claims with that pair's own identity, even
+// when many pairs share slots, from many goroutines at once.
+func TestIdentityMemoNeverMixesCallers(t *testing.T) {
+	t.Parallel()
+	const n = 3 * identitySlots // every slot shared by several callers
+	access := make([]*cloakroom.Claims, n)
+	ids := make([]*cloakroom.Claims, n)
+	for i := range n {
+		access[i] = mustClaims(t, fmt.Sprintf(`{"sub":"user-%d","email":"u%d@example.com","realm_access":{"roles":["r%d","a"]},"resource_access":{"app":{"roles":["x%d"]}},"groups":["/g%d"]}`, i, i, i, i, i))
+		if i%2 == 0 {
+			ids[i] = mustClaims(t, fmt.Sprintf(`{"sub":"user-%d","preferred_username":"name-%d"}`, i, i))
+		}
+	}
+	memo := newIdentityMemo()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 3 {
+				for j := range n {
+					i := (j*7 + w*1013 + round*31) % n
+					h := memo.headers(access[i], ids[i])
+					want := identityHeaders{sub: fmt.Sprintf("user-%d", i), email: fmt.Sprintf("u%d@example.com", i),
+						roles: fmt.Sprintf("a,app:x%d,r%d", i, i), groups: fmt.Sprintf("/g%d", i)}
+					if ids[i] != nil {
+						want.username = fmt.Sprintf("name-%d", i)
+					}
+					if h == nil || *h != want {
+						t.Errorf("caller %d: got %+v, want %+v", i, h, want)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Header values come out valid whatever the claims hold; the ID token
+// speaks for an opaque access token; no claims, no identity.
+func TestIdentityMemoValues(t *testing.T) {
+	t.Parallel()
+	memo := newIdentityMemo()
+	c := mustClaims(t, `{"sub":"s","email":"a\r\nX-Injected: 1@example.com","preferred_username":"caf\u00e9\u0000","realm_access":{"roles":["b","a"]}}`)
+	h := memo.headers(c, nil)
+	if h.email != "aX-Injected: 1@example.com" || h.username != "café" || h.roles != "a,b" || h.sub != "s" {
+		t.Fatalf("%+v", h)
+	}
+	id := mustClaims(t, `{"sub":"from-id","email":"id@example.com"}`)
+	if h := memo.headers(nil, id); h == nil || h.sub != "from-id" || h.email != "id@example.com" {
+		t.Fatalf("opaque access token: %+v", h)
+	}
+	if h := memo.headers(nil, nil); h != nil {
+		t.Fatalf("no claims: %+v", h)
+	}
+}
+
+func BenchmarkIdentityHeaders(b *testing.B) {
+	c := mustClaims(b, `{"sub":"0b0f4c1e-1b9a-4f4e-9d7f-9b1a4d1a2c3d","email":"alice@example.com","preferred_username":"alice","realm_access":{"roles":["user","offline_access","uma_authorization"]},"resource_access":{"account":{"roles":["manage-account","view-profile"]}}}`)
+	id := mustClaims(b, `{"sub":"0b0f4c1e-1b9a-4f4e-9d7f-9b1a4d1a2c3d","preferred_username":"alice"}`)
+	b.Run("memo", func(b *testing.B) {
+		memo := newIdentityMemo()
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = memo.headers(c, id)
+		}
+	})
+	b.Run("computed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = computeIdentityHeaders(c, id)
+		}
+	})
+}
