@@ -227,7 +227,26 @@ func (r *Realm) NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 //
 // An access token verified before is answered from the cache without
 // signature work until its exp.
+//
+// A DPoP-bound access token (RFC 9449: typ "DPoP" or a cnf.jkt claim,
+// which Keycloak 26.4+ issues for token requests with a DPoP proof) is
+// refused with ErrTokenType: it is only good together with a proof of
+// possession of its key, which Verify cannot see. bearer checks the proof
+// (bearer.WithDPoP); other callers that check it themselves use
+// VerifyBound.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	c, err := v.VerifyBound(ctx, token)
+	if err == nil && v.kind == AccessToken && c.IsDPoPBound() {
+		return nil, fmt.Errorf("%w: DPoP-bound access token: it is only good with a DPoP proof of possession (bearer.WithDPoP checks it)", ErrTokenType)
+	}
+	return c, err
+}
+
+// VerifyBound is Verify that also accepts DPoP-bound access tokens
+// (Claims.IsDPoPBound, Claims.ConfirmationJKT), for callers that check
+// their proof of possession (RFC 9449 4.3) and refuse such a token sent
+// without one (RFC 9449 7.2).
+func (v *Verifier) VerifyBound(ctx context.Context, token string) (*Claims, error) {
 	if v.cache != nil {
 		if c := v.cache.get(token, v.realm.now().Unix(), v.realm.keys.epoch.Load()); c != nil {
 			return c, nil
@@ -397,9 +416,6 @@ func (v *Verifier) checkType(c *Claims, profile Profile) error {
 		if cs.Events != nil {
 			return fmt.Errorf("%w: a logout token cannot be used as an access token", ErrTokenType)
 		}
-		if strings.EqualFold(typ, "dpop") {
-			return fmt.Errorf("%w: DPoP-bound access tokens are not supported (they need a proof of possession)", ErrTokenType)
-		}
 		if profile == GenericOIDC {
 			// Without Keycloak's typ claim, an ID token is told apart by
 			// the claims only ID tokens carry (OIDC Core 2, 3.1.3.6,
@@ -413,7 +429,11 @@ func (v *Verifier) checkType(c *Claims, profile Profile) error {
 				return fmt.Errorf("%w: token_use %q is not an access token", ErrTokenType, cs.TokenUse)
 			}
 		}
-		if strings.EqualFold(typ, "bearer") || (typ == "" && profile == GenericOIDC) {
+		// A DPoP-bound access token (Keycloak 26.4+: typ "DPoP" and
+		// cnf.jkt) is an access token too; its proof of possession is the
+		// caller's to check (bearer does, and refuses one sent as a plain
+		// bearer token: Claims.IsDPoPBound).
+		if strings.EqualFold(typ, "bearer") || strings.EqualFold(typ, "dpop") || (typ == "" && profile == GenericOIDC) {
 			return nil
 		}
 		if typ == "" {

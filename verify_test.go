@@ -106,6 +106,8 @@ func TestSecurityDefaults(t *testing.T) {
 		{name: "no typ claim (generic profile)", cfg: cloakroom.VerifierConfig{Profile: cloakroom.GenericOIDC}, opts: []keycloaktest.TokenOption{keycloaktest.WithoutClaim("typ")}},
 		{name: "ID typ refused in the generic profile too", cfg: cloakroom.VerifierConfig{Profile: cloakroom.GenericOIDC}, opts: []keycloaktest.TokenOption{kt(keycloaktest.IDToken)}, wantErr: cloakroom.ErrTokenType},
 		{name: "DPoP-bound token", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("typ", "DPoP")}, wantErr: cloakroom.ErrTokenType, wantMsg: "DPoP"},
+		{name: "cnf.jkt on a Bearer-typ token", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("cnf", map[string]any{"jkt": "abc"})}, wantErr: cloakroom.ErrTokenType, wantMsg: "proof of possession"},
+		{name: "cnf with another confirmation method", opts: []keycloaktest.TokenOption{keycloaktest.WithClaim("cnf", map[string]any{"x5t#S256": "abc"})}},
 		{name: "expired", opts: []keycloaktest.TokenOption{keycloaktest.WithExpired()}, wantErr: cloakroom.ErrExpired},
 		{name: "no exp", opts: []keycloaktest.TokenOption{keycloaktest.WithoutClaim("exp")}, wantErr: cloakroom.ErrMissingClaim},
 		{name: "no iat", opts: []keycloaktest.TokenOption{keycloaktest.WithoutClaim("iat")}, wantErr: cloakroom.ErrMissingClaim},
@@ -640,5 +642,48 @@ func TestVerifyClaimShapes(t *testing.T) {
 				t.Fatal("unexpected claims")
 			}
 		})
+	}
+}
+
+// VerifyBound accepts DPoP-bound tokens, whose proof its caller checks;
+// Verify refuses them, from the cache too.
+func TestVerifyBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	v := e.verifier(t, cloakroom.VerifierConfig{})
+	for _, opts := range [][]keycloaktest.TokenOption{
+		{keycloaktest.WithClaim("typ", "DPoP"), keycloaktest.WithClaim("cnf", map[string]any{"jkt": "k1"})},
+		{keycloaktest.WithClaim("cnf", map[string]any{"jkt": "k2"})},
+	} {
+		tok := e.token(t, opts...)
+		c, err := v.VerifyBound(context.Background(), tok)
+		if err != nil || !c.IsDPoPBound() || c.ConfirmationJKT() == "" {
+			t.Fatalf("VerifyBound: %v %v", c, err)
+		}
+		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, cloakroom.ErrTokenType) {
+			t.Fatalf("Verify after VerifyBound (cached): %v, want ErrTokenType", err)
+		}
+	}
+}
+
+// A cnf member is found however its name is written.
+func TestIsDPoPBoundEscapedName(t *testing.T) {
+	t.Parallel()
+	for payload, want := range map[string]bool{
+		`{"sub":"a","cnf":{"jkt":"x"}}`:      true,
+		`{"sub":"a","\u0063nf":{"jkt":"x"}}`: true,
+		`{"sub":"a","c\u006ef":{"jkt":"x"}}`: true,
+		`{"sub":"a","name":"cnf"}`:           false,
+		`{"sub":"\u0063nf"}`:                 false,
+		`{"sub":"a","cnf":{"x5t#S256":"x"}}`: false,
+		`{"sub":"a","typ":"DPoP"}`:           true,
+	} {
+		c, err := cloakroom.ParseClaims([]byte(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.IsDPoPBound(); got != want {
+			t.Errorf("%s: IsDPoPBound = %v, want %v", payload, got, want)
+		}
 	}
 }

@@ -51,6 +51,9 @@ type Principal struct {
 	Token string
 	// User is what the WithUserMapper hook returned, e.g. the local user row.
 	User any
+	// DPoPKey is the JWK thumbprint (cnf.jkt) of the key whose DPoP proof
+	// came with the token, "" for a plain bearer token.
+	DPoPKey string
 
 	permissions []string
 }
@@ -92,12 +95,18 @@ type IntrospectionConfig struct {
 // Error is a refusal produced by the middleware; WithErrorWriter receives it.
 type Error struct {
 	Status int    // 400, 401, 403, 500 or 503
-	Code   string // token_not_valid, token_expired, not_authenticated, permission_denied, invalid_request, idp_unavailable, idp_misconfigured, internal_error
+	Code   string // token_not_valid, token_expired, not_authenticated, permission_denied, invalid_request, dpop_proof_not_valid, use_dpop_nonce, idp_unavailable, store_unavailable, idp_misconfigured, internal_error
 	Detail string // human-readable reason, safe to show (no token material)
 	// Scope lists the scopes a 403 insufficient_scope refusal asks for.
 	Scope []string
 	// Err is the underlying error, for logs.
 	Err error
+	// DPoP marks a refusal answered with a DPoP challenge (RFC 9449 7.1):
+	// Code dpop_proof_not_valid is error="invalid_dpop_proof",
+	// use_dpop_nonce is error="use_dpop_nonce" (with Nonce, for the
+	// DPoP-Nonce header), token_not_valid is error="invalid_token".
+	DPoP  bool
+	Nonce string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Detail }
@@ -184,6 +193,7 @@ func WithErrorWriter(ew ErrorWriter) Option {
 	return func(a *Authenticator) error {
 		if ew != nil {
 			a.writeError = ew
+			a.defaultWriter = false
 		}
 		return nil
 	}
@@ -206,7 +216,7 @@ type Authenticator struct {
 	introspect *IntrospectionConfig
 	// audienceWarning logs once that introspection fails for tokens
 	// without the introspecting client in aud.
-	audienceWarning sync.Once
+	audienceWarning *sync.Once
 	introCache      *ttlcache.Cache[bool]
 	mapper          UserMapper
 	identityClaim   string
@@ -214,6 +224,8 @@ type Authenticator struct {
 	logger          *slog.Logger
 	writeError      ErrorWriter
 	realmName       string
+	dpop            *dpopPolicy
+	defaultWriter   bool // writeError is a.defaultErrorWriter
 }
 
 // New returns an Authenticator that accepts access tokens verified by v.
@@ -227,20 +239,44 @@ func New(v *cloakroom.Verifier, opts ...Option) (*Authenticator, error) {
 	}
 	conn := realmx.Of(vi.Realm)
 	a := &Authenticator{
-		verifier:      v,
-		realm:         vi.Realm,
-		now:           conn.Now,
-		identityClaim: "sub",
-		logger:        conn.Logger,
-		realmName:     vi.Realm.Name(),
+		verifier:        v,
+		realm:           vi.Realm,
+		now:             conn.Now,
+		identityClaim:   "sub",
+		logger:          conn.Logger,
+		realmName:       vi.Realm.Name(),
+		audienceWarning: new(sync.Once),
 	}
 	a.writeError = a.defaultErrorWriter
+	a.defaultWriter = true
+	var err error
+	if a.dpop, err = newDPoP(DPoPConfig{}); err != nil {
+		return nil, err
+	}
 	for _, o := range opts {
 		if err := o(a); err != nil {
 			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// With returns a copy of the Authenticator with more options applied,
+// sharing the Verifier, the caches and the user mapper: e.g. one with
+// another DPoP policy for some routes. An error writer given to New is
+// kept; the default one follows the copy.
+func (a *Authenticator) With(opts ...Option) (*Authenticator, error) {
+	b := *a
+	b.audienceWarning = new(sync.Once)
+	if a.defaultWriter {
+		b.writeError = b.defaultErrorWriter
+	}
+	for _, o := range opts {
+		if err := o(&b); err != nil {
+			return nil, err
+		}
+	}
+	return &b, nil
 }
 
 type ctxKey struct{}
@@ -299,20 +335,49 @@ func (a *Authenticator) Verify(r *http.Request) (*Principal, error) {
 }
 
 func (a *Authenticator) authenticate(r *http.Request) (*Principal, *Error) {
-	token, present, perr := extractToken(r)
+	token, dpop, present, perr := extractToken(r)
 	if perr != nil {
 		return nil, perr
 	}
 	if !present {
 		return nil, nil
 	}
-	ctx := r.Context()
-	claims, err := a.verifier.Verify(ctx, token)
-	if err != nil {
-		return nil, a.verifyError(err)
+	switch {
+	case dpop && a.dpop.mode == DPoPOff:
+		return nil, &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: "this API does not accept DPoP tokens; send a bearer token (Authorization: Bearer)"}
+	case !dpop && a.dpop.mode == DPoPRequire:
+		return nil, bindingError("this API requires DPoP: send a DPoP-bound token as Authorization: DPoP with a DPoP proof")
 	}
+	ctx := r.Context()
+	// Bound tokens too: their proof is checked below, and one sent
+	// without a proof refused.
+	claims, err := a.verifier.VerifyBound(ctx, token)
+	if err != nil {
+		e := a.verifyError(err)
+		e.DPoP = dpop && e.Status == http.StatusUnauthorized
+		return nil, e
+	}
+	bound, jkt := claims.IsDPoPBound(), claims.ConfirmationJKT()
 	if a.introspect != nil {
-		if e := a.checkActive(ctx, token, claims); e != nil {
+		if e := a.checkActive(ctx, token, claims, jkt); e != nil {
+			e.DPoP = dpop && e.Status == http.StatusUnauthorized
+			return nil, e
+		}
+	}
+	switch {
+	case !dpop && bound:
+		// RFC 9449 7.2: a stolen DPoP-bound token must not pass as a
+		// bearer token.
+		if a.dpop.mode == DPoPOff {
+			return nil, &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: "the token is DPoP-bound, and this API does not accept DPoP tokens"}
+		}
+		return nil, bindingError("the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof, not as a bearer token")
+	case dpop && !bound:
+		return nil, bindingError("the token is not DPoP-bound (no cnf.jkt): send it as Authorization: Bearer")
+	case dpop && jkt == "":
+		return nil, bindingError("the token's cnf.jkt is missing or not a string")
+	case dpop:
+		if e := a.checkProof(r, token, jkt); e != nil {
 			return nil, e
 		}
 	}
@@ -321,6 +386,9 @@ func (a *Authenticator) authenticate(r *http.Request) (*Principal, *Error) {
 		Username: claims.Username(),
 		Claims:   claims,
 		Token:    token,
+	}
+	if dpop {
+		p.DPoPKey = jkt
 	}
 	if a.identityClaim != "sub" {
 		ids := claims.Strings(a.identityClaim)
@@ -347,8 +415,14 @@ func (a *Authenticator) authenticate(r *http.Request) (*Principal, *Error) {
 }
 
 // extractToken reads the token from the Authorization header (RFC 6750
-// section 2.1). Tokens in the URL are never accepted.
-func extractToken(r *http.Request) (string, bool, *Error) {
+// section 2.1; RFC 9449 7.1 for the DPoP scheme). Tokens in the URL are
+// never accepted.
+func extractToken(r *http.Request) (token string, dpop, present bool, e *Error) {
+	token, present, e = extractTokenOf(r, &dpop)
+	return token, dpop, present, e
+}
+
+func extractTokenOf(r *http.Request, dpop *bool) (string, bool, *Error) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
 		return "", false, nil
@@ -357,7 +431,8 @@ func extractToken(r *http.Request) (string, bool, *Error) {
 		return "", false, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Detail: "more than one Authorization header"}
 	}
 	scheme, rest, _ := strings.Cut(values[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	*dpop = strings.EqualFold(scheme, "DPoP")
+	if !strings.EqualFold(scheme, "Bearer") && !*dpop {
 		return "", false, nil // another scheme: not ours to judge
 	}
 	if strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
@@ -405,7 +480,7 @@ func (a *Authenticator) verifyError(err error) *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: err.Error(), Err: err}
 }
 
-func (a *Authenticator) checkActive(ctx context.Context, token string, claims *cloakroom.Claims) *Error {
+func (a *Authenticator) checkActive(ctx context.Context, token string, claims *cloakroom.Claims, jkt string) *Error {
 	now := a.now().Unix()
 	if a.introCache != nil {
 		if active, ok := a.introCache.Get(token, now); ok {
@@ -419,12 +494,21 @@ func (a *Authenticator) checkActive(ctx context.Context, token string, claims *c
 	if err != nil {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "idp_unavailable", Detail: "the identity provider cannot be reached to check the token; try again later", Err: err}
 	}
+	// The provider's binding (RFC 9449 6.2: introspection answers cnf)
+	// must be the token's: otherwise the token is refused, from the cache
+	// too.
+	cnf, _ := in.Raw["cnf"].(map[string]any)
+	introJKT, _ := cnf["jkt"].(string)
+	consistent := !in.Active || introJKT == jkt
 	if a.introCache != nil {
 		exp := min(now+int64(a.introspect.CacheTTL/time.Second), claims.Expiry().Unix())
 		if a.introspect.CacheTTL < time.Second {
 			exp = now + 1
 		}
-		a.introCache.Put(token, in.Active, exp, len(token)+64, now)
+		a.introCache.Put(token, in.Active && consistent, exp, len(token)+64, now)
+	}
+	if !consistent {
+		return &Error{Status: http.StatusUnauthorized, Code: "token_not_valid", Detail: "the identity provider binds the token to another DPoP key than its cnf.jkt says"}
 	}
 	if !in.Active && !slices.Contains(claims.Audience(), a.introspect.Client.ClientID) {
 		// Keycloak 26.7 answers active=false to a client that is not in the
@@ -480,21 +564,48 @@ func (a *Authenticator) Challenge() string {
 	return fmt.Sprintf(`Bearer realm="%s"`, headerSafe(a.realmName))
 }
 
-// defaultErrorWriter answers per RFC 6750 with a drf-style JSON body.
+// dpopChallenge is the DPoP challenge (RFC 9449 7.1) with the realm and
+// the accepted proof algorithms.
+func (a *Authenticator) dpopChallenge() string {
+	c := "DPoP"
+	if a.realmName != "" {
+		c += fmt.Sprintf(` realm="%s",`, headerSafe(a.realmName))
+	}
+	return c + fmt.Sprintf(` algs="%s"`, a.dpop.algsString)
+}
+
+// defaultErrorWriter answers per RFC 6750 (RFC 9449 for DPoP) with a
+// drf-style JSON body.
 func (a *Authenticator) defaultErrorWriter(w http.ResponseWriter, r *http.Request, e *Error) {
 	h := w.Header()
 	challenge := a.Challenge()
 	attr := func(k, v string) {
-		if strings.HasSuffix(challenge, "Bearer") {
+		if strings.HasSuffix(challenge, "Bearer") || challenge == "DPoP" {
 			challenge += " "
 		} else {
 			challenge += ", "
 		}
 		challenge += fmt.Sprintf(`%s="%s"`, k, headerSafe(v))
 	}
+	dpopChallenge := e.DPoP || a.dpop.mode == DPoPRequire
+	if p, ok := FromContext(r.Context()); ok && p.DPoPKey != "" {
+		dpopChallenge = true // a 403 for a DPoP request
+	}
+	if dpopChallenge {
+		challenge = a.dpopChallenge()
+	}
 	switch e.Status {
 	case http.StatusUnauthorized:
-		if e.Code != "not_authenticated" {
+		switch e.Code {
+		case "not_authenticated":
+		case "dpop_proof_not_valid":
+			attr("error", "invalid_dpop_proof")
+			attr("error_description", e.Detail)
+		case "use_dpop_nonce":
+			attr("error", "use_dpop_nonce")
+			attr("error_description", e.Detail)
+			h.Set("DPoP-Nonce", e.Nonce)
+		default:
 			attr("error", "invalid_token")
 			attr("error_description", e.Detail)
 		}

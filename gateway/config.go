@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/bearer"
 	"github.com/cloakroom/cloakroom/internal/canonical"
 	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"gopkg.in/yaml.v3"
@@ -183,6 +184,11 @@ type Route struct {
 	// Introspect checks bearer tokens with Keycloak on every request (API
 	// routes), so revoked tokens are refused before they expire.
 	Introspect bool `yaml:"introspect"`
+	// DPoP is the policy for DPoP-bound tokens (RFC 9449) on api and both
+	// routes: "accept" (the default: bearer tokens, and DPoP-bound tokens
+	// with a valid proof; a DPoP-bound token sent as a bearer token is
+	// refused), "require" (DPoP only) or "off" (bearer tokens only).
+	DPoP string `yaml:"dpop"`
 }
 
 // RoleRule requires any and/or all of a list of roles.
@@ -950,6 +956,11 @@ func (c *Config) Validate() error {
 		}
 		if (len(r.ClientRoles.Any)+len(r.ClientRoles.All) > 0) != (r.ClientRoles.Client != "") {
 			bad(f("client_roles"), "give client together with any/all roles")
+		}
+		if _, err := bearer.ParseDPoPMode(r.DPoP); err != nil {
+			bad(f("dpop"), "%q: want off, accept (the default) or require", r.DPoP)
+		} else if r.DPoP != "" && r.Mode == "browser" {
+			bad(f("dpop"), "applies to bearer tokens; set mode: api or both, or remove dpop")
 		}
 		if r.ACR != "" && r.Mode == "api" {
 			bad(f("acr"), "step-up (acr) needs a browser; use mode browser or both")

@@ -224,7 +224,7 @@ func (g *Gateway) serveAuth(w *recorder, r *http.Request, st *reqState, trusted 
 	case "api":
 		chain, viaBrowser = rt.authAPI, false
 	case "both":
-		if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+		if sendsToken(r) {
 			chain, viaBrowser = rt.authAPI, false
 		}
 	}

@@ -333,11 +333,15 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 		st.Close()
 		return nil, err
 	}
-	if g.bearer, err = bearer.New(verifier, bearer.WithLogger(logger)); err != nil {
+	// DPoP proofs (accepted by default; routes may require or refuse
+	// them, dpop.go) name the public URL and are good once across every
+	// instance sharing the store: also at /_cloakroom/me.
+	dpop := bearer.WithDPoP(bearer.DPoPConfig{Replay: bearer.ReplayCacheFromStore(g.store), RequestURL: publicRequestURL})
+	if g.bearer, err = bearer.New(verifier, bearer.WithLogger(logger), dpop); err != nil {
 		st.Close()
 		return nil, err
 	}
-	if g.intro, err = bearer.New(verifier, bearer.WithLogger(logger), bearer.WithIntrospection(bearer.IntrospectionConfig{
+	if g.intro, err = bearer.New(verifier, bearer.WithLogger(logger), dpop, bearer.WithIntrospection(bearer.IntrospectionConfig{
 		Client: cloakroom.ClientCredentials{ClientID: cfg.ClientID, ClientSecret: secret}, CacheTTL: 5 * time.Second,
 	})); err != nil {
 		st.Close()

@@ -148,7 +148,7 @@ func (g *Gateway) chains(rc *Route, next http.Handler) (browser, api http.Handle
 
 	// API chain: bearer tokens. A token below acr is refused (403): an API
 	// client cannot be sent to a login form.
-	var a http.Handler = next
+	var a http.Handler = withoutDPoPProof(next)
 	if rc.ACR != "" {
 		a = bearer.Require(cloakroom.MinACR(rc.ACR, g.cfg.ACRLevels))(a)
 	}
@@ -162,6 +162,7 @@ func (g *Gateway) chains(rc *Route, next http.Handler) (browser, api http.Handle
 	if rc.Introspect {
 		auth = g.intro
 	}
+	auth = g.dpopAuthenticator(rc, auth) // dpop.go
 	inner := auth.Authenticate(a)
 	api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Bearer authentication is timed up to the proxy (or the refusal).

@@ -162,6 +162,14 @@ func (g *Gateway) sanitize(r *http.Request, trusted bool) {
 	}
 }
 
+// sendsToken reports whether the request carries an access token (the
+// Bearer or DPoP scheme): on routes that take either credential, it goes
+// to the API chain.
+func sendsToken(r *http.Request) bool {
+	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "DPoP")
+}
+
 // refuseRequest answers a request the gateway will not authorize: 400 with
 // a JSON body naming what to fix.
 func refuseRequest(w http.ResponseWriter, code, detail string) {
@@ -295,7 +303,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) 
 	case "api":
 		rt.api.ServeHTTP(w, r)
 	case "both":
-		if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+		if sendsToken(r) {
 			rt.api.ServeHTTP(w, r)
 			return
 		}
@@ -331,7 +339,7 @@ func (g *Gateway) internalHandler() http.Handler {
 		if rec, ok := w.(*recorder); ok {
 			rec.challenge = g.bearerChallenge
 		}
-		if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+		if sendsToken(r) {
 			meBearer.ServeHTTP(w, r)
 			return
 		}

@@ -40,6 +40,9 @@ type grant struct {
 	// introspection makes accessClaims apply the protocol mappers'
 	// introspection flags instead of their access-token ones.
 	introspection bool
+	// dpopJKT is the thumbprint of the token request's DPoP key: the
+	// tokens are bound to it (dpop.go).
+	dpopJKT string
 }
 
 // Grant types, as the token endpoint's grant_type parameter names them.
@@ -248,6 +251,7 @@ func (r *Realm) accessClaims(g grant) map[string]any {
 	}
 	serviceAccountClaims(c, g)
 	r.applyMappers(c, g, target)
+	dpopBind(c, g, true)
 	return c
 }
 
@@ -382,6 +386,7 @@ func (r *Realm) refreshClaims(g grant, accessAud any) map[string]any {
 	if accessAud != nil {
 		c["aud_x"] = accessAud
 	}
+	dpopBind(c, g, false)
 	return c
 }
 

@@ -105,7 +105,7 @@ func (r *Realm) exchangeCodeLocked(s *Server, c *client, req *http.Request, code
 		return tokenSet{}, invalidGrant("Session doesn't have required client")
 	}
 	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, session: sess, scopes: ac.scopes, nonce: ac.nonce, now: now, acr: ac.acr,
-		grantType: grantAuthorizationCode}
+		grantType: grantAuthorizationCode, dpopJKT: dpopJKTOf(req)}
 	// Keycloak checks the offline_access role when it makes the refresh
 	// token, so the code is spent by then.
 	if g.offline() && !r.offlineTokensAllowedLocked(u) {

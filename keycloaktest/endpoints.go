@@ -412,7 +412,7 @@ func (r *Realm) introspect(tok string, refreshHint bool, cl *client, issuer stri
 	}
 	typ := c.str("typ")
 	refresh := typ == typRefresh || typ == typOffline
-	if refreshHint && !refresh || !refresh && typ != typBearer && typ != typID {
+	if refreshHint && !refresh || !refresh && typ != typBearer && typ != typDPoP && typ != typID {
 		return nil
 	}
 	tc := r.client(c.str("azp"))

@@ -133,6 +133,10 @@ func handleToken(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) 
 		return
 	}
 	cors.allowClient(c.cfg)
+	if req, aerr = r.tokenRequestDPoP(s, c, req); aerr != nil {
+		aerr.write(w)
+		return
+	}
 	h(s, r, c, w, req)
 }
 
@@ -194,7 +198,8 @@ func passwordGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, req *h
 	now := r.now()
 	// The password grant takes no nonce: Keycloak reads it only from an
 	// authorization request (observed on Keycloak 26.7.3).
-	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: now, grantType: grantPassword}
+	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: now, grantType: grantPassword,
+		dpopJKT: dpopJKTOf(req)}
 	if g.offline() && !r.offlineTokensAllowedLocked(u) {
 		r.mu.Unlock()
 		errOfflineNotAllowed.write(w)
@@ -268,7 +273,7 @@ func clientCredentialsGrant(s *Server, r *Realm, c *client, w http.ResponseWrite
 		host = req.RemoteAddr
 	}
 	g := grant{issuer: s.issuerFor(req, r.name), user: u, client: c, scopes: scopes, now: r.now(), clientAddr: host,
-		grantType: grantClientCredentials}
+		grantType: grantClientCredentials, dpopJKT: dpopJKTOf(req)}
 	// Keycloak issues no refresh token and no session for this grant unless
 	// the client opts in (client_credentials.use_refresh_token).
 	set := r.buildTokenSetLocked(g, false)
@@ -297,6 +302,10 @@ func refreshTokenGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, re
 		invalidGrant("Invalid refresh token. Token client and authorized client don't match").write(w)
 		return
 	}
+	if oerr := checkRefreshDPoP(claims, req); oerr != nil {
+		oerr.write(w)
+		return
+	}
 	scopes, errScope := refreshScopes(c, claims, req.PostForm.Get("scope"))
 	if errScope != nil {
 		errScope.write(w)
@@ -304,7 +313,7 @@ func refreshTokenGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, re
 	}
 
 	r.mu.Lock()
-	set, oerr := r.refreshLocked(s.issuerFor(req, r.name), claims, c, scopes, now)
+	set, oerr := r.refreshLocked(s.issuerFor(req, r.name), claims, c, scopes, now, dpopJKTOf(req))
 	r.mu.Unlock()
 	if oerr != nil {
 		oerr.write(w)
@@ -346,7 +355,7 @@ func refreshScopes(c *client, claims claimSet, param string) ([]string, *oauthEr
 
 // refreshLocked checks session, user and rotation state for a refresh
 // token whose signature, type, expiry and client were already checked.
-func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes []string, now time.Time) (tokenSet, *oauthErr) {
+func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes []string, now time.Time, dpopJKT string) (tokenSet, *oauthErr) {
 	u := r.users[claims.str("sub")]
 	if u == nil {
 		return tokenSet{}, invalidGrant("Invalid refresh token")
@@ -387,7 +396,7 @@ func (r *Realm) refreshLocked(issuer string, claims claimSet, c *client, scopes 
 	cs.lastRefresh = r.seq
 	s.last = now
 	g := grant{issuer: issuer, user: u, client: c, session: s, scopes: scopes, now: now, acr: cs.acr,
-		granted: strings.Fields(claims.str("scope")), grantType: grantRefreshToken}
+		granted: strings.Fields(claims.str("scope")), grantType: grantRefreshToken, dpopJKT: dpopJKT}
 	if claims.str("typ") == typOffline && !g.offline() {
 		// An offline token from before its scope was recorded still
 		// refreshes into an offline token.
@@ -440,7 +449,7 @@ func (r *Realm) writeTokenSet(s *Server, w http.ResponseWriter, set tokenSet) {
 		"access_token":       access,
 		"expires_in":         int64(r.accessLifespanFor(set.g.client) / time.Second),
 		"refresh_expires_in": 0,
-		"token_type":         "Bearer",
+		"token_type":         tokenTypeOf(set.access),
 		"not-before-policy":  0,
 		"scope":              set.access["scope"],
 	}

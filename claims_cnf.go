@@ -1,0 +1,42 @@
+package cloakroom
+
+import "strings"
+
+// ConfirmationJKT returns the token's cnf.jkt claim (RFC 9449 6.1): the
+// JWK SHA-256 thumbprint of the key a DPoP-bound access token is bound to,
+// or "" when the token carries none (or carries one that is not a
+// string). Keycloak 26.4 and later set it, with typ "DPoP", on tokens
+// requested with a DPoP proof.
+func (c *Claims) ConfirmationJKT() string {
+	if !c.mayHaveCnf() {
+		return ""
+	}
+	cnf, _ := c.Lookup("cnf")
+	m, _ := cnf.(map[string]any)
+	jkt, _ := m["jkt"].(string)
+	return jkt
+}
+
+// IsDPoPBound reports whether the token is bound to a DPoP key: its typ
+// is "DPoP" or its cnf claim has a jkt member. Such a token is only good
+// with a proof of possession of that key (bearer.WithDPoP checks it); sent
+// as a plain bearer token it must be refused (RFC 9449 7.2).
+func (c *Claims) IsDPoPBound() bool {
+	if strings.EqualFold(c.Type(), "dpop") {
+		return true
+	}
+	if !c.mayHaveCnf() {
+		return false
+	}
+	cnf, _ := c.Lookup("cnf")
+	m, _ := cnf.(map[string]any)
+	_, ok := m["jkt"]
+	return ok
+}
+
+// mayHaveCnf is false when the payload cannot have a cnf member: Verify
+// asks on every token, and Lookup decodes the whole payload into a map.
+// A member name written with escapes (\u0063nf) is still found.
+func (c *Claims) mayHaveCnf() bool {
+	return strings.Contains(c.raw, `"cnf"`) || strings.Contains(c.raw, `\u`)
+}
