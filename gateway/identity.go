@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"weak"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/bearer"
@@ -31,23 +32,29 @@ func newHeaderKeys(n HeaderNames) headerKeys {
 
 // identitySlots is the size of the identity memo: a direct-mapped table,
 // so a lookup is one hash and one atomic load, and its memory is bounded
-// (one entry per slot) whatever the number of sessions.
-const identitySlots = 1 << 14
+// (one entry of a few hundred bytes per slot, at most ~8 MiB) whatever the
+// number of sessions; with 10,000 sessions about a quarter of them share
+// their slot with another and are computed again when they alternate.
+const identitySlots = 1 << 15
 
 // identityMemo remembers the identity headers computed from a pair of
 // claims (a session's access- and ID-token claims, or a bearer token's).
 // Claims are immutable and the verifier, the session and the ID-claims
-// caches hand out the same *Claims for the same token, so the pointers
-// are the key: a refreshed session or another token has other claims and
-// finds its own entry. An entry holds its claims, so their addresses
-// cannot be reused while it is in the table.
+// caches hand out the same *Claims for the same token, so the claims
+// themselves are the key: a refreshed session or another token has other
+// claims and finds its own entry. The key holds them weakly, so the memo
+// keeps no claims alive that their caches have let go of (a weak pointer
+// of claims since collected never equals one of new claims, even at the
+// same address), and the values are copies, not substrings of a payload.
 type identityMemo struct {
 	seed  maphash.Seed
 	slots [identitySlots]atomic.Pointer[identityMemoEntry]
 }
 
+type identityKey [2]weak.Pointer[cloakroom.Claims]
+
 type identityMemoEntry struct {
-	key [2]*cloakroom.Claims
+	key identityKey
 	h   identityHeaders
 }
 
@@ -56,7 +63,7 @@ func newIdentityMemo() *identityMemo { return &identityMemo{seed: maphash.MakeSe
 // headers returns the identity headers for the claims pair, computing and
 // remembering them on a miss; nil when the claims name nobody.
 func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
-	key := [2]*cloakroom.Claims{access, id}
+	key := identityKey{weak.Make(access), weak.Make(id)}
 	slot := &m.slots[maphash.Comparable(m.seed, key)%identitySlots]
 	if e := slot.Load(); e != nil && e.key == key {
 		return &e.h
@@ -65,6 +72,7 @@ func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
 	if !ok {
 		return nil
 	}
+	h = identityHeaders{strings.Clone(h.sub), strings.Clone(h.email), strings.Clone(h.username), strings.Clone(h.roles), strings.Clone(h.groups)}
 	e := &identityMemoEntry{key: key, h: h}
 	slot.Store(e)
 	return &e.h

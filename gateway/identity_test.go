@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
+	"weak"
 
 	"github.com/cloakroom/cloakroom"
 )
@@ -21,7 +23,8 @@ func mustClaims(t testing.TB, json string) *cloakroom.Claims {
 // when many pairs share slots, from many goroutines at once.
 func TestIdentityMemoNeverMixesCallers(t *testing.T) {
 	t.Parallel()
-	const n = 3 * identitySlots // every slot shared by several callers
+	// Enough callers that hundreds of slots are shared (n²/2 slots pairs).
+	const n = 4096
 	access := make([]*cloakroom.Claims, n)
 	ids := make([]*cloakroom.Claims, n)
 	for i := range n {
@@ -91,4 +94,24 @@ func BenchmarkIdentityHeaders(b *testing.B) {
 			_, _ = computeIdentityHeaders(c, id)
 		}
 	})
+}
+
+// The memo keeps no claims alive: once their caches drop them, they are
+// collected (and their payload with them).
+func TestIdentityMemoHoldsClaimsWeakly(t *testing.T) {
+	t.Parallel()
+	memo := newIdentityMemo()
+	c := mustClaims(t, `{"sub":"s","email":"e@example.com","realm_access":{"roles":["a"]}}`)
+	if h := memo.headers(c, nil); h == nil || h.email != "e@example.com" {
+		t.Fatalf("%+v", h)
+	}
+	w := weak.Make(c)
+	c = nil
+	for range 10 {
+		runtime.GC()
+		if w.Value() == nil {
+			return
+		}
+	}
+	t.Fatal("the memo keeps its claims alive")
 }
