@@ -23,7 +23,7 @@ func mustClaims(t testing.TB, json string) *cloakroom.Claims {
 // when many pairs share slots, from many goroutines at once.
 func TestIdentityMemoNeverMixesCallers(t *testing.T) {
 	t.Parallel()
-	// Enough callers that hundreds of slots are shared (n²/2 slots pairs).
+	// Enough callers that hundreds of pairs share a slot (about n²/2/identitySlots).
 	const n = 4096
 	access := make([]*cloakroom.Claims, n)
 	ids := make([]*cloakroom.Claims, n)
