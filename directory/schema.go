@@ -46,11 +46,25 @@ var sqliteMigrations = []sqldb.Migration{
 			updated_at INTEGER NOT NULL
 		)`,
 	}},
+	{Version: 2, What: "organization memberships table", Stmts: []string{
+		`CREATE TABLE "` + OrganizationsTable + `" (
+			sub       TEXT    NOT NULL, -- Keycloak user id
+			org_id    TEXT    NOT NULL, -- Keycloak organization id
+			alias     TEXT    NOT NULL,
+			name      TEXT    NOT NULL DEFAULT '',
+			enabled   INTEGER NOT NULL DEFAULT 1,
+			synced_at INTEGER NOT NULL, -- Unix milliseconds
+			PRIMARY KEY (sub, org_id)
+		)`,
+		`CREATE INDEX "` + OrganizationsTable + `_org_idx" ON "` + OrganizationsTable + `" (org_id)`,
+		`CREATE INDEX "` + OrganizationsTable + `_alias_idx" ON "` + OrganizationsTable + `" (alias)`,
+	}},
 }
 
 func pgMigrationList(schema string) []sqldb.Migration {
 	u := pgx.Identifier{schema, UsersTable}.Sanitize()
 	s := pgx.Identifier{schema, SyncTable}.Sanitize()
+	o := pgx.Identifier{schema, OrganizationsTable}.Sanitize()
 	idx := func(suffix string) string { return pgx.Identifier{UsersTable + suffix}.Sanitize() }
 	return []sqldb.Migration{
 		{Version: 1, What: "users table and sync checkpoint table", Stmts: []string{
@@ -82,6 +96,19 @@ func pgMigrationList(schema string) []sqldb.Migration {
 				checkpoint jsonb       NOT NULL,
 				updated_at timestamptz NOT NULL
 			)`,
+		}},
+		{Version: 2, What: "organization memberships table", Stmts: []string{
+			`CREATE TABLE ` + o + ` (
+				sub       text        NOT NULL,
+				org_id    text        NOT NULL,
+				alias     text        NOT NULL,
+				name      text        NOT NULL DEFAULT '',
+				enabled   boolean     NOT NULL DEFAULT true,
+				synced_at timestamptz NOT NULL,
+				PRIMARY KEY (sub, org_id)
+			)`,
+			`CREATE INDEX ` + pgx.Identifier{OrganizationsTable + "_org_idx"}.Sanitize() + ` ON ` + o + ` (org_id)`,
+			`CREATE INDEX ` + pgx.Identifier{OrganizationsTable + "_alias_idx"}.Sanitize() + ` ON ` + o + ` (alias)`,
 		}},
 	}
 }

@@ -83,6 +83,11 @@ type SyncOptions struct {
 	// OnDeactivate, when set, is called with every user the run
 	// deactivated, after its batch committed.
 	OnDeactivate func(*User)
+	// Organizations also syncs the users' Keycloak organization
+	// memberships when the users are done (see SyncOrganizations; the
+	// account then needs view-organizations too). A realm without
+	// organizations, or a Keycloak before 26, is skipped.
+	Organizations bool
 }
 
 // SyncCounts are the counts of a run. Every Keycloak user seen is counted
@@ -141,6 +146,9 @@ type SyncReport struct {
 	DeactivatedUsers []*User
 	// Failures are (up to 20 of) the users this call could not process.
 	Failures []SyncFailure
+	// Organizations is the organization sync's report, with
+	// SyncOptions.Organizations.
+	Organizations *OrganizationSyncReport
 }
 
 // checkpoint is the persisted state of a run: committed with each batch.
@@ -358,6 +366,13 @@ func (d *Directory) Sync(ctx context.Context, opts SyncOptions) (rep SyncReport,
 		if err := s.verify(ctx); err != nil {
 			return rep, fmt.Errorf("directory: sync run %s: checking unseen users stopped after id %d (run Sync with Resume to continue): %w",
 				s.cp.RunID, s.cp.AfterID, err)
+		}
+	}
+	if opts.Organizations {
+		org, err := d.syncOrganizations(ctx, opts.PageSize)
+		rep.Organizations = &org
+		if err != nil {
+			return rep, fmt.Errorf("directory: sync run %s: the users are done, the organizations failed (SyncOrganizations retries them): %w", s.cp.RunID, err)
 		}
 	}
 	s.progress(PhaseDone)

@@ -279,6 +279,8 @@ func (a *adminReq) dispatch(body []byte) adminResp {
 			return respMethodNotAllowed()
 		}
 		return a.realmRoleRoutes()
+	case seg[0] == "organizations":
+		return a.organizationRoutes(m, body)
 	case seg[0] == "clients":
 		if m != http.MethodGet {
 			return respMethodNotAllowed()

@@ -98,6 +98,14 @@ type RealmConfig struct {
 	// web-origins). An entry named like a built-in scope adds its Mappers to
 	// that scope; its other fields are ignored.
 	ClientScopes []ClientScopeConfig
+	// OrganizationsEnabled is Keycloak 26's realm setting
+	// organizationsEnabled: the organizations admin API and the
+	// organization claim (organizations.go).
+	OrganizationsEnabled bool
+	// Organizations are the realm's organizations (Keycloak 26+).
+	Organizations []OrganizationConfig
+	// IdentityProviders are identity providers organizations can link.
+	IdentityProviders []IdentityProviderConfig
 }
 
 // ClientScopeConfig is a client scope (Keycloak's ClientScopeRepresentation)

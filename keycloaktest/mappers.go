@@ -20,10 +20,11 @@ const (
 	mapperRealmRoles     = "oidc-usermodel-realm-role-mapper"
 	mapperClientRoles    = "oidc-usermodel-client-role-mapper"
 	mapperAudience       = "oidc-audience-mapper"
+	mapperOrganization   = "oidc-organization-membership-mapper"
 )
 
 var modelledMappers = []string{mapperHardcodedClaim, mapperUserAttribute, mapperUserProperty, mapperGroups,
-	mapperRealmRoles, mapperClientRoles, mapperAudience}
+	mapperRealmRoles, mapperClientRoles, mapperAudience, mapperOrganization}
 
 // builtinScopesJSON are the client scopes Keycloak 26.7.3 creates in a new
 // realm, as its admin API lists them (ids left out). keycloaktest computes
@@ -139,7 +140,7 @@ func (r *Realm) mappersInEffect(g grant) []MapperConfig {
 			out = append(out, sc.Mappers...)
 		}
 	}
-	return out
+	return append(out, r.organizationScopeMappers(g)...)
 }
 
 // mapperAudiences are the audiences the grant's audience mappers add to a
@@ -228,6 +229,11 @@ func (r *Realm) mapperClaims(m MapperConfig, g grant) []claimValue {
 			roles = append(roles, conf["usermodel.realmRoleMapping.rolePrefix"]+role)
 		}
 		return one(roles, multi)
+	case mapperOrganization:
+		if v, ok := r.organizationClaimLocked(m, g); ok {
+			return []claimValue{{name, v}}
+		}
+		return nil
 	case mapperClientRoles:
 		only, prefix := conf["usermodel.clientRoleMapping.clientId"], conf["usermodel.clientRoleMapping.rolePrefix"]
 		byClient := r.effectiveClientRoles(u)

@@ -59,6 +59,9 @@ type Realm struct {
 	// userProfile is the realm's user profile (admin_profile.go); nil is
 	// Keycloak's default one.
 	userProfile *upConfig
+	// orgs are the realm's organizations and identity providers
+	// (organizations.go).
+	orgs orgState
 
 	// sweepMu serializes ExpireSessions calls, so a caller returns only
 	// after every expiry it could see was delivered.
@@ -183,6 +186,10 @@ func newRealm(srv *Server, cfg RealmConfig) (*Realm, error) {
 			return nil, fmt.Errorf("realm %q: %w", cfg.Name, err)
 		}
 	}
+	if err := r.initOrganizationsLocked(cfg); err != nil {
+		return nil, fmt.Errorf("realm %q: %w", cfg.Name, err)
+	}
+	r.cfg.Organizations, r.cfg.IdentityProviders = nil, nil
 	return r, nil
 }
 

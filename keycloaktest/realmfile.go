@@ -163,6 +163,9 @@ func ParseRealm(data []byte) (RealmConfig, error) {
 	if err := addBasicScope(root, cfg.Clients); err != nil {
 		return RealmConfig{}, err
 	}
+	if err := parseOrganizations(root, &cfg); err != nil {
+		return RealmConfig{}, err
+	}
 	// Apply the document to a scratch realm, so that whatever AddRealm
 	// would refuse is reported now.
 	scratch := &Server{clock: time.Now, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), realms: map[string]*Realm{}}
@@ -734,7 +737,7 @@ func parseClientScopes(root jsonObj, cfg *RealmConfig) error {
 			if err != nil {
 				return err
 			}
-			if ok && !(builtin && builtinMapper(sc.Name, m.Name)) {
+			if ok && (!(builtin && builtinMapper(sc.Name, m.Name)) || changedOrganizationMapper(sc.Name, m)) {
 				sc.Mappers = append(sc.Mappers, m)
 			}
 		}

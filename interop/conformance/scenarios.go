@@ -42,6 +42,7 @@ func Scenarios() []Scenario {
 		{"admin-permissions", adminPermissions},
 		{"disable-user", disableUser},
 		{"import", importedRealms},
+		{"organizations", organizations},
 	}
 }
 
