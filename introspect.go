@@ -36,6 +36,9 @@ type Introspection struct {
 	Expiry    time.Time
 	// Raw holds every member of the answer.
 	Raw map[string]any
+
+	// body is the answer as received, for Verifier.Lightweight's claims.
+	body []byte
 }
 
 // Introspect asks the provider whether token is still active (RFC 7662), so
@@ -104,6 +107,7 @@ func parseIntrospection(body []byte, endpoint string, status int) (*Introspectio
 	in := &Introspection{
 		Active: *doc.Active, Subject: doc.Subject, ClientID: doc.ClientID, Username: doc.Username,
 		TokenType: doc.TokenType, Scope: doc.Scope, Expiry: doc.Expiry.time(),
+		body: body,
 	}
 	_ = json.Unmarshal(body, &in.Raw)
 	return in, nil

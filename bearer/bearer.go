@@ -138,6 +138,27 @@ func WithIntrospection(cfg IntrospectionConfig) Option {
 	}
 }
 
+// WithLightweightTokens accepts Keycloak lightweight access tokens (the
+// client setting "Always use lightweight access token"): a token that
+// lacks the claims checks need (cloakroom.Claims.IsLightweight) gets them
+// from Keycloak's token introspection, as client introspects, so that
+// Principal.Claims, the Require helpers and cloakroom.Requirements work
+// as with a full token. The answer is cached until the token's exp (or,
+// with WithIntrospection, for its CacheTTL, which then also serves as
+// its revocation check); Keycloak unreachable is 503 idp_unavailable, a
+// token it says is not active 401 — never an anonymous pass or "no
+// roles". client must be in the token's audience for Keycloak 26.7
+// (see docs/lightweight-tokens.md). Full tokens are verified as before.
+func WithLightweightTokens(client cloakroom.ClientCredentials) Option {
+	return func(a *Authenticator) error {
+		if client.ClientID == "" || client.ClientSecret == "" {
+			return errors.New("bearer: WithLightweightTokens needs a confidential client: ClientID and ClientSecret")
+		}
+		a.lightweightClient = &client
+		return nil
+	}
+}
+
 // WithUserMapper sets the hook that maps each authenticated caller to the
 // application's user.
 func WithUserMapper(m UserMapper) Option {
@@ -226,6 +247,18 @@ type Authenticator struct {
 	realmName       string
 	dpop            *dpopPolicy
 	defaultWriter   bool // writeError is a.defaultErrorWriter
+	// lightweight completes lightweight tokens (WithLightweightTokens),
+	// built for lightweightClient and introspect once options are applied.
+	lightweight       *cloakroom.LightweightVerifier
+	lightweightClient *cloakroom.ClientCredentials
+	lightweightFor    lightweightKey
+}
+
+// lightweightKey is what a.lightweight was built for.
+type lightweightKey struct {
+	client     cloakroom.ClientCredentials
+	introspect bool
+	ttl        time.Duration
 }
 
 // New returns an Authenticator that accepts access tokens verified by v.
@@ -258,7 +291,39 @@ func New(v *cloakroom.Verifier, opts ...Option) (*Authenticator, error) {
 			return nil, err
 		}
 	}
+	if err := a.buildLightweight(); err != nil {
+		return nil, err
+	}
 	return a, nil
+}
+
+// buildLightweight (re)builds the lightweight-token verifier when
+// WithLightweightTokens or WithIntrospection changed. With both, the
+// completed claims live no longer than introspection's CacheTTL (not at
+// all with 0), so that their introspection is the revocation check too.
+func (a *Authenticator) buildLightweight() error {
+	if a.lightweightClient == nil {
+		a.lightweight = nil
+		return nil
+	}
+	key := lightweightKey{client: *a.lightweightClient}
+	cfg := cloakroom.LightweightConfig{Client: *a.lightweightClient}
+	if a.introspect != nil {
+		key.introspect, key.ttl = true, a.introspect.CacheTTL
+		cfg.CacheTTL = a.introspect.CacheTTL
+		if cfg.CacheTTL == 0 {
+			cfg.CacheEntries = -1
+		}
+	}
+	if a.lightweight != nil && key == a.lightweightFor {
+		return nil
+	}
+	lv, err := a.verifier.Lightweight(cfg)
+	if err != nil {
+		return fmt.Errorf("bearer: %w", err)
+	}
+	a.lightweight, a.lightweightFor = lv, key
+	return nil
 }
 
 // With returns a copy of the Authenticator with more options applied,
@@ -275,6 +340,9 @@ func (a *Authenticator) With(opts ...Option) (*Authenticator, error) {
 		if err := o(&b); err != nil {
 			return nil, err
 		}
+	}
+	if err := b.buildLightweight(); err != nil {
+		return nil, err
 	}
 	return &b, nil
 }
@@ -351,14 +419,22 @@ func (a *Authenticator) authenticate(r *http.Request) (*Principal, *Error) {
 	ctx := r.Context()
 	// Bound tokens too: their proof is checked below, and one sent
 	// without a proof refused.
-	claims, err := a.verifier.VerifyBound(ctx, token)
+	var claims *cloakroom.Claims
+	var err error
+	if a.lightweight != nil {
+		claims, err = a.lightweight.VerifyBound(ctx, token)
+	} else {
+		claims, err = a.verifier.VerifyBound(ctx, token)
+	}
 	if err != nil {
 		e := a.verifyError(err)
 		e.DPoP = dpop && e.Status == http.StatusUnauthorized
 		return nil, e
 	}
 	bound, jkt := claims.IsDPoPBound(), claims.ConfirmationJKT()
-	if a.introspect != nil {
+	// A lightweight token's claims came from introspection, no older than
+	// introspection's CacheTTL (buildLightweight): that was its check.
+	if a.introspect != nil && (a.lightweight == nil || !claims.IsLightweight()) {
 		if e := a.checkActive(ctx, token, claims, jkt); e != nil {
 			e.DPoP = dpop && e.Status == http.StatusUnauthorized
 			return nil, e

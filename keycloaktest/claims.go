@@ -161,7 +161,8 @@ func refreshScopeClaim(scopes []string) string {
 // id with the token's context: the session type (on online, of offline,
 // tr transient, for client_credentials), the token type (rt regular) and
 // the grant (ac authorization code, ro password, rt refresh, cc client
-// credentials), e.g. "onrtac:…" (observed on Keycloak 26.7.3).
+// credentials), e.g. "onrtac:…", and "lt" for a lightweight token
+// ("onltro:…", lightweight.go) (observed on Keycloak 26.7.3).
 func accessTokenID(g grant) string {
 	session := "tr"
 	if g.session != nil {
@@ -181,7 +182,11 @@ func accessTokenID(g grant) string {
 	case grantClientCredentials:
 		shortcut = "cc"
 	}
-	return session + "rt" + shortcut + ":" + newUUID()
+	kind := "rt"
+	if g.lightweight() {
+		kind = "lt"
+	}
+	return session + kind + shortcut + ":" + newUUID()
 }
 
 func (r *Realm) accessLifespan() time.Duration { return r.cfg.AccessTokenLifespan }
@@ -201,8 +206,12 @@ func (r *Realm) accessLifespanFor(c *client) time.Duration {
 	return r.accessLifespan()
 }
 
-// accessClaims builds an access token's claims (protocol doc 4.2).
+// accessClaims builds an access token's claims (protocol doc 4.2): a
+// lightweight one's for a client that asks for them (lightweight.go).
 func (r *Realm) accessClaims(g grant) map[string]any {
+	if g.lightweight() {
+		return r.lightweightAccessClaims(g)
+	}
 	c := map[string]any{
 		"exp": g.now.Add(r.accessLifespanFor(g.client)).Unix(),
 		"iat": g.now.Unix(),

@@ -219,7 +219,15 @@ func (r *Realm) checkLive(c claimSet, issuer string) (*user, tokenState) {
 			return nil, tokenRevoked
 		}
 	}
-	u := r.users[c.str("sub")]
+	sub := c.str("sub")
+	if _, ok := c["sub"]; !ok {
+		// A lightweight token names its user through its session only
+		// (lightweight.go).
+		if s := r.sessions[c.str("sid")]; s != nil {
+			sub = s.userID
+		}
+	}
+	u := r.users[sub]
 	if u == nil || !u.enabled {
 		return nil, tokenUserInvalid
 	}
@@ -250,8 +258,8 @@ func bearerToken(req *http.Request) string {
 // in the WWW-Authenticate challenge only: 401 with just `Bearer realm=…`
 // without a token, 401 invalid_token for a token it does not accept
 // (conformance: userinfo/no-token, userinfo/garbage, userinfo/id-token),
-// 403 insufficient_scope for an access token without openid (observed on
-// Keycloak 26.7.3).
+// 403 insufficient_scope for an access token without openid, 401
+// invalid_token for a lightweight one (observed on Keycloak 26.7.3).
 func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Request) {
 	cors := newCORS(w, req, true)
 	if r.disabled() {
@@ -319,6 +327,12 @@ func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Reques
 	}
 	if !slices.Contains(strings.Fields(c.str("scope")), "openid") {
 		refuse(http.StatusForbidden, "insufficient_scope", "Missing openid scope")
+		return
+	}
+	// After the scope check (observed on Keycloak 26.7.3: a lightweight
+	// token without openid gets the 403 above).
+	if lightweightToken(c) {
+		refuse(http.StatusUnauthorized, "invalid_token", "Lightweight access token not allowed for userinfo endpoint")
 		return
 	}
 	r.mu.RLock()
@@ -476,7 +490,9 @@ func (r *Realm) introspectionClaimsLocked(c claimSet, u *user, tc *client) map[s
 	for _, k := range []string{"exp", "iat", "jti", "iss", "sub", "typ", "azp", "sid", "nonce", "scope", "cnf", "aud"} {
 		if v, ok := c[k]; ok {
 			out[k] = v
-		} else {
+		} else if k != "sub" {
+			// A lightweight token's sub is the re-mapped one (the basic
+			// scope's), as in Keycloak 26.7.3's answer (lightweight.go).
 			delete(out, k)
 		}
 	}
