@@ -189,6 +189,15 @@ type Route struct {
 	// with a valid proof; a DPoP-bound token sent as a bearer token is
 	// refused), "require" (DPoP only) or "off" (bearer tokens only).
 	DPoP string `yaml:"dpop"`
+	// ExchangeAudience, when set, is the Keycloak client id of the
+	// upstream: the gateway exchanges the caller's access token for one
+	// meant for that audience only (Keycloak's standard token exchange,
+	// RFC 8693; the gateway's client needs "Standard token exchange" on)
+	// and sends the upstream that token, as "Authorization: Bearer", and
+	// in the access-token header when forward_access_token is on. The
+	// caller's own token never reaches the upstream: a refused exchange is
+	// answered 502, Keycloak down 503 (see exchange.go).
+	ExchangeAudience string `yaml:"exchange_audience"`
 }
 
 // RoleRule requires any and/or all of a list of roles.
@@ -961,6 +970,9 @@ func (c *Config) Validate() error {
 			bad(f("dpop"), "%q: want off, accept (the default) or require", r.DPoP)
 		} else if r.DPoP != "" && r.Mode == "browser" {
 			bad(f("dpop"), "applies to bearer tokens; set mode: api or both, or remove dpop")
+		}
+		if r.ExchangeAudience != "" {
+			validateExchangeAudience(r, c.ForwardAuth, func(format string, args ...any) { bad(f("exchange_audience"), format, args...) })
 		}
 		if r.ACR != "" && r.Mode == "api" {
 			bad(f("acr"), "step-up (acr) needs a browser; use mode browser or both")

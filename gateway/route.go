@@ -118,7 +118,7 @@ func (g *Gateway) newRoute(rc *Route) (*route, error) {
 		}
 		rt.proxy.ServeHTTP(w, r)
 	})
-	rt.browser, rt.api = g.chains(rc, proxy)
+	rt.browser, rt.api = g.chains(rc, g.withExchange(rc, proxy)) // exchange_audience (exchange.go)
 	return rt, nil
 }
 
@@ -370,8 +370,10 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 				set(kv[0], kv[1])
 			}
 		}
-		if g.cfg.ForwardAccessToken {
-			set(h.accessToken, token)
+		// exchange_audience: the token exchanged for the upstream, never
+		// the caller's (exchange.go).
+		if t := upstreamAccessToken(rt, in, token); g.cfg.ForwardAccessToken && t != "" {
+			set(h.accessToken, t)
 		}
 	}
 	// The session cookie is the gateway's business, not the upstream's.

@@ -55,7 +55,7 @@ func handleDiscovery(s *Server, r *Realm, w http.ResponseWriter, req *http.Reque
 		"backchannel_logout_session_supported":  true,
 		// Only the grants this server implements (Keycloak's list is longer
 		// and depends on enabled features).
-		"grant_types_supported":                          []string{"authorization_code", "client_credentials", "password", "refresh_token"},
+		"grant_types_supported":                          []string{"authorization_code", "client_credentials", "password", "refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"},
 		"acr_values_supported":                           acrs,
 		"response_types_supported":                       []string{"code", "none", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"},
 		"subject_types_supported":                        []string{"public", "pairwise"},
@@ -237,7 +237,10 @@ func (r *Realm) checkLive(c claimSet, issuer string) (*user, tokenState) {
 		if c.str("typ") == typOffline || strings.HasPrefix(c.str("jti"), "of") {
 			live = r.offlineSessionLiveLocked(s, now)
 		}
-		if !live || s.clients[c.str("azp")] == nil {
+		// A token from token exchange has no client session of its
+		// requester (Keycloak: a transient one, jti "nt…"); it lives
+		// with the user session.
+		if !live || (s.clients[c.str("azp")] == nil && !strings.HasPrefix(c.str("jti"), "nt")) {
 			return nil, tokenNoSession
 		}
 	}
