@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/bearer"
@@ -59,6 +60,17 @@ type Config struct {
 	// ForwardAccessToken passes the user's access token to upstreams in
 	// Headers.AccessToken.
 	ForwardAccessToken bool `yaml:"forward_access_token"`
+
+	// Scopes are the scopes browser logins request (default openid,
+	// profile, email; openid is required), e.g. add "organization:*" for
+	// routes with organizations.
+	Scopes []string `yaml:"scopes"`
+	// LightweightTokens completes Keycloak lightweight access tokens
+	// (client setting "Always use lightweight access token": no sub, no
+	// roles in the token) with token introspection as the gateway's
+	// client, on api and both routes (bearer.WithLightweightTokens). The
+	// gateway's client must be in the tokens' introspection audience.
+	LightweightTokens bool `yaml:"lightweight_tokens"`
 
 	// Audiences accepted on API routes besides ClientID, and authorized
 	// parties (azp) accepted on API routes (see cloakroom.VerifierConfig).
@@ -198,6 +210,12 @@ type Route struct {
 	// caller's own token never reaches the upstream: a refused exchange is
 	// answered 502, Keycloak down 503 (see exchange.go).
 	ExchangeAudience string `yaml:"exchange_audience"`
+	// Organizations requires membership of at least one of these Keycloak
+	// 26 organizations (aliases; cloakroom.MemberOf), read from the
+	// token's organization claim. Logins must then request the
+	// organization scope ("organization", or "organization:*" for users in
+	// several organizations; see scopes).
+	Organizations []string `yaml:"organizations"`
 }
 
 // RoleRule requires any and/or all of a list of roles.
@@ -826,6 +844,14 @@ func (c *Config) Validate() error {
 	if c.ClientID == "" {
 		bad("client_id", "required: the gateway's confidential client in Keycloak")
 	}
+	if len(c.Scopes) > 0 && !slices.Contains(c.Scopes, "openid") {
+		bad("scopes", "must include openid (logins are OpenID Connect), e.g. [openid, profile, email]")
+	}
+	for _, sc := range c.Scopes {
+		if sc == "" || strings.ContainsFunc(sc, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' || r == 0x7f }) {
+			bad("scopes", "%q is not a scope value (RFC 6749 3.3: printable characters without spaces, quotes or backslashes)", sc)
+		}
+	}
 	if c.ClientSecret == "" && c.ClientSecretFile == "" {
 		bad("client_secret", "required (or client_secret_file): the client's secret from Keycloak's Credentials tab")
 	}
@@ -959,9 +985,14 @@ func (c *Config) Validate() error {
 				bad(f("methods"), "%q is not an HTTP method", m)
 			}
 		}
-		rolesSet := len(r.RealmRoles.Any)+len(r.RealmRoles.All)+len(r.ClientRoles.Any)+len(r.ClientRoles.All) > 0
+		rolesSet := len(r.RealmRoles.Any)+len(r.RealmRoles.All)+len(r.ClientRoles.Any)+len(r.ClientRoles.All)+len(r.Organizations) > 0
 		if r.Public && (rolesSet || r.ACR != "") {
-			bad(f("public"), "a public route cannot also require roles or acr")
+			bad(f("public"), "a public route cannot also require roles, organizations or acr")
+		}
+		for _, a := range r.Organizations {
+			if a == "" || strings.ContainsFunc(a, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) {
+				bad(f("organizations"), "%q is not an organization alias: give the alias Keycloak shows for the organization, e.g. acme", a)
+			}
 		}
 		if (len(r.ClientRoles.Any)+len(r.ClientRoles.All) > 0) != (r.ClientRoles.Client != "") {
 			bad(f("client_roles"), "give client together with any/all roles")

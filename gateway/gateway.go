@@ -289,7 +289,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	g.login, err = login.New(login.Config{
 		Realm: realm, ClientID: cfg.ClientID, ClientSecret: secret,
 		BaseURL: cfg.PublicURL, Prefix: DefaultPrefix, Sessions: g.sessions,
-		Verifier: verify, ACRLevels: cfg.ACRLevels, AllowedRedirectOrigins: cfg.AllowedRedirectOrigins,
+		Verifier: verify, ACRLevels: cfg.ACRLevels, AllowedRedirectOrigins: cfg.AllowedRedirectOrigins, Scopes: cfg.Scopes,
 		// With forward_auth, the hosts of the routes are the gateway's own
 		// sites: a login may return there (see allowedRedirect).
 		AllowRedirect: g.allowedRouteRedirect,
@@ -336,14 +336,18 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	// DPoP proofs (accepted by default; routes may require or refuse
 	// them, dpop.go) name the public URL and are good once across every
 	// instance sharing the store: also at /_cloakroom/me.
-	dpop := bearer.WithDPoP(bearer.DPoPConfig{Replay: bearer.ReplayCacheFromStore(g.store), RequestURL: publicRequestURL})
-	if g.bearer, err = bearer.New(verifier, bearer.WithLogger(logger), dpop); err != nil {
+	bopts := []bearer.Option{bearer.WithLogger(logger),
+		bearer.WithDPoP(bearer.DPoPConfig{Replay: bearer.ReplayCacheFromStore(g.store), RequestURL: publicRequestURL})}
+	if cfg.LightweightTokens {
+		bopts = append(bopts, bearer.WithLightweightTokens(cloakroom.ClientCredentials{ClientID: cfg.ClientID, ClientSecret: secret}))
+	}
+	if g.bearer, err = bearer.New(verifier, bopts...); err != nil {
 		st.Close()
 		return nil, err
 	}
-	if g.intro, err = bearer.New(verifier, bearer.WithLogger(logger), dpop, bearer.WithIntrospection(bearer.IntrospectionConfig{
+	if g.intro, err = bearer.New(verifier, append(bopts, bearer.WithIntrospection(bearer.IntrospectionConfig{
 		Client: cloakroom.ClientCredentials{ClientID: cfg.ClientID, ClientSecret: secret}, CacheTTL: 5 * time.Second,
-	})); err != nil {
+	}))...); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -180,7 +180,7 @@ func (g *Gateway) chains(rc *Route, next http.Handler) (browser, api http.Handle
 
 // requirements compiles the route's realm_roles and client_roles rules
 // into Requirements, checked in this order: realm_roles any, all, then
-// client_roles any, all.
+// client_roles any, all, then organizations.
 func (rc *Route) requirements() []cloakroom.Requirement {
 	var reqs []cloakroom.Requirement
 	if len(rc.RealmRoles.Any) > 0 {
@@ -194,6 +194,9 @@ func (rc *Route) requirements() []cloakroom.Requirement {
 	}
 	if len(rc.ClientRoles.All) > 0 {
 		reqs = append(reqs, cloakroom.AllClientRoles(rc.ClientRoles.Client, rc.ClientRoles.All...))
+	}
+	if len(rc.Organizations) > 0 {
+		reqs = append(reqs, cloakroom.MemberOf(rc.Organizations...))
 	}
 	return reqs
 }
