@@ -332,27 +332,9 @@ func (r *Realm) writeExchanged(s *Server, w http.ResponseWriter, set tokenSet, i
 		return
 	}
 	resp["access_token"], resp["token_type"] = access, tokenTypeOf(set.access)
-	if set.id {
-		r.mu.RLock()
-		idc := r.idClaims(set.g, access)
-		r.mu.RUnlock()
-		id, err := r.signAccess(idc, "JWT")
-		if err != nil {
-			fail(err)
-			return
-		}
-		resp["id_token"] = id
-	}
-	if set.refresh != nil {
-		rt, err := r.signRefresh(set.refresh, nil)
-		if err != nil {
-			fail(err)
-			return
-		}
-		resp["refresh_token"] = rt
-		if exp, ok := set.refresh["exp"].(int64); ok {
-			resp["refresh_expires_in"] = exp - set.g.now.Unix()
-		}
+	if err := r.signCompanions(set, access, resp); err != nil {
+		fail(err)
+		return
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -453,32 +453,40 @@ func (r *Realm) writeTokenSet(s *Server, w http.ResponseWriter, set tokenSet) {
 		"not-before-policy":  0,
 		"scope":              set.access["scope"],
 	}
+	if err := r.signCompanions(set, access, resp); err != nil {
+		fail(err)
+		return
+	}
+	if set.g.session != nil {
+		resp["session_state"] = set.g.session.id
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// signCompanions signs the ID and refresh tokens of set, if it has them,
+// into resp (a token response whose access token is access).
+func (r *Realm) signCompanions(set tokenSet, access string, resp map[string]any) error {
 	if set.id {
 		r.mu.RLock()
 		idc := r.idClaims(set.g, access)
 		r.mu.RUnlock()
 		id, err := r.signAccess(idc, "JWT")
 		if err != nil {
-			fail(err)
-			return
+			return err
 		}
 		resp["id_token"] = id
 	}
 	if set.refresh != nil {
 		rt, err := r.signRefresh(set.refresh, nil)
 		if err != nil {
-			fail(err)
-			return
+			return err
 		}
 		resp["refresh_token"] = rt
 		if exp, ok := set.refresh["exp"].(int64); ok {
 			resp["refresh_expires_in"] = exp - set.g.now.Unix()
 		}
 	}
-	if set.g.session != nil {
-		resp["session_state"] = set.g.session.id
-	}
-	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 func unixTime(sec int64) time.Time { return time.Unix(sec, 0) }
