@@ -16,8 +16,10 @@ type cachedClaims struct {
 }
 
 // entryOverhead approximates the memory of an entry beyond the token and
-// payload bytes: map slot, Claims struct and decoded slices.
-const entryOverhead = 512
+// payload bytes: the Claims struct (640 bytes with its size class), the
+// cache entry and its map slot. The payload counts twice: Claims keep a
+// copy of it, and the roles decoded from it on first use.
+const entryOverhead = 768
 
 func newTokenCache(entries, bytes int) *tokenCache {
 	return &tokenCache{c: ttlcache.New[cachedClaims](entries, bytes)}

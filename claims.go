@@ -445,7 +445,39 @@ func (c *Claims) shared() map[string]any {
 // (e.g. "https://example.com/roles") matches as a whole. The returned value
 // is shared: do not modify it.
 func (c *Claims) Lookup(path string) (any, bool) {
+	if c.absent(path) {
+		return nil, false
+	}
 	return lookupPath(c.shared(), path)
+}
+
+// absent reports that the payload has no member the path could start
+// with, without decoding it: the whole payload is decoded into a map on
+// the first Lookup and kept as long as the claims (a few kB for a cached
+// token), which a look for a claim the token does not have (e.g.
+// "groups" without a group mapper) should not cost. A payload with any
+// escape is decoded, since a name may be spelled with escapes there.
+func (c *Claims) absent(path string) bool {
+	if strings.IndexByte(c.raw, '\\') >= 0 {
+		return false
+	}
+	head, _, _ := strings.Cut(path, ".")
+	return !containsQuoted(c.raw, head) && !containsQuoted(c.raw, path)
+}
+
+// containsQuoted reports whether s contains name in double quotes.
+func containsQuoted(s, name string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], name)
+		if j < 0 {
+			return false
+		}
+		j += i
+		if j > 0 && s[j-1] == '"' && j+len(name) < len(s) && s[j+len(name)] == '"' {
+			return true
+		}
+		i = j + 1
+	}
 }
 
 func lookupPath(m map[string]any, path string) (any, bool) {

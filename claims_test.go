@@ -160,3 +160,33 @@ func TestParseClaimsErrors(t *testing.T) {
 		})
 	}
 }
+
+// Lookup answers the same whether or not it decodes the payload: a
+// claim is found however its name is written, and a missing one is
+// missing.
+func TestLookupWithoutDecoding(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		payload, path string
+		found         bool
+	}{
+		{`{"sub":"a","groups":["/g"]}`, "groups", true},
+		{`{"sub":"a"}`, "groups", false},
+		{`{"sub":"groups"}`, "groups", false},
+		{`{"sub":"a","gr\u006fups":["/g"]}`, "groups", true},
+		{`{"sub":"a","https://example.com/roles":["r"]}`, "https://example.com/roles", true},
+		{`{"sub":"a","https:\/\/example.com\/roles":["r"]}`, "https://example.com/roles", true},
+		{`{"sub":"a","resource_access":{"app":{"roles":["x"]}}}`, "resource_access.app.roles", true},
+		{`{"sub":"a","resource_access":{"app":{"roles":["x"]}}}`, "resource_access.other.roles", false},
+		{`{"sub":"a","xgroups":1,"groupsx":2}`, "groups", false},
+	}
+	for _, tc := range cases {
+		c, err := ParseClaims([]byte(tc.payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.Lookup(tc.path); ok != tc.found {
+			t.Errorf("%s: Lookup(%q) found %v, want %v", tc.payload, tc.path, ok, tc.found)
+		}
+	}
+}

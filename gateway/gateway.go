@@ -247,7 +247,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	if n, ok := store.(session.Notifier); ok {
 		st = &notifyingTimedStore{timedStore: st.(*timedStore), n: n}
 	}
-	if ttl > 0 {
+	// The memory store is in this process already: a cache in front of
+	// it would only add reloads every TTL.
+	if u, _ := storeurl.Parse(cfg.Session.Store); ttl > 0 && u.Kind != storeurl.Memory {
 		cached, err := session.NewCachedStore(ctx, st, session.CacheOptions{TTL: ttl})
 		if err != nil {
 			store.Close()

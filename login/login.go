@@ -262,7 +262,7 @@ func New(cfg Config) (*Handler, error) {
 		origins:  map[string]bool{base.Scheme + "://" + base.Host: true},
 		secure:   base.Scheme == "https",
 		now:      conn.Now,
-		idCache:  ttlcache.New[idClaimsEntry](10_000, 16<<20),
+		idCache:  ttlcache.New[idClaimsEntry](idCacheEntries, idCacheBytes),
 	}
 	h.tokenClient = newTokenClient(conn.Client, maxTokenResponseBytes)
 	if h.logger == nil {

@@ -430,16 +430,36 @@ func (h *Handler) idClaims(s *session.State) *cloakroom.Claims {
 	if err != nil {
 		return nil
 	}
-	c = c.WithRolesClaim(h.cfg.Verifier.RolesClaim)
+	if h.cfg.Verifier.RolesClaim != "" {
+		// ParseClaims's claims read the default roles claim already.
+		c = c.WithRolesClaim(h.cfg.Verifier.RolesClaim)
+	}
 	// Two minutes: long enough to spare the parsing on a busy session, short
 	// enough that ended sessions do not linger in memory.
-	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+120, len(s.IDClaims)*2+len(s.IDToken)+256, now)
+	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+120, idClaimsSize(s), now)
 	return c
 }
 
 type idClaimsEntry struct {
-	idToken string
+	idToken string // shared with the session's State, not a copy
 	claims  *cloakroom.Claims
+}
+
+// Bounds of the parsed ID-claims cache, one entry per session in use.
+// Bytes bind first: a Keycloak login's entry is about 2 kB (idClaimsSize),
+// so 48 MiB hold about 25,000 sessions, as many as the session package's
+// decoded-session cache, with room for the shards' uneven filling.
+const (
+	idCacheEntries = 200_000
+	idCacheBytes   = 48 << 20
+)
+
+// idClaimsSize estimates an entry's memory: the Claims (about 600 bytes)
+// with its copy of the claims JSON, the roles decoded from it on first
+// use, the cache entry and its map slot. The ID token is the session's
+// own string, counted by the session cache.
+func idClaimsSize(s *session.State) int {
+	return 2*len(s.IDClaims) + 768
 }
 
 // Challenge is the WWW-Authenticate value of a 401 that asks for a login

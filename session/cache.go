@@ -20,10 +20,13 @@ import (
 // Other changes made elsewhere are picked up after at most the TTL, or at
 // once by a Save conflict or Manager.Reload. Once an operation on the
 // store fails, the cache serves nothing until the store answers again:
-// deletions made elsewhere meanwhile could not reach it.
+// deletions made elsewhere meanwhile could not reach it. For a Manager,
+// which keeps the sessions it uses decoded, the cache keeps only the
+// records' headers (key, version, expiry, subject, sid), not a second
+// copy of their sealed payloads; other callers get whole records.
 type CachedStore struct {
 	Store
-	cache *ttlcache.Cache[Record]
+	cache *ttlcache.Cache[cachedRecord]
 	ttl   time.Duration
 	now   func() time.Time
 
@@ -77,7 +80,7 @@ func NewCachedStore(ctx context.Context, store Store, o CacheOptions) (*CachedSt
 	if o.Bytes <= 0 {
 		o.Bytes = 64 << 20
 	}
-	c := &CachedStore{Store: store, cache: ttlcache.New[Record](o.Entries, o.Bytes), ttl: o.TTL, now: time.Now}
+	c := &CachedStore{Store: store, cache: ttlcache.New[cachedRecord](o.Entries, o.Bytes), ttl: o.TTL, now: time.Now}
 	if n, ok := store.(Notifier); ok {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		if err := n.Subscribe(sctx, c.evict); err != nil {
@@ -127,7 +130,39 @@ func WithoutCache(ctx context.Context) context.Context {
 	return context.WithValue(ctx, bypassKey{}, true)
 }
 
-func (c *CachedStore) remember(r *Record) {
+// decodedKey is the context key of a decodedHint.
+type decodedKey struct{}
+
+// decodedHint is how a Manager tells a CachedStore that it keeps the
+// records it loads and saves decoded, by key and version (its decoded
+// cache), and which version of key it holds now (-1: none). The cache then
+// keeps only the record's header, not a second copy of its sealed
+// payload, and answers a Load with the header alone (Payload nil) when the
+// Manager holds that version. Only Managers set it: every other caller
+// gets whole records.
+type decodedHint struct {
+	key     string
+	version int64
+}
+
+// withDecoded returns ctx carrying a decodedHint.
+func withDecoded(ctx context.Context, key string, version int64) context.Context {
+	return context.WithValue(ctx, decodedKey{}, decodedHint{key: key, version: version})
+}
+
+// cachedRecord is a record as the cache holds it; headerOnly: without its
+// payload, which the Manager that loaded or saved it keeps decoded.
+type cachedRecord struct {
+	Record
+	headerOnly bool
+}
+
+// cachedRecordSize approximates the memory of a cached record beyond its
+// payload and strings: the Record in its map slot, the key's header and
+// the entry's bookkeeping.
+const cachedRecordSize = 160
+
+func (c *CachedStore) remember(ctx context.Context, r *Record) {
 	now := c.now()
 	if now.UnixNano() < c.quiet.Load() {
 		return
@@ -136,21 +171,25 @@ func (c *CachedStore) remember(r *Record) {
 	if r.ExpiresAt.Before(exp) {
 		exp = r.ExpiresAt
 	}
-	cp := *r
-	// The caller keeps r; clipped, so that an append to a Payload handed
-	// out below never writes into the cached array.
-	cp.Payload = slices.Clip(bytes.Clone(r.Payload))
-	c.cache.Put(r.Key, cp, exp.Unix(), len(r.Payload)+len(r.Key)+len(r.SID)+len(r.Subject)+128, now.Unix())
+	cp := cachedRecord{Record: *r}
+	if _, ok := ctx.Value(decodedKey{}).(decodedHint); ok {
+		cp.Payload, cp.headerOnly = nil, true
+	} else {
+		// The caller keeps r; clipped, so that an append to a Payload
+		// handed out below never writes into the cached array.
+		cp.Payload = slices.Clip(bytes.Clone(r.Payload))
+	}
+	c.cache.Put(r.Key, cp, exp.Unix(), len(cp.Payload)+len(r.Key)+len(r.SID)+len(r.Subject)+cachedRecordSize, now.Unix())
 }
 
 // Load implements Store.
 func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 	if ctx.Value(bypassKey{}) == nil && !c.failing.Load() {
-		if r, ok := c.cache.Get(key, c.now().Unix()); ok && c.now().Before(r.ExpiresAt) {
+		if r, ok := c.cache.Get(key, c.now().Unix()); ok && c.now().Before(r.ExpiresAt) && (!r.headerOnly || c.holds(ctx, key, r.Version)) {
 			// The payload is shared with the cache, not cloned: a Record's
-			// Payload is read-only (Store.Load), and Manager, its only
-			// reader, usually skips it (the decoded-session cache).
-			cp := r
+			// Payload is read-only (Store.Load). A header alone goes only
+			// to the Manager that holds this version decoded.
+			cp := r.Record
 			return &cp, nil
 		}
 	}
@@ -162,8 +201,14 @@ func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 		}
 		return nil, err
 	}
-	c.remember(r)
+	c.remember(ctx, r)
 	return r, nil
+}
+
+// holds reports whether ctx says its caller holds version of key decoded.
+func (c *CachedStore) holds(ctx context.Context, key string, version int64) bool {
+	h, ok := ctx.Value(decodedKey{}).(decodedHint)
+	return ok && h.key == key && h.version == version
 }
 
 // Save implements Store: write-through; a conflict evicts the stale copy.
@@ -174,7 +219,7 @@ func (c *CachedStore) Save(ctx context.Context, r *Record) error {
 		c.cache.Delete(r.Key)
 		return err
 	}
-	c.remember(r)
+	c.remember(ctx, r)
 	return nil
 }
 

@@ -140,7 +140,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, errors.New("session: Config.Keyring is required (tokens are never stored unencrypted)")
 	}
 	m := &Manager{
-		decoded: ttlcache.New[decodedSession](10_000, 64<<20),
+		decoded: ttlcache.New[decodedSession](decodedEntries, decodedBytes),
 		store:   cfg.Store,
 		ring:    cfg.Keyring,
 		name:    cfg.CookieName,
@@ -246,11 +246,27 @@ func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 		return nil, ErrNotFound
 	}
 	key := KeyOf(id)
+	// The session as decoded here before, if it is: a CachedStore below
+	// then answers with the record's header alone when the record is
+	// still at that version (see decodedHint).
+	held, ok := m.decoded.Get(key, m.now().Unix())
+	if !ok {
+		held = decodedSession{version: -1}
+	}
+	ctx = withDecoded(ctx, key, held.version)
 	rec, err := m.store.Load(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	s, err := m.open(rec)
+	s, err := m.open(rec, held)
+	if errors.Is(err, errNoPayload) {
+		// A header for a version not held here (a cache is not expected
+		// to send one): read the whole record.
+		if rec, err = m.store.Load(WithoutCache(ctx), key); err != nil {
+			return nil, err
+		}
+		s, err = m.open(rec, held)
+	}
 	if err != nil {
 		// A payload sealed with a retired key: the session cannot be used.
 		_ = m.store.Delete(ctx, key)
@@ -270,13 +286,23 @@ func (m *Manager) Reload(ctx context.Context, s *State) (*State, error) {
 	return m.Load(WithoutCache(ctx), s.ID)
 }
 
-func (m *Manager) open(rec *Record) (*State, error) {
+// errNoPayload: a record header without its payload, whose version is
+// not the one held decoded.
+var errNoPayload = errors.New("session: record without payload")
+
+// open returns the session in rec: held's copy when held, the session as
+// decoded here before, is at rec's version; otherwise decrypted and
+// decoded from rec's payload.
+func (m *Manager) open(rec *Record, held decodedSession) (*State, error) {
 	// A record version is written once (Save's compare-and-swap), so a
 	// session decoded at this key and version is this record: skip the
 	// decryption and decoding that a lookup per request would repeat.
+	if held.session != nil && held.version == rec.Version {
+		return held.session.copy(), nil
+	}
 	now := m.now().Unix()
-	if d, ok := m.decoded.Get(rec.Key, now); ok && d.version == rec.Version {
-		return d.session.copy(), nil
+	if rec.Payload == nil {
+		return nil, errNoPayload
 	}
 	pt, err := m.ring.Open(rec.Payload, []byte(rec.Key))
 	if err != nil {
@@ -299,8 +325,41 @@ type decodedSession struct {
 }
 
 func (m *Manager) remember(s *State, now int64) {
-	size := len(s.AccessToken) + len(s.RefreshToken) + len(s.IDToken) + len(s.IDClaims) + len(s.UserinfoClaims) + 512
-	m.decoded.Put(s.key, decodedSession{version: s.version, session: s.copy()}, now+60, size, now)
+	m.decoded.Put(s.key, decodedSession{version: s.version, session: s.copy()}, now+decodedTTL, s.memSize(), now)
+}
+
+// decodedTTL is how long a decoded session is kept after it was last
+// decoded or saved. It outlives Touch's interval (at most a minute), whose
+// Save puts it back: a session in use stays decoded instead of being
+// decoded again every minute into new strings, while the verifier's
+// cache (keyed by the access token) and login's ID-claims cache go on
+// holding the previous ones.
+const decodedTTL = 2 * 60
+
+// Bounds of the decoded-session cache. Bytes bind first: a session with a
+// Keycloak login's tokens (access, refresh and ID tokens, ID claims) is
+// about 5 kB decoded (memSize), so 128 MiB hold about 25,000 sessions;
+// the shards (a sixteenth of each bound apiece) fill unevenly, and this
+// leaves room for 10,000 sessions and then some before one evicts.
+const (
+	decodedEntries = 200_000
+	decodedBytes   = 128 << 20
+)
+
+// stateOverhead approximates the memory of a decoded session beyond its
+// strings: the State (384 bytes), the cache entry and map slot, and the
+// rounding of the strings to allocation size classes.
+const stateOverhead = 640
+
+// memSize estimates the memory s takes in the decoded cache. Strings
+// shared with the cache key (key) are not counted.
+func (s *State) memSize() int {
+	n := len(s.Subject) + len(s.SID) + len(s.Issuer) + len(s.AccessToken) + len(s.RefreshToken) + len(s.IDToken) +
+		len(s.IDClaims) + len(s.UserinfoClaims) + len(s.StepUpACR) + len(s.CSRFToken) + stateOverhead
+	for k, v := range s.Values {
+		n += len(k) + len(v) + 64
+	}
+	return n
 }
 
 // copy returns a copy that shares nothing mutable with s.
@@ -362,7 +421,9 @@ func (m *Manager) Save(ctx context.Context, s *State) error {
 		Version:   s.version,
 		Payload:   m.ring.Seal(pt, []byte(s.key)),
 	}
-	if err := m.store.Save(ctx, rec); err != nil {
+	// The version saved is kept decoded below: a CachedStore need not
+	// keep its payload too.
+	if err := m.store.Save(withDecoded(ctx, s.key, -1), rec); err != nil {
 		m.decoded.Delete(s.key)
 		return err
 	}

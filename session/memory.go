@@ -13,8 +13,8 @@ import (
 type MemoryStore struct {
 	mu        sync.Mutex
 	records   map[string]Record
-	bySID     map[string]map[string]struct{}
-	bySubject map[string]map[string]struct{}
+	bySID     map[string]keySet
+	bySubject map[string]keySet
 	marks     map[string]time.Time // MarkOnce: key → until
 	now       func() time.Time
 	stop      chan struct{}
@@ -25,8 +25,8 @@ type MemoryStore struct {
 func NewMemoryStore() *MemoryStore {
 	s := &MemoryStore{
 		records:   map[string]Record{},
-		bySID:     map[string]map[string]struct{}{},
-		bySubject: map[string]map[string]struct{}{},
+		bySID:     map[string]keySet{},
+		bySubject: map[string]keySet{},
 		marks:     map[string]time.Time{},
 		now:       time.Now,
 		stop:      make(chan struct{}),
@@ -75,7 +75,8 @@ func (s *MemoryStore) Load(ctx context.Context, key string) (*Record, error) {
 		s.deleteLocked(key)
 		return nil, ErrNotFound
 	}
-	r.Payload = append([]byte(nil), r.Payload...)
+	// Shared, not copied: a loaded Payload is read-only (Store.Load), and
+	// the stored one has no spare capacity for an append to write into.
 	return &r, nil
 }
 
@@ -99,7 +100,11 @@ func (s *MemoryStore) Save(ctx context.Context, r *Record) error {
 	}
 	stored := *r
 	stored.Version = r.Version + 1
-	stored.Payload = append([]byte(nil), r.Payload...)
+	// A copy of its own, exactly as long as it is (see Load).
+	if r.Payload != nil {
+		stored.Payload = make([]byte, len(r.Payload))
+		copy(stored.Payload, r.Payload)
+	}
 	s.records[r.Key] = stored
 	index(s.bySID, stored.SID, stored.Key)
 	index(s.bySubject, stored.Subject, stored.Key)
@@ -107,23 +112,67 @@ func (s *MemoryStore) Save(ctx context.Context, r *Record) error {
 	return nil
 }
 
-func index(m map[string]map[string]struct{}, v, key string) {
+// keySet is the set of record keys under one sid or subject. A sid has
+// one session, a subject usually a few: the first key is kept inline, and
+// a map (about 250 bytes) is made only for a second one.
+type keySet struct {
+	one  string
+	more map[string]struct{}
+}
+
+func index(m map[string]keySet, v, key string) {
 	if v == "" {
 		return
 	}
-	if m[v] == nil {
-		m[v] = map[string]struct{}{}
+	set, ok := m[v]
+	switch {
+	case !ok:
+		m[v] = keySet{one: key}
+	case set.one != key:
+		if set.more == nil {
+			set.more = map[string]struct{}{}
+			m[v] = set
+		}
+		set.more[key] = struct{}{}
 	}
-	m[v][key] = struct{}{}
 }
 
-func unindex(m map[string]map[string]struct{}, v, key string) {
-	if set := m[v]; set != nil {
-		delete(set, key)
-		if len(set) == 0 {
-			delete(m, v)
-		}
+func unindex(m map[string]keySet, v, key string) {
+	set, ok := m[v]
+	if !ok {
+		return
 	}
+	if set.one != key {
+		delete(set.more, key)
+		if len(set.more) == 0 && set.more != nil {
+			set.more = nil
+			m[v] = set
+		}
+		return
+	}
+	if len(set.more) == 0 {
+		delete(m, v)
+		return
+	}
+	for k := range set.more {
+		set.one = k
+		delete(set.more, k)
+		break
+	}
+	if len(set.more) == 0 {
+		set.more = nil
+	}
+	m[v] = set
+}
+
+// keys returns the keys in set.
+func (set keySet) keys() []string {
+	keys := make([]string, 0, 1+len(set.more))
+	keys = append(keys, set.one)
+	for k := range set.more {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 func (s *MemoryStore) unindexLocked(r Record) {
@@ -152,7 +201,7 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-func (s *MemoryStore) deleteIndexed(ctx context.Context, m map[string]map[string]struct{}, v string) ([]string, error) {
+func (s *MemoryStore) deleteIndexed(ctx context.Context, m map[string]keySet, v string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -161,10 +210,11 @@ func (s *MemoryStore) deleteIndexed(ctx context.Context, m map[string]map[string
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var keys []string
-	for k := range m[v] {
-		keys = append(keys, k)
+	set, ok := m[v]
+	if !ok {
+		return nil, nil
 	}
+	keys := set.keys()
 	for _, k := range keys {
 		s.deleteLocked(k)
 	}

@@ -15,6 +15,14 @@ const shards = 16
 // dropped by the first Put to a shard at least sweepEvery after its last
 // sweep, so that under steady traffic memory follows the live entries
 // rather than climbing to the bounds.
+//
+// Entries are found by a seeded 64-bit hash of the key, computed once per
+// call (it also picks the shard), and answer only for the very key they
+// were put with: keys that share a hash (2⁻⁶⁴ for any two, and not
+// chosen by whoever picks the keys, who does not know the seed) take each
+// other's place, costing a miss, never a wrong answer. Long keys (tokens)
+// are thus read once per lookup rather than twice, and the shard maps
+// hold no pointers to follow when probing.
 type Cache[V any] struct {
 	seed       maphash.Seed
 	maxEntries int // per shard
@@ -24,7 +32,7 @@ type Cache[V any] struct {
 
 type shard[V any] struct {
 	mu    sync.RWMutex
-	m     map[string]entry[V]
+	m     map[uint64]entry[V] // by hash of the key
 	bytes int
 	swept int64    // unix seconds of the last sweep of expired entries
 	_     [32]byte // keep shards on separate cache lines
@@ -35,6 +43,7 @@ type shard[V any] struct {
 const sweepEvery = 30
 
 type entry[V any] struct {
+	key  string
 	val  V
 	exp  int64 // unix seconds: the entry is gone from this second on
 	size int
@@ -49,22 +58,26 @@ func New[V any](maxEntries, maxBytes int) *Cache[V] {
 		maxBytes:   max(1, maxBytes/shards),
 	}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]entry[V])
+		c.shards[i].m = make(map[uint64]entry[V])
 	}
 	return c
 }
 
-func (c *Cache[V]) shard(key string) *shard[V] {
-	return &c.shards[maphash.String(c.seed, key)%shards]
+// locate returns key's hash and shard.
+func (c *Cache[V]) locate(key string) (uint64, *shard[V]) {
+	h := maphash.String(c.seed, key)
+	return h, &c.shards[h%shards]
 }
 
 // Get returns the value for key if it has not expired at now (unix seconds).
 func (c *Cache[V]) Get(key string, now int64) (V, bool) {
-	s := c.shard(key)
+	h, s := c.locate(key)
 	s.mu.RLock()
-	e, ok := s.m[key]
+	e, ok := s.m[h]
 	s.mu.RUnlock()
-	if !ok || now >= e.exp {
+	// The same string as put (the usual case: the caller's) compares by
+	// pointer, without reading it.
+	if !ok || e.key != key || now >= e.exp {
 		var zero V
 		return zero, false
 	}
@@ -73,10 +86,10 @@ func (c *Cache[V]) Get(key string, now int64) (V, bool) {
 
 // Delete removes key.
 func (c *Cache[V]) Delete(key string) {
-	s := c.shard(key)
+	h, s := c.locate(key)
 	s.mu.Lock()
-	if e, ok := s.m[key]; ok {
-		delete(s.m, key)
+	if e, ok := s.m[h]; ok && e.key == key {
+		delete(s.m, h)
 		s.bytes -= e.size
 	}
 	s.mu.Unlock()
@@ -100,11 +113,13 @@ func (c *Cache[V]) Put(key string, val V, exp int64, size int, now int64) {
 	if size > c.maxBytes || exp <= now {
 		return
 	}
-	s := c.shard(key)
+	h, s := c.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.m[key]; ok {
-		delete(s.m, key)
+	if old, ok := s.m[h]; ok {
+		// key's own entry, or another key's with the same hash: either
+		// way this one takes its place.
+		delete(s.m, h)
 		s.bytes -= old.size
 	}
 	if len(s.m) >= c.maxEntries || s.bytes+size > c.maxBytes {
@@ -112,7 +127,7 @@ func (c *Cache[V]) Put(key string, val V, exp int64, size int, now int64) {
 	} else if now-s.swept >= sweepEvery {
 		s.dropExpired(now)
 	}
-	s.m[key] = entry[V]{val: val, exp: exp, size: size}
+	s.m[h] = entry[V]{key: key, val: val, exp: exp, size: size}
 	s.bytes += size
 }
 

@@ -144,3 +144,65 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 		t.Fatalf("Len = %d, Bytes = %d; want only the 1000 live entries", n, b)
 	}
 }
+
+// BenchmarkGetMany: lookups rotating over many entries (a gateway's
+// sessions), keyed like session keys (43 bytes) and like access tokens
+// (1.3 kB), the caller holding the same string the entry was put with.
+func BenchmarkGetMany(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		keyLen  int
+		entries int
+	}{
+		{"key=43B/entries=1", 43, 1},
+		{"key=43B/entries=10000", 43, 10_000},
+		{"key=1.3kB/entries=1", 1300, 1},
+		{"key=1.3kB/entries=10000", 1300, 10_000},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := New[*int](1<<20, 1<<30)
+			keys := make([]string, tc.entries)
+			v := 1
+			for i := range keys {
+				k := make([]byte, tc.keyLen)
+				for j := range k {
+					k[j] = byte('a' + (i*7+j*13)%26)
+				}
+				copy(k, fmt.Sprint(i))
+				keys[i] = string(k)
+				c.Put(keys[i], &v, 100, 1, 0)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if _, ok := c.Get(keys[i%len(keys)], 1); !ok {
+					b.Fatal("miss")
+				}
+			}
+		})
+	}
+}
+
+// TestSharedHash: an entry answers only for the key it was put with, even
+// when another key has the same hash (forced here: 64-bit collisions do
+// not happen by chance).
+func TestSharedHash(t *testing.T) {
+	t.Parallel()
+	c := New[int](100, 1<<20)
+	h, s := c.locate("k")
+	s.m[h] = entry[int]{key: "other", val: 1, exp: 100, size: 10}
+	s.bytes += 10
+	if v, ok := c.Get("k", 1); ok {
+		t.Fatalf("Get(k) = %d from another key's entry", v)
+	}
+	c.Delete("k")
+	if e, ok := s.m[h]; !ok || e.key != "other" {
+		t.Fatal("Delete(k) removed another key's entry")
+	}
+	c.Put("k", 2, 100, 20, 1)
+	if v, ok := c.Get("k", 1); !ok || v != 2 {
+		t.Fatalf("Get(k) = %d, %v after Put; want 2", v, ok)
+	}
+	if c.Len() != 1 || c.Bytes() != 20 {
+		t.Fatalf("Len = %d, Bytes = %d; want 1, 20", c.Len(), c.Bytes())
+	}
+}

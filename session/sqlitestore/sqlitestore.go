@@ -87,6 +87,10 @@ type Store struct {
 	busy  time.Duration
 
 	qLoad, qCreate, qUpdate, qDelete, qDeleteBySID, qDeleteBySubject, qSweep, qMarkOnce string
+	// The statements of every request, prepared once: SQLite compiles a
+	// statement given as text on every execution (~150 µs of CPU here
+	// for a Load).
+	load, create, update *sql.Stmt
 
 	ctx       context.Context // cancelled by Close: stops the sweeper
 	cancel    context.CancelFunc
@@ -142,6 +146,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, s.wrap("migrate the schema of", err)
 	}
 
+	if err := s.prepare(context.Background()); err != nil {
+		s.cancel()
+		_ = s.closeDBs()
+		return nil, s.wrap("prepare the statements of", err)
+	}
 	if cfg.sweepEvery > 0 {
 		go s.sweepLoop(cfg.sweepEvery)
 	} else {
@@ -168,6 +177,19 @@ func (s *Store) buildQueries() {
 		`WHERE expires_at <= ?`
 }
 
+// prepare compiles the statements of Load and Save once (database/sql
+// prepares them again on each new connection by itself).
+func (s *Store) prepare(ctx context.Context) (err error) {
+	if s.load, err = s.r.PrepareContext(ctx, s.qLoad); err != nil {
+		return err
+	}
+	if s.create, err = s.w.PrepareContext(ctx, s.qCreate); err != nil {
+		return err
+	}
+	s.update, err = s.w.PrepareContext(ctx, s.qUpdate)
+	return err
+}
+
 // Path returns the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
@@ -178,7 +200,7 @@ func (s *Store) Load(ctx context.Context, key string) (*session.Record, error) {
 	}
 	r := &session.Record{Key: key}
 	var exp int64
-	err := s.r.QueryRowContext(ctx, s.qLoad, key, s.now().UnixMilli()).Scan(&r.Subject, &r.SID, &exp, &r.Version, &r.Payload)
+	err := s.load.QueryRowContext(ctx, key, s.now().UnixMilli()).Scan(&r.Subject, &r.SID, &exp, &r.Version, &r.Payload)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, session.ErrNotFound
 	}
@@ -202,9 +224,9 @@ func (s *Store) Save(ctx context.Context, r *session.Record) error {
 	exp := r.ExpiresAt.UnixMilli()
 	var res sql.Result
 	if r.Version == 0 {
-		res, err = s.w.ExecContext(ctx, s.qCreate, r.Key, r.Subject, r.SID, exp, payload, now)
+		res, err = s.create.ExecContext(ctx, r.Key, r.Subject, r.SID, exp, payload, now)
 	} else {
-		res, err = s.w.ExecContext(ctx, s.qUpdate, r.Subject, r.SID, exp, payload, r.Key, r.Version, now)
+		res, err = s.update.ExecContext(ctx, r.Subject, r.SID, exp, payload, r.Key, r.Version, now)
 	}
 	if err != nil {
 		return s.wrap("save to", err)
