@@ -68,7 +68,8 @@ type Config struct {
 	// LightweightTokens completes Keycloak lightweight access tokens
 	// (client setting "Always use lightweight access token": no sub, no
 	// roles in the token) with token introspection as the gateway's
-	// client, on api and both routes (bearer.WithLightweightTokens). The
+	// client, for bearer tokens and browser sessions alike
+	// (bearer.WithLightweightTokens, login.Config.LightweightTokens). The
 	// gateway's client must be in the tokens' introspection audience.
 	LightweightTokens bool `yaml:"lightweight_tokens"`
 

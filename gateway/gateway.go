@@ -292,6 +292,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 		Realm: realm, ClientID: cfg.ClientID, ClientSecret: secret,
 		BaseURL: cfg.PublicURL, Prefix: DefaultPrefix, Sessions: g.sessions,
 		Verifier: verify, ACRLevels: cfg.ACRLevels, AllowedRedirectOrigins: cfg.AllowedRedirectOrigins, Scopes: cfg.Scopes,
+		LightweightTokens: cfg.LightweightTokens,
 		// With forward_auth, the hosts of the routes are the gateway's own
 		// sites: a login may return there (see allowedRedirect).
 		AllowRedirect: g.allowedRouteRedirect,

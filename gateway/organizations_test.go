@@ -115,3 +115,35 @@ func TestLightweightTokensRoute(t *testing.T) {
 		}
 	}
 }
+
+// lightweight_tokens on a browser route: the session's lightweight access
+// token is completed by introspection at login and on every request, so
+// the route's role rule and the identity headers work on it.
+func TestLightweightTokensBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if err := e.kc.AddClient(keycloaktest.ClientConfig{
+		ClientID: "gateway", Secret: "gateway-secret", StandardFlow: true,
+		RedirectURIs: []string{"http://127.0.0.1:*"}, PostLogoutRedirectURIs: []string{"http://127.0.0.1:*"},
+		Audiences: []string{"gateway"}, Roles: []string{"auditor"},
+		Attributes: map[string]string{"client.use.lightweight.access.token.enabled": "true"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := e.start(func(c *gateway.Config) {
+		c.LightweightTokens = true
+		c.Routes = []gateway.Route{{Name: "admin", Path: "/", Upstream: e.upstream.URL, RealmRoles: gateway.RoleRule{Any: []string{"admin"}}}}
+	})
+	b := newBrowser(t)
+	r := b.login(g, "/x", "alice")
+	if r.status != 200 {
+		t.Fatalf("alice: %d %s", r.status, r.body)
+	}
+	if got := header(echo(t, r), "X-Forwarded-Roles"); !strings.Contains(got, "admin") {
+		t.Errorf("roles header %q", got)
+	}
+	bob := newBrowser(t)
+	if r := bob.login(g, "/x", "bob"); r.status != 403 {
+		t.Errorf("bob (no admin role): %d", r.status)
+	}
+}

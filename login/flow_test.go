@@ -505,6 +505,44 @@ func TestPassThroughParameters(t *testing.T) {
 	}
 }
 
+// ?organization=ALIAS asks Keycloak for that organization the way it
+// documents: the scope organization:ALIAS (a kc_org parameter is ignored).
+func TestOrganizationHint(t *testing.T) {
+	t.Parallel()
+	p := newIDP(t, nil)
+	a := newApp(t, p, appOptions{})
+	b := newBrowser(t)
+	b.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, tc := range []struct {
+		org, wantScope string
+		status         int
+	}{
+		{"acme", "openid profile email organization:acme", http.StatusFound},
+		{"*", "openid profile email organization:*", http.StatusFound},
+		{"", "openid profile email", http.StatusFound},
+		{"acme corp", "", http.StatusBadRequest},
+		{"acme\nx", "", http.StatusBadRequest},
+		{"a\"b", "", http.StatusBadRequest},
+	} {
+		resp, err := b.client.Get(a.srv.URL + "/auth/login?organization=" + url.QueryEscape(tc.org))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%q: status %d, want %d", tc.org, resp.StatusCode, tc.status)
+			continue
+		}
+		if tc.status != http.StatusFound {
+			continue
+		}
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if q := loc.Query(); q.Get("scope") != tc.wantScope || q.Has("organization") {
+			t.Errorf("%q: authorization request %v, want scope %q", tc.org, q, tc.wantScope)
+		}
+	}
+}
+
 func TestPromptNoneWithoutSession(t *testing.T) {
 	t.Parallel()
 	p := newIDP(t, nil)

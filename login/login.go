@@ -112,6 +112,12 @@ type Config struct {
 	Prefix string
 	// Scopes requested (default openid, profile, email).
 	Scopes []string
+	// LightweightTokens accepts Keycloak's lightweight access tokens (the
+	// client setting "Always use lightweight access token": no sub, no
+	// roles in the token): their claims come from token introspection as
+	// ClientID, cached until exp (cloakroom.Verifier.Lightweight). The
+	// client must be in the tokens' introspection audience.
+	LightweightTokens bool
 	// Sessions keeps the sessions (required). The Handler does not close
 	// its store: whoever opened the store closes it, after the server
 	// stopped.
@@ -210,6 +216,11 @@ type Handler struct {
 	scopes      []string
 	idVerifier  *cloakroom.Verifier
 	atVerifier  *cloakroom.Verifier
+	// atCheck verifies the session's access tokens: atVerifier, or its
+	// LightweightVerifier with Config.LightweightTokens.
+	atCheck interface {
+		Verify(context.Context, string) (*cloakroom.Claims, error)
+	}
 	ltVerifier  *cloakroom.Verifier
 	logger      *slog.Logger
 	origins     map[string]bool
@@ -308,6 +319,14 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	h.genericRules = realmx.OfVerifier[*cloakroom.Realm](h.atVerifier).Generic
+	h.atCheck = h.atVerifier
+	if cfg.LightweightTokens {
+		lv, err := h.atVerifier.Lightweight(cloakroom.LightweightConfig{Client: cloakroom.ClientCredentials{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret}})
+		if err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		h.atCheck = lv
+	}
 	vc.Kind, vc.AuthorizedParties = cloakroom.LogoutToken, nil
 	if h.ltVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
 		return nil, fmt.Errorf("login: %w", err)

@@ -104,7 +104,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 		// answers for it, and refresh renews it before AccessExpiry.
 		return h.view(s, h.idClaims(s), nil), nil
 	}
-	ac, err := h.atVerifier.Verify(r.Context(), s.AccessToken)
+	ac, err := h.atCheck.Verify(r.Context(), s.AccessToken)
 	if err != nil {
 		if isUnavailable(err) {
 			return nil, err
