@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -127,5 +128,26 @@ func FuzzAccessLogMatchesSlog(f *testing.F) {
 		}
 		e := &accessEntry{method: method, path: path, route: route, status: 200, bytes: micros, duration: time.Duration(micros%(1<<40)) * time.Microsecond, client: client, sub: sub}
 		checkAccessLine(t, time.Unix(1796000000, nanos%1e9).UTC(), e)
+	})
+}
+
+// BenchmarkAccessLog: one access-log line through slog's JSON handler and
+// through the gateway's formatter (both to io.Discard).
+func BenchmarkAccessLog(b *testing.B) {
+	e := &accessEntry{method: "GET", path: "/x", route: "app", status: 200, bytes: 95, duration: 1234 * time.Microsecond,
+		client: netip.MustParseAddr("127.0.0.1"), sub: "0b0f4c1e-1b9a-4f4e-9d7f-9b1a4d1a2c3d"}
+	b.Run("slog", func(b *testing.B) {
+		l := slog.New(slog.NewJSONHandler(io.Discard, nil))
+		b.ReportAllocs()
+		for b.Loop() {
+			l.LogAttrs(context.Background(), slog.LevelInfo, "request", e.attrs()...)
+		}
+	})
+	b.Run("gateway", func(b *testing.B) {
+		a := &accessWriter{w: io.Discard}
+		b.ReportAllocs()
+		for b.Loop() {
+			a.write(time.Now(), e)
+		}
 	})
 }
