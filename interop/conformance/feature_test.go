@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -18,6 +19,9 @@ type featureSuite struct {
 	scenarios func() []Scenario
 	golden    string // testdata/NAME.golden
 	allowlist string // NAME-allowlist.txt
+	// min is the fewest observations a complete run makes (default 100):
+	// fewer means the scenario lost parts.
+	min int
 }
 
 // run compares the suite on keycloaktest with real Keycloak
@@ -73,7 +77,7 @@ func (s featureSuite) run(t *testing.T) {
 			t.Errorf("%s: %q matches no difference any more: remove it", s.allowlist, e.Pattern)
 		}
 	}
-	if len(want) < 100 {
+	if len(want) < cmp.Or(s.min, 100) {
 		t.Errorf("only %d observations: the scenario has lost parts", len(want))
 	}
 }
@@ -88,4 +92,10 @@ func TestExchangeConformance(t *testing.T) {
 func TestLightweightConformance(t *testing.T) {
 	featureSuite{realm: "conformance-lightweight", realmFile: LightweightRealmFile, scenarios: LightweightScenarios,
 		golden: "testdata/lightweight.golden", allowlist: "lightweight-allowlist.txt"}.run(t)
+}
+
+// TestDPoPConformance: DPoP at the token endpoint (dpop.go).
+func TestDPoPConformance(t *testing.T) {
+	featureSuite{realm: "conformance-dpop", realmFile: DPoPRealmFile, scenarios: DPoPScenarios,
+		golden: "testdata/dpop.golden", allowlist: "dpop-allowlist.txt", min: 90}.run(t)
 }
