@@ -154,7 +154,7 @@ func (r *Realm) startAuthLocked(e env, params url.Values, register bool) outcome
 		return r.errorRedirect(as, "request_uri_not_supported", "Request URIs are not supported")
 	}
 	scope := params.Get("scope")
-	scopes, ok := grantScopes(c, scope, false)
+	scopes, ok := grantScopes(c, scope, false, r.dynamicOrganizationScope)
 	if !ok {
 		return r.errorRedirect(as, "invalid_scope", "Invalid scopes: "+scope)
 	}

@@ -82,8 +82,8 @@ func (g grant) offline() bool { return slices.Contains(g.grantedScopes(), "offli
 // grantScopes applies Keycloak's client-scope rules to a scope parameter:
 // the client's default scopes always apply, optional ones only when
 // requested, and anything else makes the request invalid (ok false).
-func grantScopes(c *client, requested string, serviceAccount bool) (scopes []string, ok bool) {
-	scopes, unknown := clientScopes(c, strings.Fields(requested), serviceAccount)
+func grantScopes(c *client, requested string, serviceAccount bool, dyn scopeResolver) (scopes []string, ok bool) {
+	scopes, unknown := clientScopes(c, strings.Fields(requested), serviceAccount, dyn)
 	if len(unknown) > 0 {
 		return nil, false
 	}
@@ -97,7 +97,7 @@ func grantScopes(c *client, requested string, serviceAccount bool) (scopes []str
 // included: their refresh tokens list it (conformance:
 // password/alice.refresh_token.value.scope), although it adds claims only
 // to service-account tokens.
-func clientScopes(c *client, names []string, serviceAccount bool) (granted, unknown []string) {
+func clientScopes(c *client, names []string, serviceAccount bool, dyn scopeResolver) (granted, unknown []string) {
 	defaults := c.cfg.DefaultScopes
 	if defaults == nil {
 		defaults = keycloakDefaultScopes
@@ -118,6 +118,16 @@ func clientScopes(c *client, names []string, serviceAccount bool) (granted, unkn
 		case slices.Contains(optional, s):
 			granted = append(granted, s)
 		default:
+			// A dynamic scope (organization:ALIAS, organization:*) of a
+			// scope the client has, naming something the realm knows.
+			if dyn != nil {
+				if base, _, ok := strings.Cut(s, ":"); ok && (slices.Contains(defaults, base) || slices.Contains(optional, base)) {
+					if dynamic, known := dyn(s); dynamic && known {
+						granted = append(granted, s)
+						continue
+					}
+				}
+			}
 			unknown = append(unknown, s)
 		}
 	}
@@ -252,7 +262,7 @@ func (r *Realm) accessClaims(g grant) map[string]any {
 	}
 	aud := append(slices.Clone(g.client.cfg.Audiences), r.mapperAudiences(g, target)...)
 	setAudience(c, append(aud, dedupe(resolved)...))
-	c["scope"] = scopeClaim(r.tokenScopes(g.scopes))
+	c["scope"] = scopeClaim(r.tokenScopes(r.memberScopesLocked(g.scopes, g.user)))
 	r.userClaims(c, g)
 	if g.has("microprofile-jwt") {
 		c["upn"] = g.user.username

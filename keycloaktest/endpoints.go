@@ -347,7 +347,7 @@ func handleUserinfo(s *Server, r *Realm, w http.ResponseWriter, req *http.Reques
 		// (its default ones included, whether the scope claim names them
 		// or not) with their userinfo flags.
 		mg := grant{user: u, client: cl, now: r.now()}
-		mg.scopes, _ = clientScopes(cl, strings.Fields(c.str("scope")), u.serviceAccountOf != "")
+		mg.scopes, _ = clientScopes(cl, strings.Fields(c.str("scope")), u.serviceAccountOf != "", r.dynamicOrganizationScope)
 		r.applyMappers(out, mg, toUserinfo)
 	}
 	r.mu.RUnlock()
@@ -478,7 +478,7 @@ func (r *Realm) introspect(tok string, refreshHint bool, cl *client, issuer stri
 // and email. Hashes such as at_hash, the refresh token's prov and aud_x,
 // and the service account's client address are not repeated.
 func (r *Realm) introspectionClaimsLocked(c claimSet, u *user, tc *client) map[string]any {
-	scopes, _ := clientScopes(tc, strings.Fields(c.str("scope")), u.serviceAccountOf != "")
+	scopes, _ := clientScopes(tc, strings.Fields(c.str("scope")), u.serviceAccountOf != "", r.dynamicOrganizationScope)
 	g := grant{issuer: c.str("iss"), user: u, client: tc, scopes: scopes, now: r.now(), introspection: true}
 	if s := r.sessions[c.str("sid")]; s != nil {
 		g.session = s

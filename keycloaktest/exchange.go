@@ -156,7 +156,7 @@ func (r *Realm) exchange(s *Server, c *client, req *http.Request) (tokenSet, str
 		return tokenSet{}, "", exchangeRefusal(http.StatusForbidden, "access_denied", "Client is not within the token audience")
 	}
 	scope := form.Get("scope")
-	scopes, ok := grantScopes(c, scope, false)
+	scopes, ok := grantScopes(c, scope, false, r.dynamicScope)
 	if !ok {
 		return tokenSet{}, "", exchangeRefusal(http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+scope)
 	}

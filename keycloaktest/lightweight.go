@@ -80,7 +80,7 @@ func (r *Realm) lightweightAccessClaims(g grant) map[string]any {
 		}
 	}
 	setAudience(c, aud)
-	c["scope"] = scopeClaim(r.tokenScopes(g.scopes))
+	c["scope"] = scopeClaim(r.tokenScopes(r.memberScopesLocked(g.scopes, g.user)))
 	dpopBind(c, g, true)
 	return c
 }

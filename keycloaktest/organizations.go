@@ -942,8 +942,7 @@ func (r *Realm) organizationClaimLocked(m MapperConfig, g grant) (any, bool) {
 }
 
 // dynamicOrganizationScope classifies a requested scope for the token
-// endpoint's scope check (claims.go clientScopes, which does not call it
-// yet): dynamic reports whether name is organization:{x}, known whether
+// endpoint's scope check (claims.go clientScopes): dynamic reports whether name is organization:{x}, known whether
 // Keycloak 26.7.3 accepts it ("*" or the alias of an organization of the
 // realm; anything else is invalid_scope). Callers hold r.mu.
 func (r *Realm) dynamicOrganizationScope(name string) (dynamic, known bool) {
@@ -980,4 +979,23 @@ func (r *Realm) organizationScopeInToken(name string, u *user) bool {
 		}
 	}
 	return false
+}
+
+// scopeResolver tells the scope check about dynamic scopes: whether name
+// is one (dynamic) and names something the realm knows (known).
+type scopeResolver func(name string) (dynamic, known bool)
+
+// dynamicScope is dynamicOrganizationScope for callers that do not hold
+// r.mu.
+func (r *Realm) dynamicScope(name string) (dynamic, known bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.dynamicOrganizationScope(name)
+}
+
+// memberScopesLocked leaves out of a token's scope claim the
+// organization:ALIAS scopes of organizations u is not a member of, as
+// Keycloak 26.7.3 does. Callers hold r.mu.
+func (r *Realm) memberScopesLocked(scopes []string, u *user) []string {
+	return slices.DeleteFunc(slices.Clone(scopes), func(s string) bool { return !r.organizationScopeInToken(s, u) })
 }

@@ -150,7 +150,7 @@ func passwordGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, req *h
 		return
 	}
 	scope := req.PostForm.Get("scope")
-	scopes, ok := grantScopes(c, scope, false)
+	scopes, ok := grantScopes(c, scope, false, r.dynamicScope)
 	if !ok {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+scope)
 		return
@@ -256,7 +256,7 @@ func clientCredentialsGrant(s *Server, r *Realm, c *client, w http.ResponseWrite
 		return
 	}
 	scope := req.PostForm.Get("scope")
-	scopes, ok := grantScopes(c, scope, true)
+	scopes, ok := grantScopes(c, scope, true, r.dynamicScope)
 	if !ok {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", "Invalid scopes: "+scope)
 		return
@@ -306,7 +306,7 @@ func refreshTokenGrant(s *Server, r *Realm, c *client, w http.ResponseWriter, re
 		oerr.write(w)
 		return
 	}
-	scopes, errScope := refreshScopes(c, claims, req.PostForm.Get("scope"))
+	scopes, errScope := refreshScopes(c, claims, req.PostForm.Get("scope"), r.dynamicScope)
 	if errScope != nil {
 		errScope.write(w)
 		return
@@ -338,18 +338,18 @@ func refreshTokenUnexpired(claims claimSet, now time.Time) bool {
 // does, a parameter naming a scope the client does not have is
 // invalid_scope, while one the client has but the login was not granted
 // is dropped silently (observed on Keycloak 26.7.3).
-func refreshScopes(c *client, claims claimSet, param string) ([]string, *oauthErr) {
+func refreshScopes(c *client, claims claimSet, param string, dyn scopeResolver) ([]string, *oauthErr) {
 	held := strings.Fields(claims.str("scope"))
 	names := held
 	if param != "" {
-		if _, ok := grantScopes(c, param, false); !ok {
+		if _, ok := grantScopes(c, param, false, dyn); !ok {
 			return nil, &oauthErr{http.StatusBadRequest, "invalid_scope", "Invalid scopes: " + param}
 		}
 		requested := strings.Fields(param)
 		names = slices.DeleteFunc(slices.Clone(held), func(s string) bool { return !slices.Contains(requested, s) })
 	}
 	// Scopes the client lost since the login are left out, not refused.
-	scopes, _ := clientScopes(c, names, false)
+	scopes, _ := clientScopes(c, names, false, dyn)
 	return scopes, nil
 }
 

@@ -245,7 +245,7 @@ func (r *Realm) mintClaims(username, clientID, scope string, o *tokenOptions) (m
 		return nil, fmt.Errorf("%w: %q in realm %q", ErrUnknownClient, clientID, r.name)
 	}
 	serviceAccount := u.serviceAccountOf != ""
-	scopes, ok := grantScopes(c, scope, serviceAccount)
+	scopes, ok := grantScopes(c, scope, serviceAccount, r.dynamicOrganizationScope)
 	if !ok {
 		return nil, fmt.Errorf("%w: scope %q not allowed for client %q", ErrInvalidTokenOption, scope, clientID)
 	}
