@@ -54,7 +54,7 @@ func (a *accessWriter) write(t time.Time, e *accessEntry) bool {
 	}
 	var ipBuf [48]byte
 	client := e.client.AppendTo(ipBuf[:0])
-	if !a.plain(e.method) || !a.plain(e.path) || !a.plain(e.route) || !a.plainBytes(client) || !a.plain(e.sub) {
+	if !plain(a, e.method) || !plain(a, e.path) || !plain(a, e.route) || !plain(a, client) || !plain(a, e.sub) {
 		return false
 	}
 	bp := accessBufs.Get().(*[]byte)
@@ -121,24 +121,12 @@ func (a *accessWriter) write(t time.Time, e *accessEntry) bool {
 // plain reports whether s appears as is in both of slog's formats: printable
 // ASCII without '"' or '\\' (JSON escapes those), and for text also
 // non-empty, without ' ' or '=' (text quotes those).
-func (a *accessWriter) plain(s string) bool {
-	if a.text && s == "" {
+func plain[S string | []byte](a *accessWriter, s S) bool {
+	if a.text && len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		if !a.plainByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func (a *accessWriter) plainBytes(s []byte) bool {
-	if a.text && len(s) == 0 {
-		return false
-	}
-	for _, c := range s {
-		if !a.plainByte(c) {
 			return false
 		}
 	}

@@ -371,10 +371,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	sortRoutes(g.routes)
 	g.routeMetrics = map[string]*routeMetrics{}
 	for _, name := range []string{"_none", "_cloakroom"} {
-		g.routeMetrics[name] = g.metrics.forRoute(name)
+		g.routeMetrics[name] = new(routeMetrics)
 	}
 	for _, r := range g.routes {
-		g.routeMetrics[r.cfg.Name] = g.metrics.forRoute(r.cfg.Name)
+		g.routeMetrics[r.cfg.Name] = new(routeMetrics)
 	}
 	g.internal = g.internalHandler()
 

@@ -122,20 +122,17 @@ var decisionLabels = [...]string{"public", "allowed", "login_redirect", "unautho
 // WithLabelValues): a WithLabelValues lookup hashes its labels and takes a
 // lock, three times per request otherwise.
 type routeMetrics struct {
-	name      string
 	duration  atomic.Pointer[prometheus.Observer]
 	decisions [len(decisionLabels)]atomic.Pointer[prometheus.Counter]
 	// requests by status code (100–599).
 	requests [500]atomic.Pointer[prometheus.Counter]
 }
 
-func (m *metrics) forRoute(name string) *routeMetrics { return &routeMetrics{name: name} }
-
 // observe records a request of the route answered with status after
 // elapsed; decision is "" for requests that reached no route.
 func (m *metrics) observe(rm *routeMetrics, route string, status int, elapsed time.Duration, decision string) {
 	if rm == nil { // a route without resolved children (not expected)
-		rm = &routeMetrics{name: route}
+		rm = &routeMetrics{}
 	}
 	if status >= 100 && status <= 599 {
 		slot := &rm.requests[status-100]
