@@ -170,6 +170,13 @@ func newScaleFixture(b *testing.B, store string, n int) *scaleFixture {
 		}
 		cfg.Session.CacheTTL = &ttl
 	}
+	if v := os.Getenv("CLOAKROOM_BENCH_IDLE"); v != "" {
+		idle, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("CLOAKROOM_BENCH_IDLE: %v", err)
+		}
+		cfg.Session.IdleTimeout = idle
+	}
 	f.gw, err = gateway.New(context.Background(), cfg, gateway.WithLogger(quiet))
 	if err != nil {
 		b.Fatal(err)

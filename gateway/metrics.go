@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -102,6 +104,17 @@ func (t *timedStore) DeleteBySID(ctx context.Context, sid string) ([]string, err
 func (t *timedStore) DeleteBySubject(ctx context.Context, sub string) ([]string, error) {
 	defer t.observe("delete_by_subject", time.Now())
 	return t.Store.DeleteBySubject(ctx, sub)
+}
+
+// Touch implements session.Toucher when the wrapped store does (else an
+// error wrapping errors.ErrUnsupported: the Manager then saves instead).
+func (t *timedStore) Touch(ctx context.Context, key string, expiresAt time.Time) error {
+	tt, ok := t.Store.(session.Toucher)
+	if !ok {
+		return fmt.Errorf("gateway: the session store has no Touch: %w", errors.ErrUnsupported)
+	}
+	defer t.observe("touch", time.Now())
+	return tt.Touch(ctx, key, expiresAt)
 }
 
 // notifyingTimedStore keeps the wrapped store's Notifier visible.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httputil"
@@ -33,6 +34,11 @@ type route struct {
 // reqState travels with a request through the chains: which route, whether
 // the request reached the upstream, and who the caller is.
 type reqState struct {
+	// The request's context, of which the reqState is a child answering
+	// stateKey (one allocation for the state, the context value and the
+	// response recorder rec, instead of three).
+	context.Context
+	rec       recorder
 	route     *route
 	peer      netip.Addr // the connection's remote address
 	trusted   bool       // peer is a trusted proxy
@@ -63,6 +69,14 @@ func (g *Gateway) observeAuth(st *reqState) {
 }
 
 type stateKey struct{}
+
+// Value implements context.Context: stateKey is the state itself.
+func (st *reqState) Value(key any) any {
+	if key == (stateKey{}) {
+		return st
+	}
+	return st.Context.Value(key)
+}
 
 func stateOf(r *http.Request) *reqState {
 	s, _ := r.Context().Value(stateKey{}).(*reqState)

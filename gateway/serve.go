@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -182,12 +181,13 @@ func refuseRequest(w http.ResponseWriter, code, detail string) {
 // canonical host and path, and exactly those are forwarded.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	peer := remoteAddr(r)
 	trusted := g.isTrusted(peer)
 	g.sanitize(r, trusted)
-	st := &reqState{peer: peer, trusted: trusted}
-	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	st := &reqState{Context: r.Context(), peer: peer, trusted: trusted}
+	st.rec = recorder{ResponseWriter: w, status: http.StatusOK}
+	rec := &st.rec
+	r = r.WithContext(st)
 
 	routeName := "_none"
 	if g.canonicalize(rec, r, st) {

@@ -141,13 +141,23 @@ type decodedKey struct{}
 // Manager holds that version. Only Managers set it: every other caller
 // gets whole records.
 type decodedHint struct {
+	context.Context
 	key     string
 	version int64
 }
 
+// Value answers decodedKey itself: the hint is its own context value, one
+// allocation per session lookup instead of WithValue's two.
+func (h *decodedHint) Value(key any) any {
+	if key == (decodedKey{}) {
+		return h
+	}
+	return h.Context.Value(key)
+}
+
 // withDecoded returns ctx carrying a decodedHint.
 func withDecoded(ctx context.Context, key string, version int64) context.Context {
-	return context.WithValue(ctx, decodedKey{}, decodedHint{key: key, version: version})
+	return &decodedHint{Context: ctx, key: key, version: version}
 }
 
 // cachedRecord is a record as the cache holds it; headerOnly: without its
@@ -155,6 +165,13 @@ func withDecoded(ctx context.Context, key string, version int64) context.Context
 type cachedRecord struct {
 	Record
 	headerOnly bool
+	// until is when the cache lets the record go (Unix s): Touch keeps it.
+	until int64
+}
+
+// size is what the record counts for against the cache's byte bound.
+func (r *cachedRecord) size() int {
+	return len(r.Payload) + len(r.Key) + len(r.SID) + len(r.Subject) + cachedRecordSize
 }
 
 // cachedRecordSize approximates the memory of a cached record beyond its
@@ -171,15 +188,15 @@ func (c *CachedStore) remember(ctx context.Context, r *Record) {
 	if r.ExpiresAt.Before(exp) {
 		exp = r.ExpiresAt
 	}
-	cp := cachedRecord{Record: *r}
-	if _, ok := ctx.Value(decodedKey{}).(decodedHint); ok {
+	cp := cachedRecord{Record: *r, until: exp.Unix()}
+	if _, ok := ctx.Value(decodedKey{}).(*decodedHint); ok {
 		cp.Payload, cp.headerOnly = nil, true
 	} else {
 		// The caller keeps r; clipped, so that an append to a Payload
 		// handed out below never writes into the cached array.
 		cp.Payload = slices.Clip(bytes.Clone(r.Payload))
 	}
-	c.cache.Put(r.Key, cp, exp.Unix(), len(cp.Payload)+len(r.Key)+len(r.SID)+len(r.Subject)+cachedRecordSize, now.Unix())
+	c.cache.Put(r.Key, cp, cp.until, cp.size(), now.Unix())
 }
 
 // Load implements Store.
@@ -207,7 +224,7 @@ func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 
 // holds reports whether ctx says its caller holds version of key decoded.
 func (c *CachedStore) holds(ctx context.Context, key string, version int64) bool {
-	h, ok := ctx.Value(decodedKey{}).(decodedHint)
+	h, ok := ctx.Value(decodedKey{}).(*decodedHint)
 	return ok && h.key == key && h.version == version
 }
 

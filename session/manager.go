@@ -201,8 +201,18 @@ func (m *Manager) Secure() bool { return m.secure }
 
 // KeyOf returns the store key for a cookie value.
 func KeyOf(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	var sum [sha256.Size]byte
+	if len(id) <= 64 {
+		// A session id (43 bytes) is copied to the stack: []byte(id)
+		// would be a heap allocation per request beyond 32 bytes.
+		var b [64]byte
+		sum = sha256.Sum256(b[:copy(b[:], id)])
+	} else {
+		sum = sha256.Sum256([]byte(id))
+	}
+	var out [43]byte // base64url of 32 bytes, unpadded
+	base64.RawURLEncoding.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // NewID returns a fresh random session id (256 bits, base64url).
@@ -273,7 +283,9 @@ func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 		return nil, ErrNotFound
 	}
 	s.ID = id
-	if !m.now().Before(m.expiry(s)) {
+	now := m.now()
+	s.LastSeen = m.touchedAt(s, rec, now)
+	if !now.Before(m.expiry(s)) {
 		_ = m.store.Delete(ctx, key)
 		return nil, ErrNotFound
 	}
@@ -434,18 +446,47 @@ func (m *Manager) Save(ctx context.Context, s *State) error {
 
 // Touch extends the idle timeout of a session in use. To spare the store a
 // write per request it writes only when a tenth of the idle timeout (at
-// most a minute) has passed since the last write; a conflict is ignored,
-// since whoever won wrote a fresh LastSeen as well.
+// most a minute) has passed since the last write. A store that is a
+// Toucher only has the record's expiry extended (Load derives LastSeen
+// from it); others get the whole session saved, and a conflict is
+// ignored, since whoever won wrote a fresh LastSeen as well. A session
+// deleted meanwhile stays deleted.
 func (m *Manager) Touch(ctx context.Context, s *State) error {
 	now := m.now()
 	if now.Sub(s.LastSeen) < min(m.idle/10, time.Minute) {
 		return nil
 	}
+	prev := s.LastSeen
 	s.LastSeen = now
+	switch err := touch(ctx, m.store, s.key, m.expiry(s)); {
+	case err == nil:
+		m.remember(s, now.Unix())
+		return nil
+	case errors.Is(err, ErrNotFound):
+		m.decoded.Delete(s.key)
+		return nil
+	case !errors.Is(err, errors.ErrUnsupported):
+		s.LastSeen = prev
+		return err
+	}
 	if err := m.Save(ctx, s); err != nil && !errors.Is(err, ErrConflict) {
 		return err
 	}
 	return nil
+}
+
+// touchedAt returns when the session in rec was last seen, by the later
+// of its payload's LastSeen and what its expiry says: a Touch extends the
+// expiry to LastSeen + the idle timeout without rewriting the payload.
+// An expiry set by the absolute timeout gives an earlier time than the
+// real one, and one beyond now (an idle timeout shortened since) is not
+// taken: either way the session's expiry is never later than the
+// record's.
+func (m *Manager) touchedAt(s *State, rec *Record, now time.Time) time.Time {
+	if t := rec.ExpiresAt.Add(-m.idle); t.After(s.LastSeen) && !t.After(now) {
+		return t
+	}
+	return s.LastSeen
 }
 
 // Destroy deletes s and clears the cookie. When the store fails the

@@ -3,6 +3,8 @@ package session_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -152,24 +154,83 @@ func TestManagerTimeouts(t *testing.T) {
 	}
 }
 
+// saveOnly hides a store's Touch: the Manager must save instead.
+type saveOnly struct{ session.Store }
+
 func TestManagerTouchWritesOnlyWhenDue(t *testing.T) {
 	t.Parallel()
-	clk := &clock{now: time.Now()}
-	m := newManager(t, session.NewMemoryStore(), keyring(t, session.GenerateKey()), clk, false)
-	s := &session.State{Subject: "u"}
-	if err := m.Create(context.Background(), httptest.NewRecorder(), s); err != nil {
-		t.Fatal(err)
-	}
-	v := s.Version()
-	clk.Add(10 * time.Second)
-	_ = m.Touch(context.Background(), s)
-	if s.Version() != v {
-		t.Fatal("Touch wrote after 10 seconds")
-	}
-	clk.Add(2 * time.Minute)
-	_ = m.Touch(context.Background(), s)
-	if s.Version() != v+1 {
-		t.Fatal("Touch did not write after 2 minutes")
+	for _, tc := range []struct {
+		name    string
+		wrap    func(session.Store) session.Store
+		touched bool // the record is extended in place, its version kept
+	}{
+		{"Toucher", func(s session.Store) session.Store { return s }, true},
+		{"save", func(s session.Store) session.Store { return saveOnly{s} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clk := &clock{now: time.Now()}
+			mem := session.NewMemoryStore()
+			kr := keyring(t, session.GenerateKey())
+			m := newManager(t, tc.wrap(mem), kr, clk, false)
+			s := &session.State{Subject: "u"}
+			w := httptest.NewRecorder()
+			if err := m.Create(context.Background(), w, s); err != nil {
+				t.Fatal(err)
+			}
+			stored := func() *session.Record {
+				t.Helper()
+				r, err := mem.Load(context.Background(), s.Key())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			before := stored()
+			clk.Add(10 * time.Second)
+			_ = m.Touch(context.Background(), s)
+			if r := stored(); r.Version != before.Version || !r.ExpiresAt.Equal(before.ExpiresAt) {
+				t.Fatal("Touch wrote after 10 seconds")
+			}
+			clk.Add(2 * time.Minute)
+			if err := m.Touch(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+			after := stored()
+			if want := clk.Now().Add(30 * time.Minute); !after.ExpiresAt.Equal(want) {
+				t.Fatalf("after Touch the record expires at %v, want %v", after.ExpiresAt, want)
+			}
+			if tc.touched != (after.Version == before.Version && bytes.Equal(after.Payload, before.Payload)) {
+				t.Fatalf("Touch through a Toucher = %v, but the record went from version %d to %d", tc.touched, before.Version, after.Version)
+			}
+			// Another instance (a Manager of its own) reads LastSeen from
+			// the record: it neither touches again at once nor gives the
+			// session a longer life than the record's.
+			other := newManager(t, tc.wrap(mem), kr, clk, false)
+			for name, mgr := range map[string]*session.Manager{"this instance": m, "another instance": other} {
+				got, err := mgr.Get(requestWith(w))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !got.LastSeen.Equal(clk.Now()) || !mgr.ExpiresAt(got).Equal(after.ExpiresAt) {
+					t.Fatalf("%s: loaded LastSeen %v, expiry %v; want %v and %v", name, got.LastSeen, mgr.ExpiresAt(got), clk.Now(), after.ExpiresAt)
+				}
+				v := stored().Version
+				if err := mgr.Touch(context.Background(), got); err != nil || stored().Version != v || !stored().ExpiresAt.Equal(after.ExpiresAt) {
+					t.Fatalf("%s: Touch right after a Touch wrote (%v)", name, err)
+				}
+			}
+			// Used again within the idle timeout, the session lives on;
+			// left alone past it, it ends.
+			clk.Add(25 * time.Minute)
+			if _, err := m.Get(requestWith(w)); err != nil {
+				t.Fatalf("25 minutes after a Touch: %v", err)
+			}
+			clk.Add(6 * time.Minute)
+			if _, err := m.Get(requestWith(w)); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("31 minutes after a Touch: err = %v, want ErrNotFound", err)
+			}
+		})
 	}
 }
 
@@ -295,5 +356,53 @@ func TestDecodedSessionsFollowVersions(t *testing.T) {
 	}
 	if fresh, _ := a.Get(requestWith(w)); fresh.AccessToken != "t2" {
 		t.Fatalf("instance a served a stale decoded session: %q", fresh.AccessToken)
+	}
+}
+
+// A session deleted (logged out) while a request holds it is not brought
+// back by that request's Touch.
+func TestManagerTouchAfterDelete(t *testing.T) {
+	t.Parallel()
+	for name, wrap := range map[string]func(session.Store) session.Store{
+		"Toucher": func(s session.Store) session.Store { return s },
+		"save":    func(s session.Store) session.Store { return saveOnly{s} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			clk := &clock{now: time.Now()}
+			mem := session.NewMemoryStore()
+			m := newManager(t, wrap(mem), keyring(t, session.GenerateKey()), clk, false)
+			s := &session.State{Subject: "u"}
+			if err := m.Create(context.Background(), httptest.NewRecorder(), s); err != nil {
+				t.Fatal(err)
+			}
+			held := *s
+			if err := m.Delete(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+			clk.Add(2 * time.Minute)
+			if err := m.Touch(context.Background(), &held); err != nil {
+				t.Fatalf("Touch of a deleted session: %v", err)
+			}
+			if _, err := mem.Load(context.Background(), held.Key()); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("Touch brought a deleted session back: %v", err)
+			}
+			if _, err := m.Load(context.Background(), held.ID); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("Load of a deleted session after Touch: %v", err)
+			}
+		})
+	}
+}
+
+// KeyOf is base64url(SHA-256(id)) for ids of every length, not only the
+// 43-byte ones it hashes on the stack.
+func TestKeyOf(t *testing.T) {
+	t.Parallel()
+	for n := range 130 {
+		id := strings.Repeat("x", n)
+		sum := sha256.Sum256([]byte(id))
+		if got, want := session.KeyOf(id), base64.RawURLEncoding.EncodeToString(sum[:]); got != want {
+			t.Fatalf("KeyOf(%d bytes) = %q, want %q", n, got, want)
+		}
 	}
 }

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) session.Store) {
 		{"MarkOnceExpiry", testMarkOnceExpiry},
 		{"MarkOnceIsNotARecord", testMarkOnceNotRecord},
 		{"MarkOnceConcurrent", testMarkOnceConcurrent},
+		{"Touch", testTouch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
