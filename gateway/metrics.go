@@ -117,6 +117,17 @@ func (t *timedStore) Touch(ctx context.Context, key string, expiresAt time.Time)
 	return tt.Touch(ctx, key, expiresAt)
 }
 
+// LoadHeader implements session.HeaderLoader when the wrapped store does
+// (else errors.ErrUnsupported: the cache then loads whole records).
+func (t *timedStore) LoadHeader(ctx context.Context, key string) (*session.Record, error) {
+	h, ok := t.Store.(session.HeaderLoader)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	defer t.observe("load_header", time.Now())
+	return h.LoadHeader(ctx, key)
+}
+
 // notifyingTimedStore keeps the wrapped store's Notifier visible.
 type notifyingTimedStore struct {
 	*timedStore

@@ -210,7 +210,7 @@ func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 			return &cp, nil
 		}
 	}
-	r, err := c.Store.Load(ctx, key)
+	r, err := c.reload(ctx, key)
 	c.observe(err)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {

@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -114,4 +115,78 @@ func TestCachedStoreInvalidationAcrossInstances(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Logf("deletion visible on the other instance after %v", time.Since(start))
+}
+
+// headerCounting counts whole loads and header loads of a store that can
+// read headers.
+type headerCounting struct {
+	*session.MemoryStore
+	loads, headers int
+}
+
+func (c *headerCounting) Load(ctx context.Context, key string) (*session.Record, error) {
+	c.loads++
+	return c.MemoryStore.Load(ctx, key)
+}
+
+func (c *headerCounting) LoadHeader(ctx context.Context, key string) (*session.Record, error) {
+	c.headers++
+	return c.MemoryStore.LoadHeader(ctx, key)
+}
+
+// TestCachedStoreChecksHeadersAgain: once the cache's TTL has passed, a
+// Manager that holds the session decoded has the record checked by its
+// header alone; a version written elsewhere is read whole, and a deleted
+// record is gone.
+func TestCachedStoreChecksHeadersAgain(t *testing.T) {
+	t.Parallel()
+	backend := &headerCounting{MemoryStore: session.NewMemoryStore()}
+	c, err := session.NewCachedStore(context.Background(), backend, session.CacheOptions{TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := keyring(t, session.GenerateKey())
+	clk := &clock{now: time.Now()}
+	m := newManager(t, c, kr, clk, false)
+	s := &session.State{Subject: "u", AccessToken: "at-1"}
+	if err := m.Create(context.Background(), httptest.NewRecorder(), s); err != nil {
+		t.Fatal(err)
+	}
+	load := func() *session.State {
+		t.Helper()
+		got, err := m.Load(context.Background(), s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	load()
+	if backend.loads+backend.headers != 0 {
+		t.Fatalf("within the TTL: %d loads, %d header loads; want none", backend.loads, backend.headers)
+	}
+	time.Sleep(2100 * time.Millisecond) // the cache counts whole seconds
+	if got := load(); got.AccessToken != "at-1" || backend.loads != 0 || backend.headers != 1 {
+		t.Fatalf("after the TTL: %q, %d loads, %d header loads; want at-1, 0 and 1", got.AccessToken, backend.loads, backend.headers)
+	}
+	// Another instance writes a new version.
+	other := newManager(t, backend.MemoryStore, kr, clk, false)
+	o, err := other.Load(context.Background(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.AccessToken = "at-2"
+	if err := other.Save(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if got := load(); got.AccessToken != "at-2" || backend.loads != 1 || backend.headers != 2 {
+		t.Fatalf("after a write elsewhere: %q, %d loads, %d header loads; want at-2, 1 and 2", got.AccessToken, backend.loads, backend.headers)
+	}
+	if err := backend.MemoryStore.Delete(context.Background(), s.Key()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if _, err := m.Load(context.Background(), s.ID); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("after a deletion elsewhere: err = %v, want ErrNotFound", err)
+	}
 }

@@ -90,7 +90,7 @@ type Store struct {
 	channel string
 	log     *slog.Logger
 
-	qLoad, qCreate, qUpdate, qTouch, qDeleteByKey, qDeleteBySID, qDeleteBySubject, qSweep, qMarkOnce string
+	qLoad, qCreate, qUpdate, qTouch, qLoadHeader, qDeleteByKey, qDeleteBySID, qDeleteBySubject, qSweep, qMarkOnce string
 
 	ctx    context.Context // cancelled by Close: stops the sweep and subscriptions
 	cancel context.CancelFunc
@@ -194,6 +194,7 @@ func (s *Store) buildQueries() {
 		WHERE cur.expires_at <= now()`
 	s.qUpdate = `UPDATE ` + t + ` SET subject = $3, sid = $4, expires_at = $5, version = version + 1, payload = $6
 		WHERE key = $1 AND version = $2 AND expires_at > now()`
+	s.qLoadHeader = `SELECT subject, sid, expires_at, version FROM ` + t + ` WHERE key = $1 AND expires_at > now()`
 	s.qTouch = `UPDATE ` + t + ` SET expires_at = greatest(expires_at, $2) WHERE key = $1 AND expires_at > now()`
 	s.qDeleteByKey = `DELETE FROM ` + t + ` WHERE key = $1 RETURNING key, expires_at > now()`
 	s.qDeleteBySID = `DELETE FROM ` + t + ` WHERE sid = $1 RETURNING key, expires_at > now()`

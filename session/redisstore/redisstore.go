@@ -512,23 +512,36 @@ func (s *Store) Load(ctx context.Context, key string) (*session.Record, error) {
 	if err := s.failed(err); err != nil {
 		return nil, fmt.Errorf("redisstore: load: %w", err)
 	}
-	if len(vals) != 5 || vals[0] == nil {
+	return s.record(key, vals, true)
+}
+
+// record makes a Record of HMGET's answer for the fields v, sub, sid, e
+// and, with payload, p.
+func (s *Store) record(key string, vals []any, payload bool) (*session.Record, error) {
+	want := 4
+	if payload {
+		want = 5
+	}
+	if len(vals) != want || vals[0] == nil {
 		return nil, session.ErrNotFound
 	}
 	str := func(i int) string { v, _ := vals[i].(string); return v }
 	ver, err1 := strconv.ParseInt(str(0), 10, 64)
 	exp, err2 := strconv.ParseInt(str(3), 10, 64)
-	if err1 != nil || err2 != nil || vals[4] == nil {
+	if err1 != nil || err2 != nil || payload && vals[4] == nil {
 		return nil, errors.New("redisstore: load: malformed record (was it written by this package?)")
 	}
-	return &session.Record{
+	r := &session.Record{
 		Key:       key,
 		Subject:   str(1),
 		SID:       str(2),
 		ExpiresAt: time.UnixMilli(exp),
 		Version:   ver,
-		Payload:   []byte(str(4)),
-	}, nil
+	}
+	if payload {
+		r.Payload = []byte(str(4))
+	}
+	return r, nil
 }
 
 // Save implements session.Store.

@@ -51,3 +51,21 @@ func (s *Store) Touch(ctx context.Context, key string, expiresAt time.Time) erro
 	}
 	return nil
 }
+
+var _ session.HeaderLoader = (*Store)(nil)
+
+// LoadHeader implements session.HeaderLoader: the record's fields but
+// its payload.
+func (s *Store) LoadHeader(ctx context.Context, key string) (*session.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	vals, err := s.c.HMGet(ctx, s.recordKey(key), "v", "sub", "sid", "e").Result()
+	if err := s.failed(err); err != nil {
+		return nil, fmt.Errorf("redisstore: load: %w", err)
+	}
+	return s.record(key, vals, false)
+}

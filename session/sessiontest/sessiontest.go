@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) session.Store) {
 		{"MarkOnceIsNotARecord", testMarkOnceNotRecord},
 		{"MarkOnceConcurrent", testMarkOnceConcurrent},
 		{"Touch", testTouch},
+		{"LoadHeader", testLoadHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -114,3 +114,50 @@ func testTouch(t *testing.T, s session.Store) {
 		t.Fatalf("Touch of a mark's key: err = %v, want ErrNotFound", err)
 	}
 }
+
+// testLoadHeader checks session.HeaderLoader on stores that implement it:
+// the same answers as Load, without the payload.
+func testLoadHeader(t *testing.T, s session.Store) {
+	hl, ok := s.(session.HeaderLoader)
+	if !ok {
+		t.Skip("the store is not a session.HeaderLoader")
+	}
+	ctx := context.Background()
+	if _, err := hl.LoadHeader(ctx, Key()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("LoadHeader of a missing key: err = %v, want ErrNotFound", err)
+	}
+	r := record("sub-h-"+Key()[:8], "sid-h-"+Key()[:8])
+	mustSave(t, s, r)
+	mustSave(t, s, r) // version 2
+	full, err := s.Load(ctx, r.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hl.LoadHeader(ctx, r.Key)
+	if err != nil {
+		t.Fatalf("LoadHeader: %v", err)
+	}
+	if h.Payload != nil || h.Key != full.Key || h.Subject != full.Subject || h.SID != full.SID || h.Version != 2 || !h.ExpiresAt.Equal(full.ExpiresAt) {
+		t.Fatalf("LoadHeader = %+v; want %+v without its payload", h, full)
+	}
+	if err := s.Delete(ctx, r.Key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hl.LoadHeader(ctx, r.Key); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("LoadHeader of a deleted record: err = %v, want ErrNotFound", err)
+	}
+	gone := record("u", "")
+	gone.ExpiresAt = time.Now().Add(500 * time.Millisecond)
+	mustSave(t, s, gone)
+	time.Sleep(1200 * time.Millisecond)
+	if _, err := hl.LoadHeader(ctx, gone.Key); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("LoadHeader of an expired record: err = %v, want ErrNotFound", err)
+	}
+	mark := Key()
+	if first, err := s.MarkOnce(ctx, mark, time.Now().Add(time.Hour)); err != nil || !first {
+		t.Fatalf("MarkOnce = %v, %v", first, err)
+	}
+	if _, err := hl.LoadHeader(ctx, mark); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("LoadHeader of a marked key: err = %v, want ErrNotFound", err)
+	}
+}
