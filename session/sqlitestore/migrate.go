@@ -36,6 +36,18 @@ var migrations = []migration{
 			`CREATE INDEX "` + t + `_expires_at_idx" ON "` + t + `" (expires_at)`,
 		}
 	}},
+	// AUTOINCREMENT, so that a seq is never handed out twice, even after
+	// the newest entries were pruned: subscribers keep their position as
+	// a seq. No index on at: pruning walks the entries in seq order.
+	{3, "deletion log for Subscribe", func(t string) []string {
+		return []string{
+			`CREATE TABLE "` + t + `_deleted" (
+				seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+				"key" TEXT    NOT NULL,
+				at    INTEGER NOT NULL -- Unix milliseconds
+			)`,
+		}
+	}},
 }
 
 // component is the session table's key in sqldb.MigrationsTable, so that

@@ -8,6 +8,16 @@
 // needed. Several Store values, in one process or in several, may share the
 // file; writes are serialised by SQLite's lock and a busy timeout.
 //
+// The Store is a session.Notifier, so that a session.CachedStore in front of
+// it learns of logouts at once instead of after its TTL: Delete, DeleteBySID
+// and DeleteBySubject write the keys of the live sessions they remove to a
+// deletion log (the table TABLE_deleted) in the same transaction, and
+// Subscribe polls that log (every 250 ms by default, WithNotifyInterval).
+// Deletions thereby reach every Store on the same file, in this process or
+// another, within about the notify interval. The sweep prunes the log after
+// one minute (or ten notify intervals, if longer); a subscriber that falls
+// further behind is told it may have missed deletions.
+//
 // MarkOnce marks share the session table under keys starting with "once:"
 // (session.Manager's keys never hold a colon), with no subject or sid and
 // an empty payload, so the sweep removes them once expired; a Load of the
@@ -27,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,12 +65,14 @@ type config struct {
 	table       string
 	busyTimeout time.Duration
 	sweepEvery  time.Duration
+	notifyEvery time.Duration
 	logger      *slog.Logger
 }
 
 // WithTable sets the table name (default DefaultTable). It must be an SQL
 // identifier: letters, digits and underscores, not starting with a digit, at
-// most 48 characters.
+// most 48 characters. The deletion log is the table NAME_deleted, so no
+// other table in the file may have that name.
 func WithTable(name string) Option { return func(c *config) { c.table = name } }
 
 // WithBusyTimeout sets how long a write waits for another connection's
@@ -67,12 +80,25 @@ func WithTable(name string) Option { return func(c *config) { c.table = name } }
 func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busyTimeout = d } }
 
 // WithSweepInterval sets how often expired sessions are deleted from the
-// file (default one minute). Zero or a negative value turns the background
-// sweep off; expired sessions are still never returned.
+// file and old entries from the deletion log (default one minute). Zero or
+// a negative value turns the background sweep off; expired sessions are
+// still never returned, but the file then only shrinks when something
+// calls Sweep.
 func WithSweepInterval(d time.Duration) Option { return func(c *config) { c.sweepEvery = d } }
 
-// WithLogger sets where failures of the background sweep are reported
-// (default slog.Default()).
+// DefaultNotifyInterval is how often a subscription reads the deletion log
+// unless WithNotifyInterval says otherwise.
+const DefaultNotifyInterval = 250 * time.Millisecond
+
+// WithNotifyInterval sets how often a Subscribe polls the deletion log
+// (default DefaultNotifyInterval; zero or a negative value means the
+// default): the delay with which deletions reach subscribers, against one
+// small indexed read per interval and subscription. The log keeps entries
+// for one minute or ten intervals, whichever is longer.
+func WithNotifyInterval(d time.Duration) Option { return func(c *config) { c.notifyEvery = d } }
+
+// WithLogger sets where failures of the background sweep and of
+// subscriptions' polls are reported (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // Store is a session.Store kept in a SQLite file. It is safe for concurrent
@@ -91,6 +117,27 @@ type Store struct {
 	// statement given as text on every execution (~150 µs of CPU here
 	// for a Load).
 	load, create, update *sql.Stmt
+	// Touch and LoadHeader (touch.go): the expiry alone, the row without
+	// its payload.
+	qTouch, qLoadHeader string
+	touch, loadHeader   *sql.Stmt
+
+	// The deletion log (see Subscribe): logName is its name as
+	// sqlite_sequence knows it. A deletion runs its log statement
+	// (INSERT ... SELECT of the live rows it is about to remove) and its
+	// delete statement in one transaction; pollLog is a subscription's
+	// read.
+	logName                                 string
+	qLog, qLogBySID, qLogBySubject, qPoll   string
+	qHead, qPrune                           string
+	del, delBySID, delBySubject             *sql.Stmt
+	logDel, logBySID, logBySubject, pollLog *sql.Stmt
+	notifyEvery                             time.Duration
+	retention                               time.Duration // log entries older than this are pruned
+
+	mu     sync.Mutex
+	closed bool           // set by Close: Subscribe refuses
+	subs   sync.WaitGroup // running subscriptions; Close waits for them
 
 	ctx       context.Context // cancelled by Close: stops the sweeper
 	cancel    context.CancelFunc
@@ -100,7 +147,8 @@ type Store struct {
 }
 
 var (
-	_ session.Store = (*Store)(nil)
+	_ session.Store    = (*Store)(nil)
+	_ session.Notifier = (*Store)(nil)
 
 	identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 )
@@ -111,6 +159,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 	cfg := config{table: DefaultTable, busyTimeout: 5 * time.Second, sweepEvery: time.Minute}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.notifyEvery <= 0 {
+		cfg.notifyEvery = DefaultNotifyInterval
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -127,12 +178,17 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 
 	s := &Store{
-		path:  abs,
-		table: `"` + cfg.table + `"`,
-		now:   time.Now,
-		log:   cfg.logger,
-		busy:  cfg.busyTimeout,
-		done:  make(chan struct{}),
+		path:        abs,
+		table:       `"` + cfg.table + `"`,
+		logName:     cfg.table + "_deleted",
+		now:         time.Now,
+		log:         cfg.logger,
+		busy:        cfg.busyTimeout,
+		notifyEvery: cfg.notifyEvery,
+		// A subscriber polling every interval reads each entry long
+		// before it is pruned, even behind a few slow polls.
+		retention: max(time.Minute, 10*cfg.notifyEvery),
+		done:      make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.buildQueries()
@@ -168,6 +224,8 @@ func (s *Store) buildQueries() {
 		`expires_at = excluded.expires_at, version = 1, payload = excluded.payload WHERE expires_at <= ?`
 	s.qUpdate = `UPDATE ` + t + ` SET subject = ?, sid = ?, expires_at = ?, version = version + 1, payload = ? ` +
 		`WHERE "key" = ? AND version = ? AND expires_at > ?`
+	s.qTouch = `UPDATE ` + t + ` SET expires_at = max(expires_at, ?) WHERE "key" = ? AND expires_at > ?`
+	s.qLoadHeader = `SELECT subject, sid, expires_at, version FROM ` + t + ` WHERE "key" = ? AND expires_at > ?`
 	s.qDelete = `DELETE FROM ` + t + ` WHERE "key" = ?`
 	s.qDeleteBySID = `DELETE FROM ` + t + ` WHERE sid = ? RETURNING "key", expires_at`
 	s.qDeleteBySubject = `DELETE FROM ` + t + ` WHERE subject = ? RETURNING "key", expires_at`
@@ -175,19 +233,60 @@ func (s *Store) buildQueries() {
 	s.qMarkOnce = `INSERT INTO ` + t + ` (` + cols + `) VALUES (?, '', '', ?, 1, x'') ` +
 		`ON CONFLICT ("key") DO UPDATE SET subject = '', sid = '', expires_at = excluded.expires_at, version = 1, payload = x'' ` +
 		`WHERE expires_at <= ?`
+
+	l := `"` + s.logName + `"`
+	// Parameters: at, the key (sid, subject), now. Only live sessions are
+	// logged: caches check ExpiresAt themselves. OR IGNORE, although no
+	// constraint can fail, lets SQLite skip the statement journal it
+	// keeps for a statement that may abort inside a transaction (about a
+	// third of what the logging costs a Delete).
+	logLive := `INSERT OR IGNORE INTO ` + l + ` ("key", at) SELECT "key", ? FROM ` + t + ` WHERE `
+	s.qLog = logLive + `"key" = ? AND expires_at > ?`
+	s.qLogBySID = logLive + `sid = ? AND expires_at > ?`
+	s.qLogBySubject = logLive + `subject = ? AND expires_at > ?`
+	// One page of entries after a position, and the highest seq ever
+	// handed out (sqlite_sequence, key NULL) from the same snapshot: seqs
+	// are contiguous (AUTOINCREMENT, one writer at a time, rollbacks roll
+	// the sequence back too), so a hole, or an end beyond the last entry
+	// read, means entries were pruned before this subscriber read them.
+	s.qPoll = `SELECT seq, "key" FROM (SELECT seq, "key" FROM ` + l + ` WHERE seq > ? ORDER BY seq LIMIT ` + strconv.Itoa(pollPage) + `) ` +
+		`UNION ALL SELECT seq, NULL FROM sqlite_sequence WHERE name = ?`
+	s.qHead = `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0)`
+	// Entries in seq order up to the first one younger than the
+	// retention: the scan stops there, so the log needs no index on at.
+	s.qPrune = `DELETE FROM ` + l + ` WHERE seq < coalesce((SELECT seq FROM ` + l + ` WHERE at >= ? ORDER BY seq LIMIT 1), ` +
+		`(SELECT max(seq) + 1 FROM ` + l + `))`
 }
 
-// prepare compiles the statements of Load and Save once (database/sql
-// prepares them again on each new connection by itself).
-func (s *Store) prepare(ctx context.Context) (err error) {
-	if s.load, err = s.r.PrepareContext(ctx, s.qLoad); err != nil {
-		return err
+// prepare compiles the statements of Load, Save, the deletions and the
+// subscriptions' poll once (database/sql prepares them again on each new
+// connection by itself).
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		db   *sql.DB
+		q    string
+		stmt **sql.Stmt
+	}{
+		{s.r, s.qLoad, &s.load},
+		{s.w, s.qCreate, &s.create},
+		{s.w, s.qUpdate, &s.update},
+		{s.w, s.qTouch, &s.touch},
+		{s.r, s.qLoadHeader, &s.loadHeader},
+		{s.w, s.qDelete, &s.del},
+		{s.w, s.qDeleteBySID, &s.delBySID},
+		{s.w, s.qDeleteBySubject, &s.delBySubject},
+		{s.w, s.qLog, &s.logDel},
+		{s.w, s.qLogBySID, &s.logBySID},
+		{s.w, s.qLogBySubject, &s.logBySubject},
+		{s.r, s.qPoll, &s.pollLog},
+	} {
+		st, err := p.db.PrepareContext(ctx, p.q)
+		if err != nil {
+			return err
+		}
+		*p.stmt = st
 	}
-	if s.create, err = s.w.PrepareContext(ctx, s.qCreate); err != nil {
-		return err
-	}
-	s.update, err = s.w.PrepareContext(ctx, s.qUpdate)
-	return err
+	return nil
 }
 
 // Path returns the absolute path of the database file.
@@ -238,56 +337,86 @@ func (s *Store) Save(ctx context.Context, r *session.Record) error {
 	return sessionstore.EndSave(r, n)
 }
 
-// Delete implements session.Store.
+// Delete implements session.Store. Deleting a live session logs its key
+// for subscribers (see Subscribe).
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := s.w.ExecContext(ctx, s.qDelete, key); err != nil {
+	err := s.logged(ctx, s.logDel, key, func(tx *sql.Tx, _ int64) error {
+		_, err := tx.StmtContext(ctx, s.del).ExecContext(ctx, key)
+		return err
+	})
+	if err != nil {
 		return s.wrap("delete from", err)
 	}
 	return nil
 }
 
+// logged runs a deletion in one write transaction with its log
+// statement, which copies the keys of the live rows about to go into the
+// deletion log: the log then holds exactly the deletions that committed,
+// and nothing for one that found nothing. now (Unix ms, read under the
+// write lock so that entries' times follow their seqs) is both the
+// entries' time and the liveness cut-off; del gets it for the same use.
+func (s *Store) logged(ctx context.Context, log *sql.Stmt, v string, del func(tx *sql.Tx, now int64) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	now := s.now().UnixMilli()
+	if _, err := tx.StmtContext(ctx, log).ExecContext(ctx, now, v, now); err != nil {
+		return err
+	}
+	if err := del(tx, now); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // DeleteBySID implements session.Store. The keys returned are those of the
-// live sessions removed; expired ones are removed too but not reported.
+// live sessions removed, and are logged for subscribers; expired ones are
+// removed too but neither reported nor logged.
 func (s *Store) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
-	return s.deleteReturning(ctx, s.qDeleteBySID, sid)
+	return s.deleteReturning(ctx, s.logBySID, s.delBySID, sid)
 }
 
 // DeleteBySubject implements session.Store, like DeleteBySID.
 func (s *Store) DeleteBySubject(ctx context.Context, subject string) ([]string, error) {
-	return s.deleteReturning(ctx, s.qDeleteBySubject, subject)
+	return s.deleteReturning(ctx, s.logBySubject, s.delBySubject, subject)
 }
 
-func (s *Store) deleteReturning(ctx context.Context, q, v string) ([]string, error) {
+func (s *Store) deleteReturning(ctx context.Context, log, del *sql.Stmt, v string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if v == "" {
 		return nil, nil
 	}
-	now := s.now().UnixMilli()
-	rows, err := s.w.QueryContext(ctx, q, v)
-	if err != nil {
-		return nil, s.wrap("delete from", err)
-	}
-	defer rows.Close()
 	var keys []string
-	for rows.Next() {
-		var k string
-		var exp int64
-		if err := rows.Scan(&k, &exp); err != nil {
-			return nil, s.wrap("delete from", err)
+	err := s.logged(ctx, log, v, func(tx *sql.Tx, now int64) error {
+		rows, err := tx.StmtContext(ctx, del).QueryContext(ctx, v)
+		if err != nil {
+			return err
 		}
-		if exp > now {
-			keys = append(keys, k)
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			var exp int64
+			if err := rows.Scan(&k, &exp); err != nil {
+				return err
+			}
+			if exp > now {
+				keys = append(keys, k)
+			}
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("delete from", err)
-	}
-	if err := rows.Close(); err != nil {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return rows.Close()
+	})
+	if err != nil {
 		return nil, s.wrap("delete from", err)
 	}
 	return keys, nil
@@ -312,8 +441,10 @@ func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool
 
 const sweepBatch = 500
 
-// Sweep deletes expired sessions now and returns how many it removed. The
-// background sweeper calls it; it is exported for tools and tests.
+// Sweep deletes expired sessions, and deletion-log entries older than the
+// retention (one minute or ten notify intervals), now, and returns how
+// many sessions it removed. The background sweeper calls it; it is
+// exported for tools and tests.
 func (s *Store) Sweep(ctx context.Context) (int64, error) {
 	var total int64
 	now := s.now().UnixMilli()
@@ -329,9 +460,15 @@ func (s *Store) Sweep(ctx context.Context) (int64, error) {
 		}
 		total += n
 		if n < sweepBatch {
-			return total, nil
+			break
 		}
 	}
+	// One statement: the log holds a retention's worth of deletions,
+	// rows of a few dozen bytes.
+	if _, err := s.w.ExecContext(ctx, s.qPrune, now-s.retention.Milliseconds()); err != nil {
+		return total, s.wrap("prune the deletion log in", err)
+	}
+	return total, nil
 }
 
 func (s *Store) sweepLoop(every time.Duration) {
@@ -350,12 +487,18 @@ func (s *Store) sweepLoop(every time.Duration) {
 	}
 }
 
-// Close stops the sweeper and closes the database. It is safe to call more
-// than once; the Store must not be used afterwards.
+// Close stops the sweeper and the subscriptions (it waits for a call to
+// a subscriber's fn in progress, so fn must not call Close) and closes the
+// database. It is safe to call more than once; the Store must not be used
+// afterwards.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		s.cancel()
 		<-s.done
+		s.subs.Wait()
 		s.closeErr = s.closeDBs()
 	})
 	return s.closeErr
