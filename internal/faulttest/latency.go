@@ -26,6 +26,7 @@ type LatencyProxy struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	done   chan struct{} // closed by Close: ends the delays under way
 	wg     sync.WaitGroup
 }
 
@@ -42,7 +43,7 @@ func NewLatencyProxy(t testing.TB, listen, target string) *LatencyProxy {
 	if err != nil {
 		t.Fatalf("faulttest: latency proxy: listen on %s: %v", listen, err)
 	}
-	p := &LatencyProxy{target: target, addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]struct{}{}}
+	p := &LatencyProxy{target: target, addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
@@ -64,6 +65,7 @@ func (p *LatencyProxy) Close() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
+		close(p.done)
 		_ = p.ln.Close()
 		for c := range p.conns {
 			_ = c.Close()
@@ -153,7 +155,15 @@ func (p *LatencyProxy) delayed(dst, src net.Conn) {
 		if n > 0 {
 			now := time.Now()
 			if d := p.Delay(); d > 0 && now.Sub(last) > latencyIdle {
-				time.Sleep(d)
+				// A delay of an hour stands for a silent partition; Close
+				// must not wait for it.
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-p.done:
+					t.Stop()
+					return
+				}
 			}
 			last = time.Now()
 			if _, werr := dst.Write(buf[:n]); werr != nil {

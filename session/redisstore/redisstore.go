@@ -134,8 +134,9 @@ type Store struct {
 	log     *slog.Logger
 	minAck  int
 	wait    time.Duration
-	pub     string // PUBLISH, or SPUBLISH on a cluster
-	err     error  // the store cannot work (ErrNoHashTag)
+	pub     string        // PUBLISH, or SPUBLISH on a cluster
+	health  time.Duration // HealthCheckInterval (shorter in tests)
+	err     error         // the store cannot work (ErrNoHashTag)
 
 	sentinel  *sentinelWatch     // Open with a Sentinel URL: see sentinel.go
 	stopWatch context.CancelFunc // ends the Sentinel watch
@@ -166,7 +167,7 @@ func build(client redis.UniversalClient, cfg config) *Store {
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
-	s := &Store{c: client, prefix: cfg.prefix, log: cfg.logger, wait: cfg.waitTimeout, pub: "PUBLISH", subs: map[*subscription]struct{}{}}
+	s := &Store{c: client, prefix: cfg.prefix, log: cfg.logger, wait: cfg.waitTimeout, pub: "PUBLISH", health: HealthCheckInterval, subs: map[*subscription]struct{}{}}
 	replicated := false
 	switch c := client.(type) {
 	case *redis.ClusterClient:
@@ -652,8 +653,9 @@ func (s *Store) MarkOnce(ctx context.Context, key string, until time.Time) (bool
 // durable: deletions published while the connection is down are missed,
 // so fn(nil) is called when the connection is lost (or, on a cluster, the
 // server drops the subscription because the slot moved) and again once
-// the subscription is re-established. The connection is checked every
-// HealthCheckInterval while nothing arrives.
+// the subscription is re-established. The connection is checked with
+// PING after HealthCheckInterval without a message, and replaced when the
+// PONG does not come within as long again.
 func (s *Store) Subscribe(ctx context.Context, fn func(keys []string)) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -692,8 +694,13 @@ func (s *Store) Subscribe(ctx context.Context, fn func(keys []string)) error {
 }
 
 // HealthCheckInterval is how long a subscription waits for a message
-// before it checks its connection with PING.
+// before it checks its connection with PING, and then for the PONG: a
+// connection that answers neither (a silent network partition, which
+// fails no read or write) counts as lost after at most twice this.
 const HealthCheckInterval = 5 * time.Second
+
+// errNoPong: the subscription's connection took a PING and did not answer.
+var errNoPong = errors.New("redisstore: the subscription's connection did not answer PING")
 
 // subscription is one Subscribe's connection, replaced when a cluster
 // drops it.
@@ -752,7 +759,9 @@ func (s *Store) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	} else {
 		ps = s.c.Subscribe(ctx, s.Channel())
 	}
-	if _, err := ps.Receive(ctx); err != nil {
+	// Bounded: a server that takes the command and never answers must not
+	// hold the subscriber forever.
+	if _, err := ps.ReceiveTimeout(ctx, s.health); err != nil {
 		_ = ps.Close()
 		return nil, s.failed(err)
 	}
@@ -783,55 +792,83 @@ func (s *Store) listen(ctx context.Context, sub *subscription, fn func([]string)
 			return true
 		}
 	}
+	// resubscribe replaces the subscription's connection by a new one.
+	resubscribe := func() bool {
+		for {
+			fresh, err := s.subscribe(ctx)
+			if err == nil {
+				if !sub.replace(fresh) {
+					_ = fresh.Close()
+					return false
+				}
+				return true
+			}
+			if !pause() {
+				return false
+			}
+		}
+	}
+	found := func() {
+		if lost {
+			lost, backoff = false, 50*time.Millisecond
+			fn(nil)
+		}
+	}
+	pinged := false // a PING is out and nothing came back since
 	for {
 		ps, closed := sub.current()
 		if closed || ctx.Err() != nil {
 			return
 		}
-		msg, err := ps.ReceiveTimeout(ctx, HealthCheckInterval)
+		msg, err := ps.ReceiveTimeout(ctx, s.health)
 		if err != nil {
 			cur, closed := sub.current()
 			if closed || ctx.Err() != nil {
 				return
 			}
 			if cur != ps {
+				pinged = false
 				continue // replaced on purpose (a failover): not a loss
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				if err = ps.Ping(ctx); err == nil {
-					continue // the PONG arrives as a message
+				if !pinged {
+					if err = ps.Ping(ctx); err == nil {
+						pinged = true
+						continue // the PONG arrives as a message
+					}
+				} else {
+					err = errNoPong
 				}
 			}
 			_ = s.failed(err)
 			missed()
+			pinged = false
+			if errors.Is(err, errNoPong) {
+				// Such a connection never fails by itself, and go-redis
+				// would keep it: subscribe on a new one.
+				s.log.Warn("redisstore: the subscription's connection stopped answering; subscribing again", "channel", s.Channel())
+				if !resubscribe() {
+					return
+				}
+				found()
+				continue
+			}
 			if !pause() {
 				return
 			}
 			continue
 		}
+		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "sunsubscribe" || m.Kind == "unsubscribe" {
 				missed()
-				for {
-					fresh, err := s.subscribe(ctx)
-					if err == nil {
-						if !sub.replace(fresh) {
-							_ = fresh.Close()
-							return
-						}
-						break
-					}
-					if !pause() {
-						return
-					}
+				if !resubscribe() {
+					return
 				}
 			}
-			if lost {
-				lost, backoff = false, 50*time.Millisecond
-				fn(nil)
-			}
+			found()
 		case *redis.Message:
 			sessionstore.Deleted(s.log, "redisstore", m.Channel, m.Payload, fn)
 		}

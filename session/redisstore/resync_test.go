@@ -98,3 +98,52 @@ func TestSubscribeAnnouncesLostConnection(t *testing.T) {
 		})
 	}
 }
+
+// A connection that stops answering without failing (a silent network
+// partition: the PING is taken and never answered, no read or write
+// fails) counts as lost after at most two health-check intervals: the
+// subscriber hears fn(nil), the store subscribes on a new connection,
+// fn(nil) again, and deletions arrive again.
+func TestSubscribeNoticesSilentConnection(t *testing.T) {
+	t.Parallel()
+	c := testClient(t)
+	prefix := testPrefix(t, c)
+	p := faulttest.NewLatencyProxy(t, "127.0.0.1:0", c.Options().Addr)
+	listener, err := Open("redis://"+p.Addr()+"/0", WithPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener.health = 300 * time.Millisecond
+	t.Cleanup(func() { _ = listener.Close() })
+	writer := newStore(t, c, prefix)
+	got := &calls{}
+	if err := listener.Subscribe(context.Background(), got.fn); err != nil {
+		t.Fatal(err)
+	}
+
+	p.SetDelay(time.Hour) // what the listener sends never arrives
+	start := time.Now()
+	got.waitFor(t, "fn(nil) once the connection stops answering", func(g [][]string) bool { return nils(g) >= 1 })
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the silent connection was noticed after %v, want about 2 × 300 ms", d)
+	}
+	// While nothing gets through, no re-subscription can succeed.
+	time.Sleep(time.Second)
+	got.mu.Lock()
+	n := nils(got.got)
+	got.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d fn(nil) while the partition lasts, want 1", n)
+	}
+	p.SetDelay(0)
+	got.waitFor(t, "fn(nil) again once a new subscription answers", func(g [][]string) bool { return nils(g) >= 2 })
+
+	r := rec("hugo", "sid-silent")
+	mustSave(t, writer, r)
+	if err := writer.Delete(context.Background(), r.Key); err != nil {
+		t.Fatal(err)
+	}
+	got.waitFor(t, "the deletion after the new subscription", func(g [][]string) bool {
+		return len(g) > 0 && len(g[len(g)-1]) == 1 && g[len(g)-1][0] == r.Key
+	})
+}
