@@ -31,6 +31,7 @@ import (
 
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/keycloaktest"
+	"github.com/redis/go-redis/v9"
 )
 
 // BenchmarkGatewaySessions measures what N live sessions cost a gateway
@@ -51,8 +52,10 @@ import (
 //     CPU time per request (the gateway's and the upstream's), cpu-x-1
 //     their ratio, which other load on the machine disturbs less than the
 //     wall time;
-//   - loads/req-1, loads/req-N and saves/req-N: session store reads and
-//     writes per request behind the instance-local cache. Both are
+//   - loads/req-1, loads/req-N, headers/req-N, saves/req-N and
+//     touches/req-N: session store reads (whole records, headers alone)
+//     and writes (whole records, expiry extensions) per request behind
+//     the instance-local cache. Both are
 //     periodic per session, so they grow with N: the cache serves a record
 //     for 5 s (its TTL) after reading it, so each session in use is read
 //     again every 5 s (N/5 reads per second), and Manager.Touch writes
@@ -75,7 +78,11 @@ func BenchmarkGatewaySessions(b *testing.B) {
 		runtime.MemProfileRate = 1024
 		defer func() { runtime.MemProfileRate = old }()
 	}
-	for _, store := range []string{"memory", "sqlite"} {
+	stores := []string{"memory", "sqlite"}
+	if os.Getenv("CLOAKROOM_TEST_REDIS") != "" {
+		stores = append(stores, "redis")
+	}
+	for _, store := range stores {
 		b.Run(store, func(b *testing.B) {
 			f := newScaleFixture(b, store, n)
 			defer f.close()
@@ -154,8 +161,14 @@ func newScaleFixture(b *testing.B, store string, n int) *scaleFixture {
 	}
 	noAccessLog := false
 	storeURL := "memory:"
-	if store == "sqlite" {
+	switch store {
+	case "sqlite":
 		storeURL = "sqlite:" + filepath.Join(b.TempDir(), "s.db")
+	case "redis":
+		// Database 7 under a prefix of this run's own, deleted at the end.
+		prefix := fmt.Sprintf("cloakroom-bench-%d:", time.Now().UnixNano())
+		storeURL = "redis://" + os.Getenv("CLOAKROOM_TEST_REDIS") + "/7?prefix=" + prefix
+		b.Cleanup(func() { deleteRedisPrefix(b, prefix) })
 	}
 	cfg := gateway.Config{
 		Listen: ln.Addr().String(), PublicURL: f.public, Issuer: kc.Issuer(), ClientID: "gateway", ClientSecret: "s",
@@ -369,6 +382,8 @@ func (f *scaleFixture) bench(b *testing.B) {
 	b.ReportMetric(float64(opsOne.loads)/float64(b.N), "loads/req-1")
 	b.ReportMetric(float64(opsAll.loads)/float64(b.N), "loads/req-N")
 	b.ReportMetric(float64(opsAll.saves)/float64(b.N), "saves/req-N")
+	b.ReportMetric(float64(opsAll.headers)/float64(b.N), "headers/req-N")
+	b.ReportMetric(float64(opsAll.touches)/float64(b.N), "touches/req-N")
 	b.ReportMetric(perSession(f.liveBase, f.liveAfter, n), "live-B/session")
 	b.ReportMetric(perSession(f.rssBase, f.rssAfter, n), "rss-B/session")
 	b.ReportMetric(f.loginRate, "logins/s")
@@ -388,13 +403,18 @@ func median(xs []float64) float64 {
 
 // storeOps counts the operations that reached the session store (behind
 // the gateway's instance-local cache).
-type storeOps struct{ loads, saves int64 }
+type storeOps struct{ loads, headers, saves, touches int64 }
 
-func (o storeOps) add(p storeOps) storeOps { return storeOps{o.loads + p.loads, o.saves + p.saves} }
-func (o storeOps) sub(p storeOps) storeOps { return storeOps{o.loads - p.loads, o.saves - p.saves} }
+func (o storeOps) add(p storeOps) storeOps {
+	return storeOps{o.loads + p.loads, o.headers + p.headers, o.saves + p.saves, o.touches + p.touches}
+}
+
+func (o storeOps) sub(p storeOps) storeOps {
+	return storeOps{o.loads - p.loads, o.headers - p.headers, o.saves - p.saves, o.touches - p.touches}
+}
 
 // storeOps reads the counts from the gateway's metrics
-// (cloakroom_session_store_seconds_count{op="load"|"save"}).
+// (cloakroom_session_store_seconds_count{op="load"|"load_header"|"save"|"touch"}).
 func (f *scaleFixture) storeOps(b *testing.B) storeOps {
 	r := httptest.NewRequest("GET", f.public+gateway.DefaultPrefix+"/metrics", nil)
 	r.RemoteAddr = "127.0.0.1:40000"
@@ -405,7 +425,7 @@ func (f *scaleFixture) storeOps(b *testing.B) storeOps {
 	}
 	var o storeOps
 	for line := range strings.Lines(w.Body.String()) {
-		for op, dst := range map[string]*int64{"load": &o.loads, "save": &o.saves} {
+		for op, dst := range map[string]*int64{"load": &o.loads, "load_header": &o.headers, "save": &o.saves, "touch": &o.touches} {
 			if v, ok := strings.CutPrefix(line, `cloakroom_session_store_seconds_count{op="`+op+`"} `); ok {
 				*dst, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			}
@@ -501,4 +521,26 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// deleteRedisPrefix removes what a run left in Redis database 7.
+func deleteRedisPrefix(b *testing.B, prefix string) {
+	c := redis.NewClient(&redis.Options{Addr: os.Getenv("CLOAKROOM_TEST_REDIS"), DB: 7})
+	defer c.Close()
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == 1000 {
+			c.Del(ctx, keys...)
+			keys = keys[:0]
+		}
+	}
+	if len(keys) > 0 {
+		c.Del(ctx, keys...)
+	}
+	if err := iter.Err(); err != nil {
+		b.Logf("cleaning Redis: %v", err)
+	}
 }
