@@ -116,8 +116,10 @@ type SessionConfig struct {
 	CookieName     string        `yaml:"cookie_name"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`
 	MaxLifetime    time.Duration `yaml:"max_lifetime"`
-	// CacheTTL bounds the instance-local session cache (default 5 s; 0
-	// disables it).
+	// CacheTTL bounds the instance-local session cache: how long a
+	// session is served from memory without asking the store again
+	// (default 1 minute with a store that notifies deletions — Redis,
+	// PostgreSQL, SQLite — else 5 s; 0 disables it).
 	CacheTTL *time.Duration `yaml:"cache_ttl"`
 	// LogoutJournal is the file where this instance records logouts the
 	// shared store could not take (see session.JournaledStore), or "off".
@@ -874,6 +876,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Session.IdleTimeout < 0 || c.Session.MaxLifetime < 0 {
 		bad("session", "idle_timeout and max_lifetime must not be negative")
+	}
+	if c.Session.CacheTTL != nil && *c.Session.CacheTTL < 0 {
+		bad("session.cache_ttl", "must not be negative (0s turns the cache off)")
 	}
 	if c.Session.RecoveryHold != nil && *c.Session.RecoveryHold < 0 {
 		bad("session.recovery_hold", "must not be negative (0s turns the hold off)")

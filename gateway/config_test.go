@@ -34,6 +34,7 @@ func TestValidateNamesFields(t *testing.T) {
 		{"empty sqlite path", func(c *Config) { c.Session.Store = "sqlite:" }, "session.store"},
 		{"redis without key", func(c *Config) { c.Session.Store = "redis://127.0.0.1:6379" }, "session.encryption_keys"},
 		{"short key", func(c *Config) { c.Session.EncryptionKeys = []string{"c2hvcnQ="} }, "session.encryption_keys[0]"},
+		{"negative cache ttl", func(c *Config) { d := -time.Second; c.Session.CacheTTL = &d }, "session.cache_ttl"},
 		{"tls half", func(c *Config) { c.TLS.CertFile = "c.pem" }, "tls"},
 		{"bad proxy", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/33"} }, "trusted_proxies[0]"},
 		{"bad header", func(c *Config) { c.Headers.User = "X User" }, "headers"},

@@ -239,9 +239,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	if err != nil {
 		return nil, &ConfigError{Setting: "session.store", Msg: err.Error(), Err: err}
 	}
-	ttl := 5 * time.Second
+	// Default: session.NewCachedStore's (a minute over a store that
+	// notifies deletions, 5 s otherwise).
+	ttl := time.Duration(0)
 	if cfg.Session.CacheTTL != nil {
-		ttl = *cfg.Session.CacheTTL
+		if ttl = *cfg.Session.CacheTTL; ttl == 0 {
+			ttl = -1 // off
+		}
 	}
 	var st session.Store = &timedStore{Store: store, m: g.metrics}
 	if n, ok := store.(session.Notifier); ok {
@@ -249,14 +253,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	}
 	// The memory store is in this process already: a cache in front of
 	// it would only add reloads every TTL.
-	if u, _ := storeurl.Parse(cfg.Session.Store); ttl > 0 && u.Kind != storeurl.Memory {
+	if u, _ := storeurl.Parse(cfg.Session.Store); ttl >= 0 && u.Kind != storeurl.Memory {
 		cached, err := session.NewCachedStore(ctx, st, session.CacheOptions{TTL: ttl})
 		if err != nil {
 			store.Close()
 			return nil, &ConfigError{Setting: "session.store", Msg: "subscribing to invalidations: " + err.Error(), Err: err}
 		}
 		if u, _ := storeurl.Parse(cfg.Session.Store); !cached.Notified() && u.Shared() {
-			logger.Warn("the session store cannot notify other instances; a logout reaches them within the cache TTL", "cache_ttl", ttl)
+			logger.Warn("the session store cannot notify other instances; a logout reaches them within the cache TTL", "cache_ttl", cached.TTL())
 		}
 		st = cached
 	}

@@ -13,12 +13,15 @@ import (
 )
 
 // CachedStore keeps recently used records in process memory in front of a
-// shared store, so that most requests need no round trip to Redis or
-// PostgreSQL. Deletions are seen at once on every instance when the store is
-// a Notifier (Redis pub/sub, PostgreSQL LISTEN/NOTIFY): a back-channel logout
-// received by one instance evicts the session from every instance's cache.
-// Other changes made elsewhere are picked up after at most the TTL, or at
-// once by a Save conflict or Manager.Reload. Once an operation on the
+// shared store, so that most requests need no round trip to Redis,
+// PostgreSQL or SQLite. Deletions are seen at once on every instance when
+// the store is a Notifier (Redis pub/sub, PostgreSQL LISTEN/NOTIFY, SQLite's
+// polled deletion log): a back-channel logout received by one instance
+// evicts the session from every instance's cache. Other changes made
+// elsewhere (refreshed tokens, a longer expiry) are picked up after at
+// most the TTL, or at once by a Save conflict or Manager.Reload; a record
+// whose TTL has passed is checked by its header alone when the store is a
+// HeaderLoader and a Manager holds it decoded. Once an operation on the
 // store fails, the cache serves nothing until the store answers again:
 // deletions made elsewhere meanwhile could not reach it. For a Manager,
 // which keeps the sessions it uses decoded, the cache keeps only the
@@ -62,17 +65,30 @@ func (c *CachedStore) observe(err error) {
 
 // CacheOptions configure a CachedStore.
 type CacheOptions struct {
-	// TTL bounds how long a record is served from memory (default 5 s).
+	// TTL bounds how long a record is served from memory without asking
+	// the store again. Default: a minute over a Notifier, whose deletions
+	// reach the cache at once (and which tells it when they may not have:
+	// the cache is then emptied), 5 s over other stores, where the TTL is
+	// also how long a deletion elsewhere can go unseen.
 	TTL time.Duration
 	// Entries and Bytes bound the cache (defaults 100,000 and 64 MiB).
 	Entries, Bytes int
 }
 
+// Default TTLs of a CachedStore (CacheOptions.TTL).
+const (
+	DefaultCacheTTL         = 5 * time.Second
+	DefaultNotifiedCacheTTL = time.Minute
+)
+
 // NewCachedStore wraps store. If store is a Notifier it subscribes to
 // deletions; Close ends the subscription and closes store.
 func NewCachedStore(ctx context.Context, store Store, o CacheOptions) (*CachedStore, error) {
 	if o.TTL <= 0 {
-		o.TTL = 5 * time.Second
+		o.TTL = DefaultCacheTTL
+		if _, ok := store.(Notifier); ok {
+			o.TTL = DefaultNotifiedCacheTTL
+		}
 	}
 	if o.Entries <= 0 {
 		o.Entries = 100_000
@@ -91,6 +107,9 @@ func NewCachedStore(ctx context.Context, store Store, o CacheOptions) (*CachedSt
 	}
 	return c, nil
 }
+
+// TTL returns how long a record is served from memory.
+func (c *CachedStore) TTL() time.Duration { return c.ttl }
 
 // Notified reports whether deletions by other instances reach this cache
 // at once (the store is a Notifier).

@@ -190,3 +190,29 @@ func TestCachedStoreChecksHeadersAgain(t *testing.T) {
 		t.Fatalf("after a deletion elsewhere: err = %v, want ErrNotFound", err)
 	}
 }
+
+// notifying is a store that says it notifies deletions.
+type notifying struct{ session.Store }
+
+func (notifying) Subscribe(context.Context, func([]string)) error { return nil }
+
+// The default TTL is long only where deletions are pushed to the cache.
+func TestCachedStoreDefaultTTL(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		store session.Store
+		want  time.Duration
+	}{
+		{"notifier", notifying{session.NewMemoryStore()}, session.DefaultNotifiedCacheTTL},
+		{"no notifier", session.NewMemoryStore(), session.DefaultCacheTTL},
+	} {
+		c, err := session.NewCachedStore(context.Background(), tt.store, session.CacheOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.TTL() != tt.want || c.Notified() != (tt.want == session.DefaultNotifiedCacheTTL) {
+			t.Errorf("%s: TTL %v, notified %v; want %v", tt.name, c.TTL(), c.Notified(), tt.want)
+		}
+	}
+}

@@ -84,7 +84,8 @@ type Store interface {
 
 // Notifier is implemented by stores shared between processes that can tell
 // every process about deleted sessions (Redis pub/sub, PostgreSQL
-// LISTEN/NOTIFY), so that instance-local caches are invalidated at once.
+// LISTEN/NOTIFY, SQLite's deletion log polled every 250 ms), so that
+// instance-local caches are invalidated at once.
 type Notifier interface {
 	// Subscribe calls fn with the keys of sessions deleted by any process
 	// until ctx ends. It calls fn(nil) when deletions may have been missed:

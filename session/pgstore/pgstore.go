@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cloakroom/cloakroom/internal/sessionstore"
@@ -91,6 +92,8 @@ type Store struct {
 	log     *slog.Logger
 
 	qLoad, qCreate, qUpdate, qTouch, qLoadHeader, qDeleteByKey, qDeleteBySID, qDeleteBySubject, qSweep, qMarkOnce string
+
+	health time.Duration // HealthCheckInterval (shorter in tests)
 
 	ctx    context.Context // cancelled by Close: stops the sweep and subscriptions
 	cancel context.CancelFunc
@@ -160,6 +163,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		table:  cfg.table,
 		ident:  pgx.Identifier{cfg.schema, cfg.table}.Sanitize(),
 		log:    cfg.logger,
+		health: HealthCheckInterval,
 	}
 	s.channel = channelName(cfg.schema, cfg.table)
 	s.buildQueries()
@@ -432,7 +436,18 @@ func (s *Store) Subscribe(ctx context.Context, fn func(keys []string)) error {
 	return nil
 }
 
+// HealthCheckInterval is how long a subscription waits for a notification
+// before it checks its connection with a ping, and then for the answer: a
+// connection that answers nothing (a silent network partition, which
+// fails no read or write) counts as lost after at most twice this, and
+// is replaced.
+const HealthCheckInterval = 2 * time.Second
+
 func (s *Store) listen(ctx context.Context) (*pgx.Conn, error) {
+	// Bounded: a server that takes the connection and never answers must
+	// not hold the subscriber forever.
+	ctx, cancel := context.WithTimeout(ctx, 2*s.health)
+	defer cancel()
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -451,7 +466,7 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn, fn func([]string)) 
 		_ = conn.Close(cctx)
 	}
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		n, err := s.wait(ctx, conn)
 		if err != nil {
 			closeConn()
 			if ctx.Err() != nil {
@@ -466,6 +481,28 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn, fn func([]string)) 
 			continue
 		}
 		sessionstore.Deleted(s.log, "pgstore", n.Channel, n.Payload, fn)
+	}
+}
+
+// wait waits for the next notification on conn. After a health-check
+// interval without one it pings the server, which must answer within
+// another: otherwise the connection is as good as lost.
+func (s *Store) wait(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, s.health)
+		n, err := conn.WaitForNotification(wctx)
+		timedOut := err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded)
+		cancel()
+		if !timedOut {
+			return n, err
+		}
+		// pgx leaves a connection usable after a read deadline.
+		pctx, cancel := context.WithTimeout(ctx, s.health)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("the LISTEN connection did not answer a ping: %w", err)
+		}
 	}
 }
 

@@ -697,7 +697,7 @@ func (s *Store) Subscribe(ctx context.Context, fn func(keys []string)) error {
 // before it checks its connection with PING, and then for the PONG: a
 // connection that answers neither (a silent network partition, which
 // fails no read or write) counts as lost after at most twice this.
-const HealthCheckInterval = 5 * time.Second
+const HealthCheckInterval = 2 * time.Second
 
 // errNoPong: the subscription's connection took a PING and did not answer.
 var errNoPong = errors.New("redisstore: the subscription's connection did not answer PING")
