@@ -170,9 +170,10 @@ func newScaleFixture(b *testing.B, store string, n int) *scaleFixture {
 		storeURL = "redis://" + os.Getenv("CLOAKROOM_TEST_REDIS") + "/7?prefix=" + prefix
 		b.Cleanup(func() { deleteRedisPrefix(b, prefix) })
 	}
+	journal := filepath.Join(b.TempDir(), "logouts.journal") // not in the working directory
 	cfg := gateway.Config{
 		Listen: ln.Addr().String(), PublicURL: f.public, Issuer: kc.Issuer(), ClientID: "gateway", ClientSecret: "s",
-		Session: gateway.SessionConfig{Store: storeURL, EncryptionKeys: []string{"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}},
+		Session: gateway.SessionConfig{Store: storeURL, EncryptionKeys: []string{"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, LogoutJournal: journal},
 		Log:     gateway.LogConfig{Level: "warn", AccessLog: &noAccessLog},
 		Routes:  []gateway.Route{{Name: "app", Path: "/", Upstream: f.up.URL}},
 	}

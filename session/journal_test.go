@@ -18,6 +18,9 @@ import (
 type flakyStore struct {
 	Store
 	down atomic.Bool
+	// deletesDown fails deletions alone: the store answers reads, but a
+	// journal cannot apply what it holds.
+	deletesDown atomic.Bool
 }
 
 var errUnreachable = errors.New("dial tcp 127.0.0.1:6379: connection refused")
@@ -27,6 +30,13 @@ func (f *flakyStore) err() error {
 		return errUnreachable
 	}
 	return nil
+}
+
+func (f *flakyStore) deleteErr() error {
+	if f.deletesDown.Load() {
+		return errUnreachable
+	}
+	return f.err()
 }
 
 func (f *flakyStore) Load(ctx context.Context, key string) (*Record, error) {
@@ -44,21 +54,21 @@ func (f *flakyStore) Save(ctx context.Context, r *Record) error {
 }
 
 func (f *flakyStore) Delete(ctx context.Context, key string) error {
-	if err := f.err(); err != nil {
+	if err := f.deleteErr(); err != nil {
 		return err
 	}
 	return f.Store.Delete(ctx, key)
 }
 
 func (f *flakyStore) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
-	if err := f.err(); err != nil {
+	if err := f.deleteErr(); err != nil {
 		return nil, err
 	}
 	return f.Store.DeleteBySID(ctx, sid)
 }
 
 func (f *flakyStore) DeleteBySubject(ctx context.Context, sub string) ([]string, error) {
-	if err := f.err(); err != nil {
+	if err := f.deleteErr(); err != nil {
 		return nil, err
 	}
 	return f.Store.DeleteBySubject(ctx, sub)
@@ -189,6 +199,10 @@ func TestJournalSurvivesCrash(t *testing.T) {
 	<-j.done
 	j.file.Close()
 
+	// The store is back for reads, but the restarted journal cannot apply
+	// its entry yet: it must still refuse the session (before, its loop
+	// could apply the entry before this test looked, on a busy machine).
+	inner.deletesDown.Store(true)
 	inner.down.Store(false)
 	j2, err := NewJournaledStore(inner, JournalConfig{Path: path, RetryInterval: 10 * time.Millisecond, RecoveryHold: 50 * time.Millisecond})
 	if err != nil {
@@ -201,6 +215,7 @@ func TestJournalSurvivesCrash(t *testing.T) {
 	if _, err := j2.Load(context.Background(), "k1"); err == nil {
 		t.Fatal("the restarted instance served a journaled session")
 	}
+	inner.deletesDown.Store(false)
 	waitFor(t, "the restarted instance to apply the journal", func() bool { return j2.Pending() == 0 })
 	if _, err := inner.Load(context.Background(), "k1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("store after restart: %v", err)
