@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -37,6 +38,10 @@ type Claims struct {
 	rawOnce sync.Once
 	rawMap  map[string]any
 	rawErr  error
+
+	// bound caches IsDPoPBound (0: not yet known, 1: no, 2: yes), which
+	// every verification of a cached token asks.
+	bound atomic.Uint32
 }
 
 // claimSet is what the verifier decodes eagerly: the claims that checks

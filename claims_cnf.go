@@ -19,6 +19,21 @@ func (c *Claims) ConfirmationJKT() string {
 // with a proof of possession of that key (bearer.WithDPoP checks it); sent
 // as a plain bearer token it must be refused (RFC 9449 7.2).
 func (c *Claims) IsDPoPBound() bool {
+	switch c.bound.Load() {
+	case 1:
+		return false
+	case 2:
+		return true
+	}
+	if c.isDPoPBound() {
+		c.bound.Store(2)
+		return true
+	}
+	c.bound.Store(1)
+	return false
+}
+
+func (c *Claims) isDPoPBound() bool {
 	if strings.EqualFold(c.Type(), "dpop") {
 		return true
 	}

@@ -247,7 +247,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 			ttl = -1 // off
 		}
 	}
-	var st session.Store = &timedStore{Store: store, m: g.metrics}
+	var st session.Store = newTimedStore(store, g.metrics)
 	if n, ok := store.(session.Notifier); ok {
 		st = &notifyingTimedStore{timedStore: st.(*timedStore), n: n}
 	}

@@ -71,38 +71,62 @@ func (m *metrics) journalPending(reg prometheus.Registerer, pending func() int) 
 	}, func() float64 { return float64(pending()) }))
 }
 
+// Store operations, the op label of cloakroom_session_store_seconds.
+const (
+	opLoad = iota
+	opSave
+	opDelete
+	opDeleteBySID
+	opDeleteBySubject
+	opTouch
+	opLoadHeader
+	nStoreOps
+)
+
+var storeOpNames = [nStoreOps]string{"load", "save", "delete", "delete_by_sid", "delete_by_subject", "touch", "load_header"}
+
 // timedStore records the latency of every store operation.
 type timedStore struct {
 	session.Store
-	m *metrics
+	// The histogram's children, resolved once: a Load happens on every
+	// request with a session.
+	obs [nStoreOps]prometheus.Observer
 }
 
-func (t *timedStore) observe(op string, start time.Time) {
-	t.m.store.WithLabelValues(op).Observe(time.Since(start).Seconds())
+func newTimedStore(s session.Store, m *metrics) *timedStore {
+	t := &timedStore{Store: s}
+	for op, name := range storeOpNames {
+		t.obs[op] = m.store.WithLabelValues(name)
+	}
+	return t
+}
+
+func (t *timedStore) observe(op int, start time.Time) {
+	t.obs[op].Observe(time.Since(start).Seconds())
 }
 
 func (t *timedStore) Load(ctx context.Context, key string) (*session.Record, error) {
-	defer t.observe("load", time.Now())
+	defer t.observe(opLoad, time.Now())
 	return t.Store.Load(ctx, key)
 }
 
 func (t *timedStore) Save(ctx context.Context, r *session.Record) error {
-	defer t.observe("save", time.Now())
+	defer t.observe(opSave, time.Now())
 	return t.Store.Save(ctx, r)
 }
 
 func (t *timedStore) Delete(ctx context.Context, key string) error {
-	defer t.observe("delete", time.Now())
+	defer t.observe(opDelete, time.Now())
 	return t.Store.Delete(ctx, key)
 }
 
 func (t *timedStore) DeleteBySID(ctx context.Context, sid string) ([]string, error) {
-	defer t.observe("delete_by_sid", time.Now())
+	defer t.observe(opDeleteBySID, time.Now())
 	return t.Store.DeleteBySID(ctx, sid)
 }
 
 func (t *timedStore) DeleteBySubject(ctx context.Context, sub string) ([]string, error) {
-	defer t.observe("delete_by_subject", time.Now())
+	defer t.observe(opDeleteBySubject, time.Now())
 	return t.Store.DeleteBySubject(ctx, sub)
 }
 
@@ -113,7 +137,7 @@ func (t *timedStore) Touch(ctx context.Context, key string, expiresAt time.Time)
 	if !ok {
 		return fmt.Errorf("gateway: the session store has no Touch: %w", errors.ErrUnsupported)
 	}
-	defer t.observe("touch", time.Now())
+	defer t.observe(opTouch, time.Now())
 	return tt.Touch(ctx, key, expiresAt)
 }
 
@@ -124,7 +148,7 @@ func (t *timedStore) LoadHeader(ctx context.Context, key string) (*session.Recor
 	if !ok {
 		return nil, errors.ErrUnsupported
 	}
-	defer t.observe("load_header", time.Now())
+	defer t.observe(opLoadHeader, time.Now())
 	return h.LoadHeader(ctx, key)
 }
 
