@@ -110,3 +110,80 @@ func BenchmarkSessionLookup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSessionUpkeep measures what a session in use costs its store
+// besides being read from the instance-local cache, per store, old way
+// against new way in the same run:
+//
+//   - keep-alive: Manager.Touch, once a minute per session. "save" is
+//     what it did before session.Toucher (re-encrypt the session and
+//     rewrite the whole record), "touch" what it does now (extend the
+//     record's expiry);
+//   - recheck: once the cache TTL has passed, "load" reads the whole
+//     record (what a CachedStore did before session.HeaderLoader),
+//     "header" the record without its payload.
+//
+// ns/op is the wall time of one operation (serial: one goroutine, so it
+// includes the round trip to Redis or PostgreSQL).
+func BenchmarkSessionUpkeep(b *testing.B) {
+	for _, st := range stores(b) {
+		b.Run(st.name, func(b *testing.B) {
+			store := st.open(b)
+			defer store.Close()
+			keys, _ := session.ParseKeys(session.GenerateKey())
+			ring, _ := session.NewKeyring(keys...)
+			idle := 30 * time.Minute
+			mgr, _ := session.NewManager(session.Config{Store: store, Keyring: ring, IdleTimeout: idle})
+			s := &session.State{
+				Subject: "7c9e6679-7425-40de-944b-e07fc1f90ae7", SID: randomName(),
+				AccessToken: tokenLike(1100), RefreshToken: tokenLike(600), IDToken: tokenLike(1000),
+				AccessExpiry: time.Now().Add(time.Hour), IDClaims: []byte(`{"sub":"x","name":"Alice Liddell","email":"alice@example.com"}`),
+			}
+			if err := mgr.Create(context.Background(), httptest.NewRecorder(), s); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.Run("keep-alive/save", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					s.LastSeen = time.Now()
+					if err := mgr.Save(ctx, s); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			toucher, ok := store.(session.Toucher)
+			if !ok {
+				b.Fatalf("%s is no session.Toucher", st.name)
+			}
+			b.Run("keep-alive/touch", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := toucher.Touch(ctx, s.Key(), time.Now().Add(idle)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("recheck/load", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := store.Load(ctx, s.Key()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			headers, ok := store.(session.HeaderLoader)
+			if !ok {
+				b.Fatalf("%s is no session.HeaderLoader", st.name)
+			}
+			b.Run("recheck/header", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := headers.LoadHeader(ctx, s.Key()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
