@@ -53,3 +53,14 @@ func (c *CachedStore) reload(ctx context.Context, key string) (*Record, error) {
 	}
 	return c.Store.Load(ctx, key)
 }
+
+// LoadHeader implements HeaderLoader over the wrapped store (an error
+// wrapping errors.ErrUnsupported when it has none). It always asks the
+// store: a caller that wants a header wants to know the record is there.
+func (c *CachedStore) LoadHeader(ctx context.Context, key string) (*Record, error) {
+	r, err := loadHeader(ctx, c.Store, key)
+	if !errors.Is(err, errors.ErrUnsupported) {
+		c.observe(err)
+	}
+	return r, err
+}
