@@ -51,6 +51,14 @@ type CachedStore struct {
 	quiet atomic.Int64
 }
 
+// quietAfterMissed is how long a CachedStore caches nothing after its
+// Notifier said deletions may have been missed (and again after it said
+// the subscription is back): long enough for reads to have moved to the
+// new master, and no longer than the TTL. It does not grow with the TTL:
+// with a one-minute TTL, a minute without a cache after every failover
+// would send every request to the store.
+const quietAfterMissed = 5 * time.Second
+
 // observe records whether the store answered: ErrNotFound and ErrConflict
 // are answers; a cancelled caller says nothing about the store.
 func (c *CachedStore) observe(err error) {
@@ -121,7 +129,7 @@ func (c *CachedStore) evict(keys []string) {
 		// been missed. Forget everything and serve nothing from memory
 		// until the store answers again.
 		c.failing.Store(true)
-		c.quiet.Store(c.now().Add(c.ttl).UnixNano())
+		c.quiet.Store(c.now().Add(min(c.ttl, quietAfterMissed)).UnixNano())
 		c.cache.Clear()
 		if f := c.onMissed.Load(); f != nil {
 			(*f)()
