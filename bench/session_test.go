@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -74,6 +75,29 @@ func stores(b *testing.B) []struct {
 	return out
 }
 
+// keycloakSizedSession creates, through a Manager over store (idle: its
+// idle timeout, 0 for the default), a session holding Keycloak-sized
+// tokens, and returns the Manager, the session and its cookie.
+func keycloakSizedSession(b *testing.B, store session.Store, idle time.Duration) (*session.Manager, *session.State, *http.Cookie) {
+	b.Helper()
+	keys, _ := session.ParseKeys(session.GenerateKey())
+	ring, _ := session.NewKeyring(keys...)
+	mgr, err := session.NewManager(session.Config{Store: store, Keyring: ring, IdleTimeout: idle})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &session.State{
+		Subject: "7c9e6679-7425-40de-944b-e07fc1f90ae7", SID: randomName(),
+		AccessToken: tokenLike(1100), RefreshToken: tokenLike(600), IDToken: tokenLike(1000),
+		AccessExpiry: time.Now().Add(time.Hour), IDClaims: []byte(`{"sub":"x","name":"Alice Liddell","email":"alice@example.com"}`),
+	}
+	w := httptest.NewRecorder()
+	if err := mgr.Create(context.Background(), w, s); err != nil {
+		b.Fatal(err)
+	}
+	return mgr, s, w.Result().Cookies()[0]
+}
+
 // BenchmarkSessionLookup measures what every request with a session cookie
 // costs: Manager.Get (store lookup + AES-GCM open + JSON decode) of a
 // session holding Keycloak-sized tokens.
@@ -82,19 +106,7 @@ func BenchmarkSessionLookup(b *testing.B) {
 		b.Run(st.name, func(b *testing.B) {
 			store := st.open(b)
 			defer store.Close()
-			keys, _ := session.ParseKeys(session.GenerateKey())
-			ring, _ := session.NewKeyring(keys...)
-			mgr, _ := session.NewManager(session.Config{Store: store, Keyring: ring})
-			s := &session.State{
-				Subject: "7c9e6679-7425-40de-944b-e07fc1f90ae7", SID: randomName(),
-				AccessToken: tokenLike(1100), RefreshToken: tokenLike(600), IDToken: tokenLike(1000),
-				AccessExpiry: time.Now().Add(time.Hour), IDClaims: []byte(`{"sub":"x","name":"Alice Liddell","email":"alice@example.com"}`),
-			}
-			w := httptest.NewRecorder()
-			if err := mgr.Create(context.Background(), w, s); err != nil {
-				b.Fatal(err)
-			}
-			cookie := w.Result().Cookies()[0]
+			mgr, _, cookie := keycloakSizedSession(b, store, 0)
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -130,18 +142,8 @@ func BenchmarkSessionUpkeep(b *testing.B) {
 		b.Run(st.name, func(b *testing.B) {
 			store := st.open(b)
 			defer store.Close()
-			keys, _ := session.ParseKeys(session.GenerateKey())
-			ring, _ := session.NewKeyring(keys...)
 			idle := 30 * time.Minute
-			mgr, _ := session.NewManager(session.Config{Store: store, Keyring: ring, IdleTimeout: idle})
-			s := &session.State{
-				Subject: "7c9e6679-7425-40de-944b-e07fc1f90ae7", SID: randomName(),
-				AccessToken: tokenLike(1100), RefreshToken: tokenLike(600), IDToken: tokenLike(1000),
-				AccessExpiry: time.Now().Add(time.Hour), IDClaims: []byte(`{"sub":"x","name":"Alice Liddell","email":"alice@example.com"}`),
-			}
-			if err := mgr.Create(context.Background(), httptest.NewRecorder(), s); err != nil {
-				b.Fatal(err)
-			}
+			mgr, s, _ := keycloakSizedSession(b, store, idle)
 			ctx := context.Background()
 			toucher, ok := store.(session.Toucher)
 			headers, ok2 := store.(session.HeaderLoader)

@@ -239,21 +239,20 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 	if err != nil {
 		return nil, &ConfigError{Setting: "session.store", Msg: err.Error(), Err: err}
 	}
-	// Default: session.NewCachedStore's (a minute over a store that
-	// notifies deletions, 5 s otherwise).
-	ttl := time.Duration(0)
+	// Unset: session.NewCachedStore's default (a minute over a store that
+	// notifies deletions, 5 s otherwise); 0: no cache.
+	var ttl time.Duration
 	if cfg.Session.CacheTTL != nil {
-		if ttl = *cfg.Session.CacheTTL; ttl == 0 {
-			ttl = -1 // off
-		}
+		ttl = *cfg.Session.CacheTTL
 	}
+	cache := cfg.Session.CacheTTL == nil || ttl > 0
 	var st session.Store = newTimedStore(store, g.metrics)
 	if n, ok := store.(session.Notifier); ok {
 		st = &notifyingTimedStore{timedStore: st.(*timedStore), n: n}
 	}
 	// The memory store is in this process already: a cache in front of
 	// it would only add reloads every TTL.
-	if u, _ := storeurl.Parse(cfg.Session.Store); ttl >= 0 && u.Kind != storeurl.Memory {
+	if u, _ := storeurl.Parse(cfg.Session.Store); cache && u.Kind != storeurl.Memory {
 		cached, err := session.NewCachedStore(ctx, st, session.CacheOptions{TTL: ttl})
 		if err != nil {
 			store.Close()

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // HeaderLoader is implemented by stores that can read a record without its
@@ -22,7 +23,7 @@ type HeaderLoader interface {
 func loadHeader(ctx context.Context, store Store, key string) (*Record, error) {
 	h, ok := store.(HeaderLoader)
 	if !ok {
-		return nil, errors.ErrUnsupported
+		return nil, fmt.Errorf("session: the store cannot read a record without its payload (no LoadHeader): %w", errors.ErrUnsupported)
 	}
 	return h.LoadHeader(ctx, key)
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -23,14 +24,11 @@ type Toucher interface {
 	Touch(ctx context.Context, key string, expiresAt time.Time) error
 }
 
-// errNoTouch says that a store cannot extend a record by itself.
-var errNoTouch = errors.New("session: the store cannot extend a record's expiry (no Touch)")
-
 // touch calls store's Touch, or says it has none (errors.ErrUnsupported).
 func touch(ctx context.Context, store Store, key string, expiresAt time.Time) error {
 	t, ok := store.(Toucher)
 	if !ok {
-		return errors.Join(errNoTouch, errors.ErrUnsupported)
+		return fmt.Errorf("session: the store cannot extend a record's expiry (no Touch): %w", errors.ErrUnsupported)
 	}
 	return t.Touch(ctx, key, expiresAt)
 }
