@@ -120,7 +120,7 @@ type scaleFixture struct {
 	loginRate           float64
 }
 
-func newScaleFixture(b *testing.B, store string, n int) *scaleFixture {
+func newScaleFixture(b testing.TB, store string, n int) *scaleFixture {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f := &scaleFixture{store: store}
 	f.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -309,7 +309,7 @@ func (f *scaleFixture) close() {
 }
 
 // serve sends one request with cookie through the gateway's ServeHTTP.
-func (f *scaleFixture) serve(b *testing.B, cookie string) {
+func (f *scaleFixture) serve(b testing.TB, cookie string) {
 	r := httptest.NewRequest("GET", f.public+"/x", nil)
 	r.RemoteAddr = "127.0.0.1:40000"
 	r.Header.Set("Cookie", cookie)
@@ -525,7 +525,7 @@ func processCPU() time.Duration {
 }
 
 // deleteRedisPrefix removes what a run left in Redis database 7.
-func deleteRedisPrefix(b *testing.B, prefix string) {
+func deleteRedisPrefix(b testing.TB, prefix string) {
 	c := redis.NewClient(&redis.Options{Addr: os.Getenv("CLOAKROOM_TEST_REDIS"), DB: 7})
 	defer c.Close()
 	ctx := context.Background()
@@ -543,5 +543,44 @@ func deleteRedisPrefix(b *testing.B, prefix string) {
 	}
 	if err := iter.Err(); err != nil {
 		b.Logf("cleaning Redis: %v", err)
+	}
+}
+
+// liveBoundPerSession is the documented bound on the gateway's live heap
+// per session with a Keycloak login's tokens (docs/gateway.md, "Memory"):
+// with a store outside the process (SQLite, Redis, PostgreSQL) the gateway
+// keeps each session in use decoded (its tokens, 3.3 kB, and their parsed
+// claims) and a header of its record; the memory store also holds the
+// sealed record itself.
+var liveBoundPerSession = map[string]uint64{
+	"sqlite": 10_000,
+	"redis":  10_000,
+	"memory": 16_000,
+}
+
+// TestLiveHeapPerSession fails when the gateway's live heap per session,
+// with every session in use held by every cache, outgrows its documented
+// bound. It measures the heap, not time: the figure is the same on a
+// loaded machine.
+func TestLiveHeapPerSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("logs in 500 sessions")
+	}
+	stores := []string{"sqlite", "memory"}
+	if os.Getenv("CLOAKROOM_TEST_REDIS") != "" {
+		stores = append(stores, "redis")
+	}
+	const n = 500
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) {
+			f := newScaleFixture(t, store, n)
+			defer f.close()
+			got := perSession(f.liveBase, f.liveAfter, n)
+			t.Logf("%s: %.0f B of live heap per session (bound %d)", store, got, liveBoundPerSession[store])
+			if got > float64(liveBoundPerSession[store]) {
+				t.Errorf("%s store: %.0f B of live heap per session, over the documented bound of %d B (docs/gateway.md, Memory); go test -bench GatewaySessions with CLOAKROOM_BENCH_HEAPPROFILE shows what holds it",
+					store, got, liveBoundPerSession[store])
+			}
+		})
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/memlimit"
 	"gopkg.in/yaml.v3"
 
 	// The session stores session.store may name (see internal/storeurl).
@@ -145,6 +148,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		return nil
 	}
+	applyMemoryLimit(gateway.NewLogger(cfg.Log, os.Stderr), os.DirFS("/"), os.Getenv)
 	g, err := gateway.New(ctx, cfg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -154,6 +158,21 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return &exitError{code: 1, err: err}
 	}
 	return nil
+}
+
+// applyMemoryLimit gives the Go runtime a soft memory limit below the
+// control group's (see internal/memlimit), unless GOMEMLIMIT chose one,
+// and logs what it did: the garbage collector then works harder near a
+// container's limit instead of the gateway being killed there.
+func applyMemoryLimit(logger *slog.Logger, fsys fs.FS, getenv func(string) string) {
+	a, err := memlimit.Apply(fsys, getenv, memlimit.DefaultRatio)
+	switch {
+	case err != nil:
+		logger.Warn("could not read the control group's memory limit; the Go runtime has none (set GOMEMLIMIT)", "error", err)
+	case a.Set > 0:
+		logger.Info("Go memory limit set below the control group's", "cgroup", a.Limit.Group,
+			"cgroup_limit_bytes", a.Limit.Bytes, "go_memory_limit_bytes", a.Set)
+	}
 }
 
 // checkOnline runs gateway.CheckOnline and prints one line per check.
