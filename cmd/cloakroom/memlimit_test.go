@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"log/slog"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 // TestServeMemoryLimit: under a control group's memory limit the gateway
@@ -52,6 +54,52 @@ func TestServeMemoryLimit(t *testing.T) {
 			}
 			if tt.wantLog == nil && log.Len() != 0 {
 				t.Errorf("logged %q; want nothing", log.String())
+			}
+		})
+	}
+}
+
+// TestServeHeapFloor: serve keeps a minimum heap goal unless GOGC is set,
+// and a smaller one under a small memory limit. (Not parallel: it changes
+// the process's GOGC and memory limit.)
+func TestServeHeapFloor(t *testing.T) {
+	oldLimit := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(oldLimit)
+	oldGOGC := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(oldGOGC)
+	tests := []struct {
+		name  string
+		env   map[string]string
+		limit int64
+		want  int // GOGC with a small live heap; 0: no floor
+	}{
+		{"default", nil, math.MaxInt64, 400},                             // 16 MiB / 4 MiB
+		{"small memory limit", nil, 32 << 20, 200},                       // a quarter of 32 MiB
+		{"GOGC set", map[string]string{"GOGC": "100"}, math.MaxInt64, 0}, // the user's policy
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			debug.SetMemoryLimit(tt.limit)
+			var log bytes.Buffer
+			f := applyHeapFloor(slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})), envFunc(tt.env))
+			if tt.want == 0 {
+				if f != nil {
+					f.Stop()
+					t.Fatal("a heap floor with GOGC set")
+				}
+				return
+			}
+			defer f.Stop()
+			deadline := time.Now().Add(2 * time.Second)
+			for f.Percent() != tt.want && time.Now().Before(deadline) {
+				runtime.GC()
+				time.Sleep(time.Millisecond)
+			}
+			if got := f.Percent(); got != tt.want {
+				t.Errorf("GOGC %d, want %d", got, tt.want)
+			}
+			if !strings.Contains(log.String(), "min_heap_goal_bytes=") {
+				t.Errorf("log %q does not say the floor", log.String())
 			}
 		})
 	}
