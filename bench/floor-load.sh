@@ -6,7 +6,9 @@
 #   - the upstream directly;
 #   - a bare httputil.ReverseProxy hop with a pooled transport
 #     (`loadgen hop`), without and with a pooled 32 KiB copy buffer (the
-#     latter is "the floor");
+#     latter is "the floor"), and the floor sent the same session cookie,
+#     and the same bearer token, as the cloakroom rows (a second table
+#     divides each cloakroom row by the floor that got the same request);
 #   - `cloakroom serve` with a session cookie, memory, SQLite and Redis
 #     stores, default configuration (access log on, written to a file);
 #   - `cloakroom serve` with a bearer token on an `api` route;
@@ -199,6 +201,12 @@ target() { T_NAME+=("$1") T_URL+=("$2") T_PID+=("$3") T_ARG+=("$4"); }
 target "upstream direct" "http://$UPSTREAM/" "$PID_UPSTREAM" "H:X-Bench: 1"
 target "bare hop" "http://$HOP/" "$PID_HOP" "H:X-Bench: 1"
 target "bare hop, pooled buffer (floor)" "http://$HOP_POOL/" "$PID_HOP_POOL" "H:X-Bench: 1"
+# The floor again, sent the same request as the cloakroom rows (the
+# session cookie; the bearer token, 1.1 kB, which a hop passes on to the
+# upstream as the gateway does): what those bytes cost any proxy, and the
+# upstream and the load generator sharing the cores with it.
+target "bare hop, pooled buffer, + session cookie" "http://$HOP_POOL/" "$PID_HOP_POOL" "C:$WORK/cookie-memory-1"
+target "bare hop, pooled buffer, + bearer token" "http://$HOP_POOL/" "$PID_HOP_POOL" "H:Authorization: Bearer $TOKEN"
 for st in "${STORES[@]}"; do
 	target "cloakroom, session, $st" "http://${GW[$st-1]}/" "${PID_GW[$st-1]}" "C:$WORK/cookie-$st-1"
 done
@@ -325,6 +333,20 @@ for n in order:
           f"| {p99[0]:.2f} ms | {p99[1]:.2f} ({p99[2]:.2f}–{p99[3]:.2f}) "
           f"| {cpu[0]:.0f} µs | {cpu[1]:.2f} ({cpu[2]:.2f}–{cpu[3]:.2f}) "
           f"| {rss[0]/1024:.1f} MiB | {rss[1]:.2f} ({rss[2]:.2f}–{rss[3]:.2f}) | {errs} |")
+# Like for like: each cloakroom row against the floor sent the same
+# request (cookie or token) in the same round.
+SAME = {"session": "bare hop, pooled buffer, + session cookie", "bearer": "bare hop, pooled buffer, + bearer token"}
+like = [(n, SAME["bearer" if "bearer" in n else "session"]) for n in order if n.startswith("cloakroom") and " sessions" not in n]
+if like and all(v in by for v in SAME.values()):
+    print("\nLike for like: each row against the pooled bare hop sent the same request (the same Cookie or Authorization header) in the same round; median (min–max) of the per-round ratio.\n")
+    print("| target | against | req/s | × | p99 | × | CPU per request | × |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n, ref in like:
+        cells = []
+        for key in ("rps", "p99_ms", "cpu_us_per_req"):
+            rs = [x[key] / by[ref][rr][key] for rr, x in by[n].items() if rr in by[ref] and by[ref][rr][key]]
+            cells.append(f"{med([x[key] for x in by[n].values()]):,.{0 if key != 'p99_ms' else 2}f} | {med(rs):.2f} ({min(rs):.2f}–{max(rs):.2f})")
+        print(f"| **{n}** | {ref.removeprefix('bare hop, pooled buffer, ')} | " + " | ".join(cells) + " |")
 scale = [n for n in order if " sessions" in n]
 if scale:
     base = {x["name"].split(", ")[0].removeprefix("baseline "): x for rr, x in ((r["round"], r["run"]) for r in rows) if rr == 0 and x["name"].startswith("baseline")}
