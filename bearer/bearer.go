@@ -431,7 +431,12 @@ func (a *Authenticator) authenticate(r *http.Request) (*Principal, *Error) {
 		e.DPoP = dpop && e.Status == http.StatusUnauthorized
 		return nil, e
 	}
-	bound, jkt := claims.IsDPoPBound(), claims.ConfirmationJKT()
+	// (cnf.jkt is looked up in the payload: only for a bound token, which
+	// alone has one; IsDPoPBound is remembered with the claims.)
+	bound, jkt := claims.IsDPoPBound(), ""
+	if bound {
+		jkt = claims.ConfirmationJKT()
+	}
 	// A lightweight token's claims came from introspection, no older than
 	// introspection's CacheTTL (buildLightweight): that was its check.
 	if a.introspect != nil && (a.lightweight == nil || !claims.IsLightweight()) {
