@@ -8,10 +8,10 @@
 // collected every ~400 requests, and the fixed cost of each cycle
 // (starting and ending it, scanning stacks and globals, sweeping) came to
 // several µs of CPU per request, a tenth of what the whole hop costs.
-// Floor raises GOGC after each collection just enough for the next goal
-// to be Min (GOGC also scales the runtime's 4 MiB minimum, so at most
-// Min / 4 MiB × 100); once twice the live heap is above Min, GOGC is back
-// at its base and the memory the heap takes per live byte is what it was
+// A Floor raises GOGC after each collection just enough for the next goal
+// to be its minimum (GOGC also scales the runtime's 4 MiB minimum, so at
+// most minimum / 4 MiB × 100); once twice the live heap is above the
+// minimum, GOGC is back at its base and the memory the heap takes per live byte is what it was
 // without a Floor. A memory limit (GOMEMLIMIT, debug.SetMemoryLimit) still
 // bounds the heap whatever GOGC says.
 package heapmin
@@ -36,7 +36,7 @@ const DefaultMin = 16 << 20
 // Floor adjusts GOGC after every garbage collection; see the package
 // documentation. Stop it to give the runtime back its base GOGC.
 type Floor struct {
-	min     uint64
+	goal    uint64 // the minimum heap goal
 	base    int
 	stopped atomic.Bool
 
@@ -50,12 +50,12 @@ type Floor struct {
 // globals) × GOGC / 100).
 var sampleNames = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
 
-// Start keeps the heap goal at or above min bytes from now on, with base
-// as the GOGC to use once the live heap is large (100 unless the caller
-// knows better). Callers leave the collector alone when the user chose a
-// policy (GOGC in the environment).
-func Start(min uint64, base int) *Floor {
-	f := &Floor{min: min, base: base, percent: base}
+// Start keeps the heap goal at or above minGoal bytes from now on, with
+// base as the GOGC to use once the live heap is large (100 unless the
+// caller knows better). Callers leave the collector alone when the user
+// chose a policy (GOGC in the environment).
+func Start(minGoal uint64, base int) *Floor {
+	f := &Floor{goal: minGoal, base: base, percent: base}
 	for _, n := range sampleNames {
 		f.samples = append(f.samples, metrics.Sample{Name: n})
 	}
@@ -109,7 +109,7 @@ func (f *Floor) adjust() {
 			v[i] = s.Value.Uint64()
 		}
 	}
-	if p := PercentFor(f.min, v[0], v[1]+v[2], f.base); p != f.percent {
+	if p := PercentFor(f.goal, v[0], v[1]+v[2], f.base); p != f.percent {
 		debug.SetGCPercent(p)
 		f.percent = p
 	}
