@@ -24,6 +24,16 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// pageLoaded waits until the current document has finished loading. Tests
+// put it between finding a button on a page reached by a link and
+// clicking it: a click while Chromium is still replacing the document can
+// fail with "Could not find node with given id" (it did once, on a loaded
+// CI machine).
+var pageLoaded = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	_, err := chromedp.Poll[bool](`document.readyState === "complete"`)(ctx, t)
+	return err
+})
+
 // chromium returns a browser context for a headless Chromium, or skips the
 // test when CLOAKROOM_TEST_CHROMIUM (the browser's path) is not set.
 func chromium(t *testing.T) context.Context {

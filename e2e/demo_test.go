@@ -99,21 +99,14 @@ func TestDemoInBrowser(t *testing.T) {
 		t.Errorf("#user (sub) = %q, %v", sub, err)
 	}
 
-	// The API page's button calls /api/hello with the page's session.
-	// The button is clicked once the page has loaded completely (its
-	// script attached the handler): clicking while the document is still
-	// being replaced fails in Chromium with "Could not find node with
-	// given id", as it did once on a loaded CI machine.
+	// The API page's button calls /api/hello with the page's session,
+	// once the page has loaded (its script attached the handler).
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS("#api-page-link")),
 		chromedp.WaitVisible(chromedp.CSS("#call-api")),
+		pageLoaded,
+		chromedp.Click(chromedp.CSS("#call-api"), chromedp.NodeVisible),
 	)
-	if err == nil {
-		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`location.pathname === "/call-api" && document.readyState === "complete"`))
-	}
-	if err == nil {
-		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#call-api"), chromedp.NodeVisible))
-	}
 	if err == nil {
 		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("api-result").textContent.includes("Hello")`))
 	}

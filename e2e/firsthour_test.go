@@ -165,6 +165,7 @@ routes:
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS("#logout-link")),
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#logout")),
 		chromedp.WaitVisible(chromedp.CSS("#login")),
 	); err != nil {

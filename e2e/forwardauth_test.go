@@ -232,6 +232,7 @@ func TestForwardAuthNginxBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#where")),
 		chromedp.Click(chromedp.CSS("#logout-link")),
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#logout")),
 		chromedp.WaitVisible(chromedp.CSS("#login")),
 	); err != nil {

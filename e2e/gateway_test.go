@@ -244,10 +244,12 @@ func TestGatewayLogoutEndsKeycloakSession(t *testing.T) {
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS("#logout-link")),
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#logout")),
 		// Back from Keycloak's end-session endpoint: "You have been signed
 		// out"; signing in again needs the password, not an SSO pass-through.
 		chromedp.WaitVisible(chromedp.CSS("#login")),
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS("#kc-form-login")),
 	); err != nil {

@@ -148,7 +148,7 @@ Sign in as someone else`)
 
 	// The logout confirmation; Cancel goes back to the page and keeps the
 	// session.
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.url+"/reports?month=11"), chromedp.WaitVisible(chromedp.CSS("#logout-link")), chromedp.Click(chromedp.CSS("#logout-link")), chromedp.WaitVisible(chromedp.CSS("#logout"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.url+"/reports?month=11"), chromedp.WaitVisible(chromedp.CSS("#logout-link")), chromedp.Click(chromedp.CSS("#logout-link")), chromedp.WaitVisible(chromedp.CSS("#logout")), pageLoaded); err != nil {
 		t.Fatalf("logout link: %v", err)
 	}
 	checkReads(t, ctx, "gateway-logout-confirmation", `Sign out
@@ -264,7 +264,7 @@ func TestSignedOutAndUnavailablePages(t *testing.T) {
 	if who, err := text(ctx, "#who"); err != nil || who != "page of alice" {
 		t.Fatalf("after login: %q, %v", who, err)
 	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#logout-link")), chromedp.WaitVisible(chromedp.CSS("#logout"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#logout-link")), chromedp.WaitVisible(chromedp.CSS("#logout")), pageLoaded); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS("#logout"))); err != nil {

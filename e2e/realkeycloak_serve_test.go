@@ -236,8 +236,10 @@ routes:
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS("#logout-link")),
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#logout")),
 		chromedp.WaitVisible(chromedp.CSS("#login")), // "You have been signed out"
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS("#kc-form-login")),
 	); err != nil {

@@ -250,8 +250,10 @@ func TestRealKeycloakGatewayLoginRolesLogout(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#logout-link")),
 		chromedp.Click(chromedp.CSS("#logout-link")),
 		chromedp.WaitVisible(chromedp.CSS("#logout")),
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#logout")),
 		chromedp.WaitVisible(chromedp.CSS("#login")), // "You have been signed out"
+		pageLoaded,
 		chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS("#kc-form-login")),
 	); err != nil {
