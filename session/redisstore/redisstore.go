@@ -231,10 +231,11 @@ func Open(url string, opts ...Option) (*Store, error) {
 		o.MasterName, o.DB = u.MasterName, u.DB
 		o.Username, o.Password = u.Username, u.Password
 		o.SentinelUsername, o.SentinelPassword = u.SentinelUsername, u.SentinelPassword
-		c = redis.NewFailoverClient(o)
-		where = fmt.Sprintf("master %q through the Sentinels at %s (db %d)", u.MasterName, strings.Join(u.Addrs, ","), u.DB)
 		watch = &sentinelWatch{addrs: u.Addrs, master: u.MasterName, username: u.SentinelUsername, password: u.SentinelPassword, tls: o.TLSConfig,
 			node: redis.Options{Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig}}
+		o.Dialer = watch.routedDialer(o.DialTimeout)
+		c = redis.NewFailoverClient(o)
+		where = fmt.Sprintf("master %q through the Sentinels at %s (db %d)", u.MasterName, strings.Join(u.Addrs, ","), u.DB)
 	case storeurl.RedisCluster:
 		o, err := redis.ParseClusterURL(goRedisURL(u))
 		if err != nil {
@@ -271,7 +272,7 @@ func Open(url string, opts ...Option) (*Store, error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			watch.watch(wctx, func(payload string) { s.failedOver(wctx, payload) })
+			watch.watch(wctx, func(event, payload string) { s.failedOver(wctx, event, payload) })
 		}()
 	}
 	return s, nil

@@ -4,16 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// A failover moves the master, and two things go wrong with what is in
-// flight at that moment, both of which a logout must survive:
+// A failover moves the master, and three things go wrong with what is in
+// flight at that moment, all of which a logout must survive:
 //
 //   - Deletion announcements are published on the master a Subscribe
 //     listens on. Published on the new master before the listener moved
@@ -23,13 +26,26 @@ import (
 //     before the Sentinels turned the old master into a replica, is
 //     acknowledged (even by WAIT, from a replica about to be reconfigured)
 //     and then lost when the old master resynchronises from the new one.
+//   - go-redis moves its connections only when its one Sentinel announces
+//     +switch-master (the leader of a failover does so only when the
+//     failover ends, seconds after the promotion) or when it happens to
+//     dial: meanwhile some of its connections reach the new master and
+//     some the old one, so a session deleted through one is read back
+//     through the other.
 //
-// So a Store on Sentinel watches the Sentinels' +switch-master
-// announcements itself. When its master moves it tells every subscriber
-// that deletions may have been missed (fn(nil): caches forget everything,
-// and a session.JournaledStore holds sessions back for its recovery hold)
-// and applies again, on the new master, every deletion of the last
-// replayWindow (deleting twice is harmless).
+// So a Store on Sentinel watches every Sentinel itself: the leader's
+// +promoted-slave (the moment the Sentinels start naming the new master)
+// and every +switch-master. When its master moves it
+//
+//   - tells every subscriber that deletions may have been missed (fn(nil):
+//     caches forget everything, and a session.JournaledStore holds
+//     sessions back for its recovery hold);
+//   - moves the client's connections to the new master: connections to
+//     any other server end (go-redis retries what was on them), and new
+//     ones reach the new master even while go-redis's Sentinel still names
+//     the old one (see routedDialer);
+//   - applies again, on the new master, every deletion of the last
+//     replayWindow (deleting twice is harmless).
 
 // replayWindow is how far back deletions are applied again after a
 // failover; replayMax bounds how many are kept.
@@ -57,6 +73,15 @@ type sentinelWatch struct {
 
 	mu     sync.Mutex
 	recent []deletion
+	route  route
+}
+
+// route is the last move of the master the watch learned, and the
+// connections the client dialed through routedDialer.
+type route struct {
+	from, to string // host:port
+	at       time.Time
+	conns    map[*routedConn]struct{}
 }
 
 // remember keeps a deletion for replayWindow.
@@ -86,22 +111,24 @@ func (w *sentinelWatch) since(t time.Time) []deletion {
 	return out
 }
 
-// watch listens for +switch-master on every Sentinel at once (the leader
-// of a failover announces it first; the others learn it later) until ctx
-// ends, and calls moved once per move of the master.
-func (w *sentinelWatch) watch(ctx context.Context, moved func(payload string)) {
+// watch listens for +promoted-slave and +switch-master on every Sentinel
+// at once (only the leader of a failover announces the promotion; the
+// others learn the new master later) until ctx ends, and calls moved once
+// per move of the master, with the event that told and a payload in the
+// form of +switch-master's.
+func (w *sentinelWatch) watch(ctx context.Context, moved func(event, payload string)) {
 	var (
 		mu   sync.Mutex
 		last string // the last announcement acted on
 		wg   sync.WaitGroup
 	)
-	announce := func(payload string) {
+	announce := func(event, payload string) {
 		mu.Lock()
 		fresh := payload != last
 		last = payload
 		mu.Unlock()
 		if fresh {
-			moved(payload)
+			moved(event, payload)
 		}
 	}
 	for _, addr := range w.addrs {
@@ -117,11 +144,11 @@ func (w *sentinelWatch) watch(ctx context.Context, moved func(payload string)) {
 // watchOne follows one Sentinel's announcements, reconnecting with backoff.
 // After a reconnection it reports a possible move (an announcement may have
 // been missed meanwhile) as the payload "reconnected <addr>".
-func (w *sentinelWatch) watchOne(ctx context.Context, addr string, announce func(string)) {
+func (w *sentinelWatch) watchOne(ctx context.Context, addr string, announce func(event, payload string)) {
 	backoff := 100 * time.Millisecond
 	for connected := false; ctx.Err() == nil; {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, Username: w.username, Password: w.password, TLSConfig: w.tls})
-		ps := sc.Subscribe(ctx, "+switch-master")
+		ps := sc.Subscribe(ctx, "+switch-master", "+promoted-slave")
 		if _, err := ps.Receive(ctx); err == nil {
 			backoff = 100 * time.Millisecond
 			connected = true
@@ -134,9 +161,8 @@ func (w *sentinelWatch) watchOne(ctx context.Context, addr string, announce func
 					break
 				}
 				if m, ok := msg.(*redis.Message); ok {
-					// "<master> <old ip> <old port> <new ip> <new port>"
-					if name, _, _ := strings.Cut(m.Payload, " "); name == w.master {
-						announce(m.Payload)
+					if p, ok := movePayload(m.Channel, m.Payload); ok && strings.Fields(p)[0] == w.master {
+						announce(m.Channel, p)
 					}
 				}
 			}
@@ -145,7 +171,7 @@ func (w *sentinelWatch) watchOne(ctx context.Context, addr string, announce func
 		_ = sc.Close()
 		if connected && ctx.Err() == nil {
 			connected = false
-			announce("reconnected " + addr + " " + time.Now().String())
+			announce("reconnected", "reconnected "+addr+" "+time.Now().String())
 		}
 		select {
 		case <-ctx.Done():
@@ -155,13 +181,29 @@ func (w *sentinelWatch) watchOne(ctx context.Context, addr string, announce func
 	}
 }
 
+// movePayload returns the announcement of a move of a master in the form
+// of +switch-master's: "<master> <old ip> <old port> <new ip> <new port>".
+// +promoted-slave says "slave <ip:port> <ip> <port> @ <master> <old ip>
+// <old port>".
+func movePayload(channel, payload string) (string, bool) {
+	f := strings.Fields(payload)
+	switch {
+	case channel == "+switch-master" && len(f) == 5:
+		return payload, true
+	case channel == "+promoted-slave" && len(f) == 8 && f[0] == "slave" && f[4] == "@":
+		return strings.Join([]string{f[5], f[6], f[7], f[2], f[3]}, " "), true
+	}
+	return "", false
+}
+
 // failedOver runs when the master moved: subscribers learn that deletions
-// may have been missed, and recent deletions are applied again on the new
-// master that the announcement names (reached directly: the client may
-// still be talking to the old one), at once and once more a little later
-// (the old master may take writes until the Sentinels demote it).
-func (s *Store) failedOver(ctx context.Context, payload string) {
-	s.log.Warn("redisstore: the Redis master moved (Sentinel +switch-master): instance caches forget every session, recent deletions are applied again", "master", s.sentinel.master, "announcement", payload)
+// may have been missed, the client's connections move to the new master,
+// and recent deletions are applied again on the new master that the
+// announcement names (reached directly: the client may still be talking
+// to the old one), at once and once more a little later (the old master
+// may take writes until the Sentinels demote it).
+func (s *Store) failedOver(ctx context.Context, event, payload string) {
+	s.log.Warn("redisstore: the Redis master moved: instance caches forget every session, connections move to the new master, recent deletions are applied again", "master", s.sentinel.master, "event", event, "announcement", payload)
 	s.mu.Lock()
 	subs := make([]*subscription, 0, len(s.subs))
 	for sub := range s.subs {
@@ -173,6 +215,7 @@ func (s *Store) failedOver(ctx context.Context, payload string) {
 	}
 	var target redis.Cmdable = s.c
 	if f := strings.Fields(payload); len(f) == 5 && f[0] == s.sentinel.master {
+		s.sentinel.moved(net.JoinHostPort(f[1], f[2]), net.JoinHostPort(f[3], f[4]))
 		o := s.sentinel.node
 		o.Addr = net.JoinHostPort(f[3], f[4])
 		direct := redis.NewClient(&o)
@@ -233,4 +276,109 @@ func (s *Store) replay(ctx context.Context, c redis.Cmdable, ds []deletion, pass
 	if len(ds) > 0 {
 		s.log.Info("redisstore: recent deletions applied again after a failover", "pass", pass+1, "deletions", len(ds), "failed", failed)
 	}
+}
+
+// routeWindow is how long after a move the client's dials go to the new
+// master when its Sentinel still names the old one. go-redis catches up by
+// itself when its Sentinel announces the move (within seconds); the bound
+// keeps a stale route from outliving a second failover the watch missed.
+const routeWindow = 30 * time.Second
+
+// moved records a move of the master from one address to another and ends
+// every connection the client has to another server: go-redis sees io.EOF
+// on its next use, drops it and retries the command on a new connection,
+// which routedDialer sends to the new master.
+func (w *sentinelWatch) moved(from, to string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.route.from, w.route.to, w.route.at = from, to, time.Now()
+	for c := range w.route.conns {
+		if c.addr != to {
+			c.stale.Store(true)
+		}
+	}
+}
+
+// routedDialer returns the Dialer of a go-redis FailoverClient: go-redis
+// passes the address its Sentinel names, and while that is a master the
+// watch saw move away (for routeWindow), the connection goes to where it
+// moved instead. Every connection is tracked, so that a move can end it.
+func (w *sentinelWatch) routedDialer(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if timeout <= 0 {
+		timeout = 5 * time.Second // go-redis's default
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		w.mu.Lock()
+		if r := w.route; addr == r.from && time.Since(r.at) < routeWindow {
+			addr = r.to
+		}
+		w.mu.Unlock()
+		d := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
+		var (
+			nc  net.Conn
+			err error
+		)
+		if w.tls == nil {
+			nc, err = d.DialContext(ctx, network, addr)
+		} else {
+			nc, err = (&tls.Dialer{NetDialer: d, Config: w.tls}).DialContext(ctx, network, addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := &routedConn{Conn: nc, addr: addr, w: w}
+		w.mu.Lock()
+		if w.route.conns == nil {
+			w.route.conns = map[*routedConn]struct{}{}
+		}
+		w.route.conns[c] = struct{}{}
+		if addr == w.route.from && time.Since(w.route.at) < routeWindow {
+			c.stale.Store(true) // the move was learned during the dial
+		}
+		w.mu.Unlock()
+		if _, ok := nc.(syscall.Conn); ok {
+			return routedSysConn{c}, nil
+		}
+		return c, nil
+	}
+}
+
+// routedConn is a client connection that a move of the master ends: once
+// stale, it reads and writes nothing more and reports io.EOF, which
+// go-redis takes for a closed connection and retries elsewhere.
+type routedConn struct {
+	net.Conn
+	addr  string
+	w     *sentinelWatch
+	stale atomic.Bool
+}
+
+func (c *routedConn) Read(p []byte) (int, error) {
+	if c.stale.Load() {
+		return 0, io.EOF
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *routedConn) Write(p []byte) (int, error) {
+	if c.stale.Load() {
+		return 0, io.EOF
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *routedConn) Close() error {
+	c.w.mu.Lock()
+	delete(c.w.route.conns, c)
+	c.w.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// routedSysConn is a routedConn over a TCP connection: go-redis's pool
+// checks an idle one's health through its socket, as it does for the
+// connections it dials itself.
+type routedSysConn struct{ *routedConn }
+
+func (c routedSysConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
 }
