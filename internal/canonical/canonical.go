@@ -361,7 +361,8 @@ func Host(hostport string) (host, port string, err error) {
 	if len(h) > 253 {
 		return "", "", refuse("host", "host name longer than 253 characters")
 	}
-	for _, label := range strings.Split(h, ".") {
+	for rest := h; ; {
+		label, more, found := strings.Cut(rest, ".")
 		if label == "" {
 			return "", "", refuse("host", "%q has an empty label", hostport)
 		}
@@ -374,9 +375,18 @@ func Host(hostport string) (host, port string, err error) {
 				return "", "", refuse("host", "%q contains %q: a host is letters, digits, '-', '_' and '.' (internationalized names in punycode, xn--…)", hostport, string(rune(c)))
 			}
 		}
+		if !found {
+			break
+		}
+		rest = more
 	}
 	if a, err := netip.ParseAddr(h); err == nil {
-		return a.String(), port, nil
+		// Most hosts are already in the canonical form: no allocation then.
+		var buf [64]byte
+		if b := a.AppendTo(buf[:0]); string(b) != h {
+			return string(b), port, nil
+		}
+		return h, port, nil
 	}
 	return strings.ToLower(h), port, nil
 }
@@ -396,6 +406,9 @@ func portOf(s, hostport string) (string, error) {
 	n, _ := strconv.Atoi(s)
 	if n < 1 || n > 65535 {
 		return "", refuse("host", "%q: port out of range", hostport)
+	}
+	if s[0] != '0' {
+		return s, nil // already canonical: no allocation
 	}
 	return strconv.Itoa(n), nil
 }

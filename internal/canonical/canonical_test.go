@@ -202,12 +202,14 @@ func BenchmarkParse(b *testing.B) {
 			}
 		}
 	})
-	b.Run("canonical.Parse", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; b.Loop(); i++ {
-			if _, err := Parse(targets[i%len(targets)], "app.example.com:443"); err != nil {
-				b.Fatal(err)
+	for _, host := range []string{"app.example.com:443", "127.0.0.1:8080"} {
+		b.Run("canonical.Parse/host="+host, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := Parse(targets[i%len(targets)], host); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 }
