@@ -2,9 +2,12 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"syscall"
 	"testing"
 	"time"
@@ -153,5 +156,37 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 	w.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d closed connections still tracked", n)
+	}
+}
+
+// With TLS (rediss+sentinel://) the dialer completes the handshake with the
+// configured roots, also with a connection moved to the new master, whose
+// name the certificate must carry.
+func TestRoutedDialerTLS(t *testing.T) {
+	t.Parallel()
+	oldMaster, _ := listener(t)
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	newMaster := srv.Listener.Addr().String()
+	w := &sentinelWatch{tls: srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()}
+	w.moved(oldMaster, newMaster)
+	c, err := w.routedDialer(time.Second)(context.Background(), "tcp", oldMaster)
+	if err != nil {
+		t.Fatalf("TLS dial of the moved master: %v", err)
+	}
+	defer c.Close()
+	tc, ok := c.(*routedConn)
+	if !ok {
+		t.Fatalf("a TLS connection is a %T, want a *routedConn (its socket is not the stream go-redis reads)", c)
+	}
+	if cs := tc.Conn.(*tls.Conn).ConnectionState(); !cs.HandshakeComplete {
+		t.Error("TLS handshake not complete")
+	}
+
+	// A certificate that does not name the server is refused.
+	w2 := &sentinelWatch{tls: &tls.Config{RootCAs: w.tls.RootCAs, ServerName: "redis.invalid"}}
+	if c, err := w2.routedDialer(time.Second)(context.Background(), "tcp", newMaster); err == nil {
+		c.Close()
+		t.Error("a certificate for another name was accepted")
 	}
 }
