@@ -204,6 +204,16 @@ func TestGatewayRedisFailover(t *testing.T) {
 			}
 		}},
 		{"cluster kill -9", "cluster", 7130, 26430, killMaster},
+		{"cluster CLUSTER FAILOVER", "cluster", 7140, 26440, func(t *testing.T, _ *haTopology, master string) {
+			// The graceful failover: the replica asks the master to pause
+			// its clients, catches up and takes over.
+			replica := replicaOf(t, master)
+			c := redis.NewClient(&redis.Options{Addr: replica})
+			defer c.Close()
+			if err := c.ClusterFailover(context.Background()).Err(); err != nil {
+				t.Fatalf("CLUSTER FAILOVER on %s: %v", replica, err)
+			}
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -211,6 +221,22 @@ func TestGatewayRedisFailover(t *testing.T) {
 			runFailover(t, top, tt.failover)
 		})
 	}
+}
+
+// replicaOf returns the address of a replica of the master at addr.
+func replicaOf(t *testing.T, addr string) string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "replication").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`slave\d+:ip=([^,]+),port=(\d+)`).FindStringSubmatch(info)
+	if m == nil {
+		t.Fatalf("the master %s has no replica: %s", addr, info)
+	}
+	return net.JoinHostPort(m[1], m[2])
 }
 
 func killMaster(t *testing.T, top *haTopology, master string) {
