@@ -3,8 +3,12 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -35,5 +39,46 @@ func TestConfigErrorUnwraps(t *testing.T) {
 	}
 	if !errors.As(err, &ce) || ce.Setting != "listen" {
 		t.Errorf("errors.As through ValidationError = %+v", ce)
+	}
+}
+
+// A journal file the process may not create names where it is and the
+// settings that move it; other failures get no such hint.
+func TestJournalHint(t *testing.T) {
+	t.Parallel()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := &fs.PathError{Op: "open", Path: "x", Err: fs.ErrPermission}
+	for _, tt := range []struct {
+		name, path string
+		err        error
+		want       []string // all in the hint; nil: no hint
+	}{
+		{"default, relative", "cloakroom-logouts-127.0.0.1-4180.journal", denied,
+			[]string{filepath.Join(wd, "cloakroom-logouts-127.0.0.1-4180.journal") + ", in the working directory", "session.logout_journal", "CLOAKROOM_SESSION_LOGOUT_JOURNAL", "--logout-journal", "to off"}},
+		{"absolute", "/var/lib/cloakroom/j", fmt.Errorf("logout journal: %w", denied),
+			[]string{"(the journal is /var/lib/cloakroom/j)", "session.logout_journal"}},
+		{"read-only file system", "/ro/j", &fs.PathError{Op: "open", Path: "/ro/j", Err: syscall.EROFS},
+			[]string{"(the journal is /ro/j)"}},
+		{"locked by another process", "j", errors.New("logout journal j is in use by another process"), nil},
+		{"damaged", "j", errors.New("line 3 is not a journal entry"), nil},
+	} {
+		got := journalHint(tt.path, tt.err)
+		if tt.want == nil {
+			if got != "" {
+				t.Errorf("%s: hint %q, want none", tt.name, got)
+			}
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: hint %q lacks %q", tt.name, got, w)
+			}
+		}
+		if tt.path[0] == '/' && strings.Contains(got, "working directory") {
+			t.Errorf("%s: an absolute path is not in the working directory: %q", tt.name, got)
+		}
 	}
 }

@@ -28,14 +28,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -276,7 +279,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 		})
 		if err != nil {
 			st.Close()
-			return nil, &ConfigError{Setting: "session.logout_journal", Msg: strings.TrimPrefix(err.Error(), "session: "), Err: err}
+			return nil, &ConfigError{Setting: "session.logout_journal", Msg: strings.TrimPrefix(err.Error(), "session: ") + journalHint(path, err), Err: err}
 		}
 		st = journaled
 		g.metrics.journalPending(o.registerer, journaled.Pending)
@@ -528,4 +531,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// journalHint tells how to fix a journal file the process cannot create or
+// write: where it is (the default is relative: the working directory) and
+// which setting moves it.
+func journalHint(path string, err error) string {
+	if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+		return ""
+	}
+	abs, aerr := filepath.Abs(path)
+	if aerr != nil {
+		abs = path
+	}
+	where := abs
+	if !filepath.IsAbs(path) {
+		where = abs + ", in the working directory"
+	}
+	return " (the journal is " + where + "): set session.logout_journal (CLOAKROOM_SESSION_LOGOUT_JOURNAL, --logout-journal) to a file this process can write, on storage that survives its restarts (a volume in a container), or to off to answer such logouts 503"
 }
