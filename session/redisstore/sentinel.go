@@ -41,9 +41,9 @@ import (
 //     caches forget everything, and a session.JournaledStore holds
 //     sessions back for its recovery hold);
 //   - moves the client's connections to the new master: connections to
-//     any other server end (go-redis retries what was on them), and new
-//     ones reach the new master even while go-redis's Sentinel still names
-//     the old one (see routedDialer);
+//     the old one end (go-redis retries what was on them), and new ones
+//     reach the new master even while go-redis's Sentinel still names the
+//     old one (see routedDialer);
 //   - applies again, on the new master, every deletion of the last
 //     replayWindow (deleting twice is harmless).
 
@@ -285,15 +285,16 @@ func (s *Store) replay(ctx context.Context, c redis.Cmdable, ds []deletion, pass
 const routeWindow = 30 * time.Second
 
 // moved records a move of the master from one address to another and ends
-// every connection the client has to another server: go-redis sees io.EOF
+// every connection the client has to the old master: go-redis sees io.EOF
 // on its next use, drops it and retries the command on a new connection,
-// which routedDialer sends to the new master.
+// which routedDialer sends to the new master. Connections to other
+// servers stay: go-redis dials its Sentinels through the same Dialer.
 func (w *sentinelWatch) moved(from, to string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.route.from, w.route.to, w.route.at = from, to, time.Now()
 	for c := range w.route.conns {
-		if c.addr != to {
+		if c.addr == from {
 			c.stale.Store(true)
 		}
 	}

@@ -95,7 +95,17 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// go-redis dials its Sentinels through the same Dialer.
+	sentinel, err := dial(ctx, "tcp", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted(t, otherCh, "dial of a Sentinel")
+
 	w.moved(oldMaster, newMaster)
+	if _, err := sentinel.Write([]byte("s")); err != nil {
+		t.Errorf("write to a Sentinel after the move: %v (a move ends only connections to the old master)", err)
+	}
 	if _, err := before.Write([]byte("y")); !errors.Is(err, io.EOF) {
 		t.Errorf("write on a connection to the old master after the move: %v, want io.EOF (go-redis retries it elsewhere)", err)
 	}
@@ -126,7 +136,7 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 	if _, err := third.Write([]byte("z")); err != nil {
 		t.Errorf("write to a server the move did not name: %v", err)
 	}
-	// A second move ends connections to any server but the new master.
+	// A second move ends the connections to the master it moves from.
 	w.moved(newMaster, other)
 	if _, err := after.Write([]byte("z")); !errors.Is(err, io.EOF) {
 		t.Errorf("write to the previous master after a second move: %v, want io.EOF", err)
@@ -148,7 +158,7 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 		t.Errorf("dial after the route expired reached %s, want %s", got, newMaster)
 	}
 
-	for _, c := range []net.Conn{before, after, third, late} {
+	for _, c := range []net.Conn{before, after, third, late, sentinel} {
 		c.Close()
 	}
 	w.mu.Lock()
