@@ -300,6 +300,12 @@ func (w *sentinelWatch) moved(from, to string) {
 	}
 }
 
+// reroutes reports whether a dial of addr goes to the new master instead:
+// addr is the master the last move left, within routeWindow of it.
+func (r *route) reroutes(addr string) bool {
+	return addr == r.from && time.Since(r.at) < routeWindow
+}
+
 // routedDialer returns the Dialer of a go-redis FailoverClient: go-redis
 // passes the address its Sentinel names, and while that is a master the
 // watch saw move away (for routeWindow), the connection goes to where it
@@ -310,8 +316,8 @@ func (w *sentinelWatch) routedDialer(timeout time.Duration) func(ctx context.Con
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		w.mu.Lock()
-		if r := w.route; addr == r.from && time.Since(r.at) < routeWindow {
-			addr = r.to
+		if w.route.reroutes(addr) {
+			addr = w.route.to
 		}
 		w.mu.Unlock()
 		d := &net.Dialer{Timeout: timeout, KeepAlive: 5 * time.Minute}
@@ -333,7 +339,7 @@ func (w *sentinelWatch) routedDialer(timeout time.Duration) func(ctx context.Con
 			w.route.conns = map[*routedConn]struct{}{}
 		}
 		w.route.conns[c] = struct{}{}
-		if addr == w.route.from && time.Since(w.route.at) < routeWindow {
+		if w.route.reroutes(addr) {
 			c.stale.Store(true) // the move was learned during the dial
 		}
 		w.mu.Unlock()

@@ -79,14 +79,25 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 	dial := w.routedDialer(0)
 	ctx := context.Background()
 
-	before, err := dial(ctx, "tcp", oldMaster)
-	if err != nil {
-		t.Fatal(err)
+	// dialTo dials addr and checks that the connection reached want,
+	// whose listener reports it on ch; it returns both ends.
+	dialTo := func(addr, want string, ch <-chan net.Conn, what string) (c, peer net.Conn) {
+		t.Helper()
+		c, err := dial(ctx, "tcp", addr)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		peer = accepted(t, ch, what)
+		if got := c.RemoteAddr().String(); got != want {
+			t.Errorf("%s reached %s, want %s", what, got, want)
+		}
+		return c, peer
 	}
+
+	before, peer := dialTo(oldMaster, oldMaster, oldCh, "dial before the move")
 	if _, ok := before.(syscall.Conn); !ok {
 		t.Error("a TCP connection does not expose its socket: go-redis's pool could not check its health")
 	}
-	peer := accepted(t, oldCh, "dial before the move")
 	if _, err := before.Write([]byte("x")); err != nil {
 		t.Fatalf("write before the move: %v", err)
 	}
@@ -96,11 +107,7 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 	}
 
 	// go-redis dials its Sentinels through the same Dialer.
-	sentinel, err := dial(ctx, "tcp", other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted(t, otherCh, "dial of a Sentinel")
+	sentinel, _ := dialTo(other, other, otherCh, "dial of a Sentinel")
 
 	w.moved(oldMaster, newMaster)
 	if _, err := sentinel.Write([]byte("s")); err != nil {
@@ -115,24 +122,13 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 
 	// go-redis's Sentinel still names the old master: the dial goes to
 	// the new one.
-	after, err := dial(ctx, "tcp", oldMaster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted(t, newCh, "dial of the old master after the move")
-	if got := after.RemoteAddr().String(); got != newMaster {
-		t.Errorf("dial of the old master after the move reached %s, want the new master %s", got, newMaster)
-	}
+	after, _ := dialTo(oldMaster, newMaster, newCh, "dial of the old master after the move")
 	if _, err := after.Write([]byte("z")); err != nil {
 		t.Errorf("write on the rerouted connection: %v", err)
 	}
 
 	// Any other address is go-redis's own, newer knowledge: kept.
-	third, err := dial(ctx, "tcp", other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted(t, otherCh, "dial of another server")
+	third, _ := dialTo(other, other, otherCh, "dial of another server")
 	if _, err := third.Write([]byte("z")); err != nil {
 		t.Errorf("write to a server the move did not name: %v", err)
 	}
@@ -149,14 +145,7 @@ func TestRoutedDialerFollowsMoves(t *testing.T) {
 	w.mu.Lock()
 	w.route.at = time.Now().Add(-routeWindow - time.Second)
 	w.mu.Unlock()
-	late, err := dial(ctx, "tcp", newMaster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted(t, newCh, "dial after the route expired")
-	if got := late.RemoteAddr().String(); got != newMaster {
-		t.Errorf("dial after the route expired reached %s, want %s", got, newMaster)
-	}
+	late, _ := dialTo(newMaster, newMaster, newCh, "dial after the route expired")
 
 	for _, c := range []net.Conn{before, after, third, late, sentinel} {
 		c.Close()
