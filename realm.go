@@ -244,7 +244,7 @@ func init() {
 	realmx.Set(
 		func(r *Realm) realmx.Conn {
 			return realmx.Conn{
-				Client: r.client, Timeout: r.timeout, Logger: r.logger, Now: r.now, KeyFetches: r.keys.fetches.Load,
+				Client: r.client, Timeout: r.timeout, Logger: r.logger, Now: r.now, KeyFetches: r.keys.fetches.Load, KeyEpoch: r.keys.epoch.Load,
 				ClientRefusal: func(tokenURL, clientID string, status int, code, desc string) error {
 					if pe := r.clientRefusal(tokenURL, clientID, status, code, desc); pe != nil {
 						return pe
@@ -255,7 +255,7 @@ func init() {
 		},
 		func(v *Verifier) realmx.Verifier[*Realm] {
 			return realmx.Verifier[*Realm]{
-				Realm: v.realm, AccessTokens: v.kind == AccessToken, Kind: v.kind.String(),
+				Realm: v.realm, AccessTokens: v.kind == AccessToken, Kind: v.kind.String(), Caches: v.cache != nil,
 				Generic: func(ctx context.Context) (bool, error) {
 					p, err := v.realm.resolveProfile(ctx, v.profile)
 					return p == GenericOIDC, err

@@ -221,12 +221,17 @@ type Handler struct {
 	atCheck interface {
 		Verify(context.Context, string) (*cloakroom.Claims, error)
 	}
-	ltVerifier  *cloakroom.Verifier
-	logger      *slog.Logger
-	origins     map[string]bool
-	secure      bool
-	refreshes   flightGroup
-	idCache     *ttlcache.Cache[idClaimsEntry]
+	ltVerifier *cloakroom.Verifier
+	logger     *slog.Logger
+	origins    map[string]bool
+	secure     bool
+	refreshes  flightGroup
+	// memos holds each session's parsed and verified claims (claims);
+	// memoAccess says whether its access claims may be reused and
+	// keyEpoch reads the Realm's key-set epoch that bounds that reuse.
+	memos       *ttlcache.Cache[claimsMemo]
+	memoAccess  bool
+	keyEpoch    func() uint64
 	tokenClient *http.Client // the Realm's client, answers bounded
 	provider    realmx.Conn  // how the Realm reaches the provider
 	// genericRules reports whether the generic OIDC profile applies
@@ -273,7 +278,8 @@ func New(cfg Config) (*Handler, error) {
 		origins:  map[string]bool{base.Scheme + "://" + base.Host: true},
 		secure:   base.Scheme == "https",
 		now:      conn.Now,
-		idCache:  ttlcache.New[idClaimsEntry](idCacheEntries, idCacheBytes),
+		memos:    ttlcache.New[claimsMemo](memoEntries, memoBytes),
+		keyEpoch: conn.KeyEpoch,
 	}
 	h.tokenClient = newTokenClient(conn.Client, maxTokenResponseBytes)
 	if h.logger == nil {
@@ -320,6 +326,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h.genericRules = realmx.OfVerifier[*cloakroom.Realm](h.atVerifier).Generic
 	h.atCheck = h.atVerifier
+	h.memoAccess = realmx.OfVerifier[*cloakroom.Realm](h.atVerifier).Caches && !cfg.LightweightTokens
 	if cfg.LightweightTokens {
 		lv, err := h.atVerifier.Lightweight(cloakroom.LightweightConfig{Client: cloakroom.ClientCredentials{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret}})
 		if err != nil {

@@ -71,7 +71,7 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		h.storeFailure(w, r, err)
 		return
 	}
-	h.idCache.Delete(s.Key())
+	h.memos.Delete(s.Key())
 	if h.cfg.AfterLogout != nil {
 		h.cfg.AfterLogout(r.Context(), h.view(s, nil, nil))
 	}
@@ -235,7 +235,7 @@ func (h *Handler) handleBackchannelLogout(w http.ResponseWriter, r *http.Request
 	// token can only end the same sessions again).
 	keys, err := h.endSessions(r, claims.SessionID(), claims.Subject())
 	for _, k := range keys {
-		h.idCache.Delete(k)
+		h.memos.Delete(k)
 	}
 	switch {
 	case errors.Is(err, session.ErrLogoutDeferred):

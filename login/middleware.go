@@ -99,12 +99,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 	if err := h.sessions.Touch(r.Context(), s); err != nil {
 		h.logger.Warn("login: could not extend the session", "error", err)
 	}
-	if s.OpaqueAccessToken {
-		// Opaque to us (GenericOIDC): nothing to verify; the provider
-		// answers for it, and refresh renews it before AccessExpiry.
-		return h.view(s, h.idClaims(s), nil), nil
-	}
-	ac, err := h.atCheck.Verify(r.Context(), s.AccessToken)
+	ic, ac, err := h.claims(r.Context(), s)
 	if err != nil {
 		if isUnavailable(err) {
 			return nil, err
@@ -115,7 +110,7 @@ func (h *Handler) load(w http.ResponseWriter, r *http.Request) (*Session, error)
 		_ = h.sessions.Destroy(r.Context(), w, s)
 		return nil, nil
 	}
-	return h.view(s, h.idClaims(s), ac), nil
+	return h.view(s, ic, ac), nil
 }
 
 func (h *Handler) view(s *session.State, ic, ac *cloakroom.Claims) *Session {
@@ -416,15 +411,58 @@ func (s *Session) acr() string {
 	return ""
 }
 
-// idClaims returns the session's stored ID-token claims, parsed once per
-// session and ID token rather than on every request.
-func (h *Handler) idClaims(s *session.State) *cloakroom.Claims {
+// claims returns the session's ID-token claims, parsed from the stored
+// claims JSON, and its access token's claims, verified (nil for an access
+// token opaque to us). Both are memoised per session: a request then
+// costs one lookup by session key instead of a JSON parse, and instead of
+// hashing the ~1 kB access token to probe the Verifier's cache.
+//
+// A memoised access token is reused only on the terms of the Verifier's
+// own cache, which it stands in front of: the same token, before its exp,
+// with no key removed from the provider's key set since it was verified
+// (the key-set epoch), and only when that cache is on
+// (VerifierConfig.CacheEntries) and the Verifier is the signature-checking
+// one (with Config.LightweightTokens the LightweightVerifier decides on
+// each request, from its own cache).
+func (h *Handler) claims(ctx context.Context, s *session.State) (ic, ac *cloakroom.Claims, err error) {
+	now := h.now().Unix()
+	m, held := h.memos.Get(s.Key(), now)
+	changed := !held || m.idToken != s.IDToken
+	if changed {
+		m.idToken, m.idClaims = s.IDToken, h.parseIDClaims(s)
+	}
+	// An access token opaque to us (GenericOIDC) is not verified: the
+	// provider answers for it, and refresh renews it before AccessExpiry.
+	if !s.OpaqueAccessToken {
+		if m.access != nil && m.accessToken == s.AccessToken && m.epoch == h.keyEpoch() && now < m.access.Expiry().Unix() {
+			ac = m.access
+		} else {
+			// The epoch is read before verifying, as the Verifier does: a
+			// key removed meanwhile leaves the memo at the older epoch,
+			// never reused.
+			epoch := h.keyEpoch()
+			if ac, err = h.atCheck.Verify(ctx, s.AccessToken); err != nil {
+				return nil, nil, err
+			}
+			if h.memoAccess {
+				m.accessToken, m.access, m.epoch = s.AccessToken, ac, epoch
+				changed = true
+			}
+		}
+	}
+	if changed {
+		// Two minutes: long enough to spare the work on a busy session,
+		// short enough that ended sessions do not linger in memory.
+		h.memos.Put(s.Key(), m, now+120, memoSize(s), now)
+	}
+	return m.idClaims, ac, nil
+}
+
+// parseIDClaims parses the session's stored ID-token claims (nil if it has
+// none or they do not parse).
+func (h *Handler) parseIDClaims(s *session.State) *cloakroom.Claims {
 	if len(s.IDClaims) == 0 {
 		return nil
-	}
-	now := h.now().Unix()
-	if e, ok := h.idCache.Get(s.Key(), now); ok && e.idToken == s.IDToken {
-		return e.claims
 	}
 	c, err := cloakroom.ParseClaims(s.IDClaims)
 	if err != nil {
@@ -434,32 +472,38 @@ func (h *Handler) idClaims(s *session.State) *cloakroom.Claims {
 		// ParseClaims's claims read the default roles claim already.
 		c = c.WithRolesClaim(h.cfg.Verifier.RolesClaim)
 	}
-	// Two minutes: long enough to spare the parsing on a busy session, short
-	// enough that ended sessions do not linger in memory.
-	h.idCache.Put(s.Key(), idClaimsEntry{idToken: s.IDToken, claims: c}, now+120, idClaimsSize(s), now)
 	return c
 }
 
-type idClaimsEntry struct {
-	idToken string // shared with the session's State, not a copy
-	claims  *cloakroom.Claims
+// claimsMemo is what one session's requests reuse (Handler.claims). The
+// tokens are the session's own strings, shared with its State, not
+// copies; the access claims are shared with the Verifier's cache.
+type claimsMemo struct {
+	idToken     string
+	idClaims    *cloakroom.Claims
+	accessToken string
+	access      *cloakroom.Claims
+	epoch       uint64 // the Realm's key-set epoch when access was verified
 }
 
-// Bounds of the parsed ID-claims cache, one entry per session in use.
-// Bytes bind first: a Keycloak login's entry is about 2 kB (idClaimsSize),
-// so 48 MiB hold about 25,000 sessions, as many as the session package's
+// Bounds of the claims memo, one entry per session in use. Bytes bind
+// first: a Keycloak login's entry is about 4 kB (memoSize), so 96 MiB
+// hold about 25,000 sessions, as many as the session package's
 // decoded-session cache, with room for the shards' uneven filling.
 const (
-	idCacheEntries = 200_000
-	idCacheBytes   = 48 << 20
+	memoEntries = 200_000
+	memoBytes   = 96 << 20
 )
 
-// idClaimsSize estimates an entry's memory: the Claims (about 600 bytes)
-// with its copy of the claims JSON, the roles decoded from it on first
-// use, the cache entry and its map slot. The ID token is the session's
-// own string, counted by the session cache.
-func idClaimsSize(s *session.State) int {
-	return 2*len(s.IDClaims) + 768
+// memoSize estimates what an entry keeps alive: the ID Claims (about 600
+// bytes) with its copy of the claims JSON and the roles decoded from it
+// on first use, the cache entry and its map slot, and the same for the
+// access claims (their JSON is about three quarters of the token). Those
+// are shared with the Verifier's cache, but the memo may outlive their
+// entry there, so they count here too. The tokens are the session's own
+// strings, counted by the session cache.
+func memoSize(s *session.State) int {
+	return 2*len(s.IDClaims) + 3*len(s.AccessToken)/2 + 1400
 }
 
 // Challenge is the WWW-Authenticate value of a 401 that asks for a login

@@ -39,6 +39,11 @@ type Conn struct {
 	// KeyFetches returns how many JWKS fetches the Realm has started (for
 	// tests).
 	KeyFetches func() int64
+	// KeyEpoch returns the Realm's key-set epoch, which changes whenever a
+	// key the provider published disappears: a result verified at one
+	// epoch is not to be reused at another (login's per-session memo of
+	// verified claims checks it, as the Verifier's token cache does).
+	KeyEpoch func() uint64
 	// ClientRefusal classifies an error answer of the token endpoint to a
 	// request authenticated as clientID: when the provider refuses the
 	// client itself (a wrong secret, an unknown client) rather than the
@@ -60,6 +65,11 @@ type Verifier[R any] struct {
 	// provider's discovery document, fetched once) and reports whether the
 	// generic OIDC rules apply. Errors wrap cloakroom.ErrUnavailable.
 	Generic func(ctx context.Context) (bool, error)
+	// Caches reports whether the Verifier keeps verified tokens
+	// (VerifierConfig.CacheEntries not negative): callers may then reuse
+	// a result until the token's exp or a key-set epoch change, as the
+	// Verifier itself would.
+	Caches bool
 }
 
 var realmHook, verifierHook any
