@@ -30,12 +30,14 @@ func newHeaderKeys(n HeaderNames) headerKeys {
 	return headerKeys{c(n.User), c(n.Email), c(n.Username), c(n.Roles), c(n.Groups), c(n.AccessToken)}
 }
 
-// identitySlots is the size of the identity memo: a direct-mapped table,
-// so a lookup is one hash and one atomic load, and its memory is bounded
-// (one entry of a few hundred bytes per slot, at most ~8 MiB) whatever the
-// number of sessions; with 10,000 sessions about a quarter of them share
-// their slot with another and are computed again when they alternate.
-const identitySlots = 1 << 15
+// identitySets is the size of the identity memo: a two-way
+// set-associative table, so a lookup is one hash and at most two atomic
+// loads, and its memory is bounded (one entry of a few hundred bytes per
+// way, at most ~16 MiB) whatever the number of sessions. With 10,000
+// sessions about 1 % of them find their set held by two others and are
+// computed again when they alternate (a quarter did with the direct-mapped
+// table of 32,768 slots this replaced).
+const identitySets = 1 << 15
 
 // identityMemo remembers the identity headers computed from a pair of
 // claims (a session's access- and ID-token claims, or a bearer token's).
@@ -47,8 +49,8 @@ const identitySlots = 1 << 15
 // of claims since collected never equals one of new claims, even at the
 // same address), and the values are copies, not substrings of a payload.
 type identityMemo struct {
-	seed  maphash.Seed
-	slots [identitySlots]atomic.Pointer[identityMemoEntry]
+	seed maphash.Seed
+	sets [identitySets][2]atomic.Pointer[identityMemoEntry]
 }
 
 type identityKey [2]weak.Pointer[cloakroom.Claims]
@@ -64,9 +66,11 @@ func newIdentityMemo() *identityMemo { return &identityMemo{seed: maphash.MakeSe
 // remembering them on a miss; nil when the claims name nobody.
 func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
 	key := identityKey{weak.Make(access), weak.Make(id)}
-	slot := &m.slots[maphash.Comparable(m.seed, key)%identitySlots]
-	if e := slot.Load(); e != nil && e.key == key {
-		return &e.h
+	set := &m.sets[maphash.Comparable(m.seed, key)%identitySets]
+	for i := range set {
+		if e := set[i].Load(); e != nil && e.key == key {
+			return &e.h
+		}
 	}
 	h, ok := computeIdentityHeaders(access, id)
 	if !ok {
@@ -74,8 +78,32 @@ func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
 	}
 	h = identityHeaders{strings.Clone(h.sub), strings.Clone(h.email), strings.Clone(h.username), strings.Clone(h.roles), strings.Clone(h.groups)}
 	e := &identityMemoEntry{key: key, h: h}
-	slot.Store(e)
+	// The new entry takes a way that is free or whose claims are gone;
+	// failing that the first way, whose entry moves to the second (the
+	// older one leaves). Concurrent misses may undo each other's stores:
+	// that costs a computation again, never a wrong answer, since an
+	// entry answers only for its own key.
+	switch first := set[0].Load(); {
+	case first == nil || first.gone():
+		set[0].Store(e)
+	case set[1].Load() == nil || set[1].Load().gone():
+		set[1].Store(e)
+	default:
+		set[1].Store(first)
+		set[0].Store(e)
+	}
 	return &e.h
+}
+
+// gone reports whether claims the entry was computed from have been
+// collected: it can never be found again.
+func (e *identityMemoEntry) gone() bool {
+	for _, k := range e.key {
+		if k != (weak.Pointer[cloakroom.Claims]{}) && k.Value() == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // computeIdentityHeaders is the work the memo spares.

@@ -23,8 +23,9 @@ func mustClaims(t testing.TB, json string) *cloakroom.Claims {
 // when many pairs share slots, from many goroutines at once.
 func TestIdentityMemoNeverMixesCallers(t *testing.T) {
 	t.Parallel()
-	// Enough callers that hundreds of pairs share a slot (about n²/2/identitySlots).
-	const n = 4096
+	// Enough callers that hundreds of sets are wanted by three pairs or
+	// more (about n³/6/identitySets²), whose entries evict each other.
+	const n = 16384
 	access := make([]*cloakroom.Claims, n)
 	ids := make([]*cloakroom.Claims, n)
 	for i := range n {
@@ -76,6 +77,36 @@ func TestIdentityMemoValues(t *testing.T) {
 	if h := memo.headers(nil, nil); h != nil {
 		t.Fatalf("no claims: %+v", h)
 	}
+}
+
+// With 10,000 sessions alternating, nearly every one keeps its entry: a
+// request costs a lookup, not the headers' computation. A direct-mapped
+// table of the same memory recomputed about a quarter of them.
+func TestIdentityMemoHoldsTenThousandCallers(t *testing.T) {
+	t.Parallel()
+	const n = 10_000
+	access := make([]*cloakroom.Claims, n)
+	for i := range n {
+		access[i] = mustClaims(t, fmt.Sprintf(`{"sub":"user-%d","realm_access":{"roles":["r"]}}`, i))
+	}
+	memo := newIdentityMemo()
+	first := make([]*identityHeaders, n)
+	for i := range n {
+		first[i] = memo.headers(access[i], nil)
+	}
+	recomputed := 0
+	for range 2 {
+		for i := range n {
+			if h := memo.headers(access[i], nil); h != first[i] {
+				recomputed++
+				first[i] = h
+			}
+		}
+	}
+	if recomputed > n*2/20 {
+		t.Errorf("%d of %d lookups computed the headers again, want at most 5 %%", recomputed, 2*n)
+	}
+	runtime.KeepAlive(access)
 }
 
 func BenchmarkIdentityHeaders(b *testing.B) {
