@@ -41,8 +41,8 @@ const identitySets = 1 << 15
 
 // identityMemo remembers the identity headers computed from a pair of
 // claims (a session's access- and ID-token claims, or a bearer token's).
-// Claims are immutable and the verifier, the session and the ID-claims
-// caches hand out the same *Claims for the same token, so the claims
+// Claims are immutable and the verifier's cache and login's claims memo
+// hand out the same *Claims for the same token, so the claims
 // themselves are the key: a refreshed session or another token has other
 // claims and finds its own entry. The key holds them weakly, so the memo
 // keeps no claims alive that their caches have let go of (a weak pointer

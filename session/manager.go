@@ -344,7 +344,7 @@ func (m *Manager) remember(s *State, now int64) {
 // decoded or saved. It outlives Touch's interval (at most a minute), whose
 // Save puts it back: a session in use stays decoded instead of being
 // decoded again every minute into new strings, while the verifier's
-// cache (keyed by the access token) and login's ID-claims cache go on
+// cache (keyed by the access token) and login's claims memo go on
 // holding the previous ones.
 const decodedTTL = 2 * 60
 
