@@ -324,9 +324,10 @@ func New(cfg Config) (*Handler, error) {
 	if h.atVerifier, err = cfg.Realm.NewVerifier(vc); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	h.genericRules = realmx.OfVerifier[*cloakroom.Realm](h.atVerifier).Generic
+	at := realmx.OfVerifier[*cloakroom.Realm](h.atVerifier)
+	h.genericRules = at.Generic
 	h.atCheck = h.atVerifier
-	h.memoAccess = realmx.OfVerifier[*cloakroom.Realm](h.atVerifier).Caches && !cfg.LightweightTokens
+	h.memoAccess = at.Caches && !cfg.LightweightTokens
 	if cfg.LightweightTokens {
 		lv, err := h.atVerifier.Lightweight(cloakroom.LightweightConfig{Client: cloakroom.ClientCredentials{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret}})
 		if err != nil {
