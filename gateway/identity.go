@@ -34,7 +34,7 @@ func newHeaderKeys(n HeaderNames) headerKeys {
 // set-associative table, so a lookup is one hash and at most two atomic
 // loads, and its memory is bounded (one entry of a few hundred bytes per
 // way, at most ~16 MiB) whatever the number of sessions. With 10,000
-// sessions about 1 % of them find their set held by two others and are
+// sessions about 2 % of them find their set held by two others and are
 // computed again when they alternate (a quarter did with the direct-mapped
 // table of 32,768 slots this replaced).
 const identitySets = 1 << 15
@@ -83,10 +83,10 @@ func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
 	// older one leaves). Concurrent misses may undo each other's stores:
 	// that costs a computation again, never a wrong answer, since an
 	// entry answers only for its own key.
-	switch first := set[0].Load(); {
-	case first == nil || first.gone():
+	switch first, second := set[0].Load(), set[1].Load(); {
+	case first.free():
 		set[0].Store(e)
-	case set[1].Load() == nil || set[1].Load().gone():
+	case second.free():
 		set[1].Store(e)
 	default:
 		set[1].Store(first)
@@ -95,9 +95,12 @@ func (m *identityMemo) headers(access, id *cloakroom.Claims) *identityHeaders {
 	return &e.h
 }
 
-// gone reports whether claims the entry was computed from have been
-// collected: it can never be found again.
-func (e *identityMemoEntry) gone() bool {
+// free reports whether a way may take a new entry: it holds none, or one
+// whose claims have been collected, which can never be found again.
+func (e *identityMemoEntry) free() bool {
+	if e == nil {
+		return true
+	}
 	for _, k := range e.key {
 		if k != (weak.Pointer[cloakroom.Claims]{}) && k.Value() == nil {
 			return true
