@@ -434,13 +434,13 @@ func (h *Handler) claims(ctx context.Context, s *session.State) (ic, ac *cloakro
 	// An access token opaque to us (GenericOIDC) is not verified: the
 	// provider answers for it, and refresh renews it before AccessExpiry.
 	if !s.OpaqueAccessToken {
-		if m.access != nil && m.accessToken == s.AccessToken && m.epoch == h.keyEpoch() && now < m.access.Expiry().Unix() {
+		// The epoch is read before verifying, as the Verifier does: a key
+		// removed meanwhile leaves the memo at the older epoch, never
+		// reused.
+		epoch := h.keyEpoch()
+		if m.access != nil && m.accessToken == s.AccessToken && m.epoch == epoch && now < m.access.Expiry().Unix() {
 			ac = m.access
 		} else {
-			// The epoch is read before verifying, as the Verifier does: a
-			// key removed meanwhile leaves the memo at the older epoch,
-			// never reused.
-			epoch := h.keyEpoch()
 			if ac, err = h.atCheck.Verify(ctx, s.AccessToken); err != nil {
 				return nil, nil, err
 			}
