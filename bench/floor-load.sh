@@ -17,9 +17,11 @@
 #     SESSIONS live sessions, one cookie per request round-robin;
 #
 # in ROUNDS interleaved rounds (every target once per round, the order
-# rotated each round). Per target and round: req/s, p50, p99, the target
-# process's CPU time per request and its RSS at the end; each as a ratio to
-# the pooled hop of the same round; the table gives medians over rounds.
+# rotated each round, each run between two runs of the floor). Per target
+# and round: req/s, p50, p99, the target process's CPU time per request
+# and its RSS at the end; each as a ratio to the mean of the floor's runs
+# just before and after it; the tables give medians over rounds, and the
+# last one the goals met or not.
 #
 #   bench/floor-load.sh            # ROUNDS=4 DURATION=8s CONCURRENCY=16 SESSIONS=10000
 #   ROUNDS=2 DURATION=3s SESSIONS=1000 SKIP_OAUTH2_PROXY=1 bench/floor-load.sh
@@ -27,6 +29,12 @@
 #   SCALE_WARMUP=65s bench/floor-load.sh # the SESSIONS runs warm up for 65 s (default 1s): past
 #                                        # the session cache TTL and the once-a-minute expiry
 #                                        # extension, so that they are measured at their steady rate
+#   PAIRED=0 bench/floor-load.sh         # the floor once per round, like any target (the method
+#                                        # before 2026-12-07's seventh round); by default every
+#                                        # other target runs between two runs of the floor and is
+#                                        # divided by their mean, which cancels most of this
+#                                        # machine's slow drift (other VMs' load) and makes a
+#                                        # round about 1.5× longer
 #   BASELINE=d3ca64e bench/floor-load.sh # also a gateway built from that commit
 #                                        # (memory store: session and bearer rows),
 #                                        # measured in the same rounds: before/after
@@ -45,6 +53,7 @@ SESSIONS=${SESSIONS:-10000}
 LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-16}
 ACCESS_LOG=${ACCESS_LOG:-on}
 SCALE_WARMUP=${SCALE_WARMUP:-1s}
+PAIRED=${PAIRED:-1}
 REDIS=${REDIS:-127.0.0.1:6379}
 OAUTH2_PROXY_VERSION=v7.15.3
 WORK=$(mktemp -d)
@@ -234,6 +243,7 @@ drain_logs() {
 # measure ROUND NAME URL PID ARG [DURATION]: one closed-loop run, its JSON
 # line (with the round, and the bytes logged meanwhile) appended to
 # $WORK/results.jsonl and summarised on stderr.
+SEQ=0
 measure() {
 	local round=$1 name=$2 url=$3 pid=$4 arg=$5 dur=${6:-$DURATION} extra=()
 	case $arg in
@@ -257,7 +267,8 @@ measure() {
 	logb=$(drain_logs)
 	out=${out%\}}
 	out="$out,\"log_bytes\":$logb}"
-	printf '{"round":%s,"run":%s}\n' "$round" "$out" >>"$WORK/results.jsonl"
+	SEQ=$((SEQ + 1))
+	printf '{"round":%s,"seq":%s,"run":%s}\n' "$round" "$SEQ" "$out" >>"$WORK/results.jsonl"
 	python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
@@ -294,13 +305,24 @@ if [ "$SESSIONS" -gt 1 ]; then
 fi
 
 N=${#T_NAME[@]}
-echo "== $ROUNDS rounds of $N targets, $CONCURRENCY clients for $DURATION each ($(elapsed))" >&2
+FLOOR_I=2 # "bare hop, pooled buffer (floor)" (the third target above)
+run_floor() { measure "$1" "${T_NAME[$FLOOR_I]}" "${T_URL[$FLOOR_I]}" "${T_PID[$FLOOR_I]}" "${T_ARG[$FLOOR_I]}"; }
+if [ "$PAIRED" = 1 ]; then
+	echo "== $ROUNDS rounds of $((N - 1)) targets, each between two runs of the floor; $CONCURRENCY clients for $DURATION each ($(elapsed))" >&2
+else
+	echo "== $ROUNDS rounds of $N targets, $CONCURRENCY clients for $DURATION each ($(elapsed))" >&2
+fi
 for r in $(seq 1 "$ROUNDS"); do
 	echo "== round $r/$ROUNDS ($(elapsed))" >&2
 	for j in $(seq 0 $((N - 1))); do
 		i=$(((j + r - 1) % N))
+		if [ "$PAIRED" = 1 ]; then
+			[ "$i" = "$FLOOR_I" ] && continue
+			run_floor "$r"
+		fi
 		measure "$r" "${T_NAME[$i]}" "${T_URL[$i]}" "${T_PID[$i]}" "${T_ARG[$i]}"
 	done
+	if [ "$PAIRED" = 1 ]; then run_floor "$r"; fi
 done
 echo "== done ($(elapsed))" >&2
 if [ -s "$WORK/servers.log" ] && grep -qaE 'WARN|ERROR' "$WORK/servers.log"; then
@@ -308,29 +330,53 @@ if [ -s "$WORK/servers.log" ] && grep -qaE 'WARN|ERROR' "$WORK/servers.log"; the
 	grep -aE 'WARN|ERROR' "$WORK/servers.log" | head -20 >&2
 fi
 
-python3 - "$WORK/results.jsonl" "$SESSIONS" "$CONCURRENCY" "$DURATION" "$ROUNDS" <<'EOF'
+python3 - "$WORK/results.jsonl" "$SESSIONS" "$CONCURRENCY" "$DURATION" "$ROUNDS" "$PAIRED" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-sessions, conc, dur, nrounds = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+sessions, conc, dur, nrounds, paired = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] == "1"
 FLOOR = "bare hop, pooled buffer (floor)"
 med = statistics.median
-runs = [(r["round"], r["run"]) for r in rows if r["round"] > 0]
-names = [x["name"] for rr, x in runs if rr == 1]
+runs = [(r["round"], r.get("seq", 0), r["run"]) for r in rows if r["round"] > 0]
+names = []
+for rr, _, x in runs:
+    if rr == 1 and x["name"] not in names:
+        names.append(x["name"])
 order = [n for n in names if " sessions" not in n] + [n for n in names if " sessions" in n]
-by = {}
-for rr, x in runs:
-    by.setdefault(x["name"], {})[rr] = x
-floor = by[FLOOR]
-def stat(name, key, scale=1):
-    vals = [x[key] * scale for x in by[name].values()]
-    ratios = [x[key] / floor[rr][key] for rr, x in by[name].items() if floor[rr][key]]
-    return med(vals), (med(ratios) if ratios else float("nan")), min(ratios, default=float("nan")), max(ratios, default=float("nan"))
-print(f"\nClosed loop, {conc} clients, {dur} per run, {nrounds} rounds; median over rounds, and median (min–max) of the per-round ratio to the pooled bare hop of the same round.\n")
+# by[name][round]: that target's run in that round (the floor: its runs, by seq).
+by, floors = {}, {}
+for rr, sq, x in runs:
+    if x["name"] == FLOOR:
+        floors.setdefault(rr, {})[sq] = x
+    by.setdefault(x["name"], {})[rr] = dict(x, seq=sq)
+def ref(rr, sq, key):
+    """The floor a run is divided by: paired, the mean of the floor's runs
+    just before and just after it; otherwise the floor's run of the round."""
+    fl = floors.get(rr, {})
+    near = [fl[s][key] for s in (sq - 1, sq + 1) if s in fl] if paired else []
+    if near:
+        return sum(near) / len(near)
+    return next(iter(fl.values()))[key] if fl else float("nan")
+def ratio(name, rr, key):
+    x = by[name][rr]
+    if name == FLOOR:
+        return 1.0
+    d = ref(rr, x["seq"], key)
+    return x[key] / d if d else float("nan")
+def stat(name, key):
+    if name == FLOOR:
+        vals = [x[key] for fl in floors.values() for x in fl.values()]
+    else:
+        vals = [x[key] for x in by[name].values()]
+    ratios = [ratio(name, rr, key) for rr in by[name]]
+    return med(vals), med(ratios), min(ratios), max(ratios)
+against = ("the mean of the floor's two runs just before and just after it (the same round)" if paired
+           else "the pooled bare hop of the same round")
+print(f"\nClosed loop, {conc} clients, {dur} per run, {nrounds} rounds; median over rounds, and median (min–max) of the per-round ratio to {against}.\n")
 print("| target | req/s | × floor | p50 | × floor | p99 | × floor | CPU per request | × floor | RSS at end | × floor | errors |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for n in order:
     rps, p50, p99, cpu, rss = (stat(n, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "rss_kb"))
-    errs = sum(x["errors"] for x in by[n].values())
+    errs = sum(x["errors"] for x in by[n].values()) if n != FLOOR else sum(x["errors"] for fl in floors.values() for x in fl.values())
     label = f"**{n}**" if n.startswith("cloakroom") else n
     print(f"| {label} | {rps[0]:,.0f} | {rps[1]:.2f} ({rps[2]:.2f}–{rps[3]:.2f}) "
           f"| {p50[0]:.2f} ms | {p50[1]:.2f} ({p50[2]:.2f}–{p50[3]:.2f}) "
@@ -338,24 +384,25 @@ for n in order:
           f"| {cpu[0]:.0f} µs | {cpu[1]:.2f} ({cpu[2]:.2f}–{cpu[3]:.2f}) "
           f"| {rss[0]/1024:.1f} MiB | {rss[1]:.2f} ({rss[2]:.2f}–{rss[3]:.2f}) | {errs} |")
 # Like for like: each cloakroom row against the floor sent the same
-# request (cookie or token) in the same round.
+# request (cookie or token) in the same round, each as its ratio to the
+# floor (so, paired, each against its own neighbouring floor runs).
 SAME = {"session": "bare hop, pooled buffer, + session cookie", "bearer": "bare hop, pooled buffer, + bearer token"}
 like = [(n, SAME["bearer" if "bearer" in n else "session"]) for n in order if n.startswith("cloakroom") and " sessions" not in n]
 if like and all(v in by for v in SAME.values()):
-    print("\nLike for like: each row against the pooled bare hop sent the same request (the same Cookie or Authorization header) in the same round; median (min–max) of the per-round ratio.\n")
+    print(f"\nLike for like: each row against the pooled bare hop sent the same request (the same Cookie or Authorization header) in the same round, each first divided by {against}; median (min–max) of the per-round ratio.\n")
     print("| target | against | req/s | × | p99 | × | CPU per request | × |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for n, ref in like:
+    for n, rn in like:
         cells = []
         for key in ("rps", "p99_ms", "cpu_us_per_req"):
-            rs = [x[key] / by[ref][rr][key] for rr, x in by[n].items() if rr in by[ref] and by[ref][rr][key]]
+            rs = [ratio(n, rr, key) / ratio(rn, rr, key) for rr in by[n] if rr in by[rn]]
             cells.append(f"{med([x[key] for x in by[n].values()]):,.{0 if key != 'p99_ms' else 2}f} | {med(rs):.2f} ({min(rs):.2f}–{max(rs):.2f})")
-        print(f"| **{n}** | {ref.removeprefix('bare hop, pooled buffer, ')} | " + " | ".join(cells) + " |")
+        print(f"| **{n}** | {rn.removeprefix('bare hop, pooled buffer, ')} | " + " | ".join(cells) + " |")
 scale = [n for n in order if " sessions" in n]
 if scale:
     base = {x["name"].split(", ")[0].removeprefix("baseline "): x for rr, x in ((r["round"], r["run"]) for r in rows) if rr == 0 and x["name"].startswith("baseline")}
     logins = {x["name"].removeprefix("logins "): x for rr, x in ((r["round"], r["run"]) for r in rows) if rr == 0 and x["name"].startswith("logins")}
-    print(f"\n1 session against {sessions:,} sessions (cookies round-robin, one per request): median over rounds, and median (min–max) of the per-round ratio.\n")
+    print(f"\n1 session against {sessions:,} sessions (cookies round-robin, one per request): median over rounds, and median (min–max) of the per-round ratio" + (", each first divided by its neighbouring floor runs" if paired else "") + ".\n")
     print(f"| store | req/s, 1 | req/s, {sessions:,} | ratio | p99, 1 | p99, {sessions:,} | ratio | logins/s (stores at once) | RSS, 1 session | after the logins | after a run over all | growth per session |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in scale:
@@ -363,8 +410,8 @@ if scale:
         one = by[f"cloakroom, session, {st}"]
         many = by[n]
         rr_ = [r for r in many if r in one]
-        rps_r = [many[r]["rps"] / one[r]["rps"] for r in rr_]
-        p99_r = [many[r]["p99_ms"] / one[r]["p99_ms"] for r in rr_]
+        rps_r = [ratio(n, r, "rps") / ratio(f"cloakroom, session, {st}", r, "rps") for r in rr_]
+        p99_r = [ratio(n, r, "p99_ms") / ratio(f"cloakroom, session, {st}", r, "p99_ms") for r in rr_]
         rss1 = base[st]["rss_kb"]
         rss_login = logins[st]["rss_kb"]
         rss_all = med([x["rss_kb"] for x in many.values()])
@@ -375,4 +422,23 @@ if scale:
               f"| {med(p99_r):.2f} ({min(p99_r):.2f}–{max(p99_r):.2f}) "
               f"| {logins[st]['logins'] / logins[st]['seconds']:.0f} "
               f"| {rss1/1024:.1f} MiB | {rss_login/1024:.1f} MiB | {rss_all/1024:.1f} MiB | {per:,.0f} B |")
+# The issue's goals, from this run's medians of the ratios above.
+goals = []
+sess = [n for n in order if n.startswith("cloakroom, session, ") and " sessions" not in n]
+for n in sess:
+    goals.append((f"{n}: req/s ≥ 0.85× floor", stat(n, "rps")[1], lambda v: v >= 0.85))
+    goals.append((f"{n}: p99 ≤ 1.2× floor", stat(n, "p99_ms")[1], lambda v: v <= 1.2))
+if "cloakroom, bearer token" in by:
+    goals.append(("cloakroom, bearer token: req/s ≥ 0.8× floor", stat("cloakroom, bearer token", "rps")[1], lambda v: v >= 0.8))
+for n in scale:
+    st = n.split(", ")[2]
+    one = f"cloakroom, session, {st}"
+    rs = [ratio(n, r, "rps") / ratio(one, r, "rps") for r in by[n] if r in by[one]]
+    goals.append((f"{st}: req/s at {sessions:,} sessions within 5 % of 1 session", med(rs), lambda v: abs(v - 1) <= 0.05))
+if goals:
+    print("\nGoals (bench/README.md, issue 16), from this run:\n")
+    print("| goal | median ratio | met |")
+    print("| --- | ---: | --- |")
+    for g, v, ok in goals:
+        print(f"| {g} | {v:.2f} | {'yes' if ok(v) else 'no'} |")
 EOF
