@@ -440,5 +440,5 @@ if goals:
     print("| goal | median ratio | met |")
     print("| --- | ---: | --- |")
     for g, v, ok in goals:
-        print(f"| {g} | {v:.2f} | {'yes' if ok(v) else 'no'} |")
+        print(f"| {g} | {v:.3f} | {'yes' if ok(v) else 'no'} |")
 EOF
