@@ -28,8 +28,7 @@ command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	stop_started
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -113,7 +112,7 @@ PARTS = [
     (3, "the Rewrite hook (cloakroom's adds the identity headers)", r"gateway\.\(\*Gateway\)\.rewrite", r"main\.hop\.func1"),
     (3, "Transport.RoundTrip", r"net/http\.\(\*Transport\)\.RoundTrip", None),
     (2, "the session (login's load: cookie, store, claims memo)", r"login\.\(\*Handler\)\.load", None),
-    (2, "the bearer token (verification, cached)", r"cloakroom\.\(\*Verifier\)\.Verify", None),
+    (2, "the bearer token (verification, cached)", r"cloakroom\.\(\*Verifier\)\.Verify(Bound)?", None),
     (2, "the access log line", r"gateway\.\(\*Gateway\)\.logAccess", None),
     (2, "the path and host checks (canonicalize, sanitize)", r"gateway\.\(\*Gateway\)\.(canonicalize|sanitize)", None),
     (1, "finishing the response (net/http)", r"net/http\.\(\*response\)\.finishRequest", None),

@@ -61,8 +61,7 @@ PIDS=()
 PREFIX="floorbench:$$:"
 REDIS_ROW=""
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	stop_started
 	if [ -n "$REDIS_ROW" ]; then
 		redis-cli -u "redis://$REDIS/7" --scan --pattern "$PREFIX*" | xargs -r -n 500 redis-cli -u "redis://$REDIS/7" del >/dev/null || true
 	fi

@@ -46,8 +46,7 @@ STORE=${STORE:-sqlite:$WORK/sessions.db}
 PIDS=()
 cleanup() {
 	[ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	stop_started
 	rm -rf "$WORK"
 }
 trap cleanup EXIT

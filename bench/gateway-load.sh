@@ -21,8 +21,7 @@ OAUTH2_PROXY_VERSION=v7.15.3
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	stop_started
 	rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -1,7 +1,7 @@
-# Shared by bench/gateway-load.sh and bench/forwardauth-load.sh (sourced,
-# not run): the scratch-module build of oauth2-proxy, the benchmark realm,
-# and starting and waiting for the servers. The caller sets WORK (a
-# temporary folder), PIDS=() and SECRET, and kills PIDS on exit.
+# Shared by the load scripts in bench/ (sourced, not run): the
+# scratch-module build of oauth2-proxy, the benchmark realm, and starting,
+# waiting for and stopping the servers. The caller sets WORK (a temporary
+# folder), PIDS=() and SECRET, and calls stop_started on exit.
 
 # build_oauth2_proxy VERSION builds oauth2-proxy from the Go module proxy
 # into $WORK/oauth2-proxy, in a scratch module (nothing of it is kept).
@@ -35,6 +35,13 @@ JSON
 
 # start runs a server in the background, its output in $WORK/servers.log.
 start() { "$@" >>"$WORK/servers.log" 2>&1 & PIDS+=($!); }
+
+# stop_started stops the servers in PIDS and waits for them (for the
+# caller's EXIT trap).
+stop_started() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
 
 # wait_http waits (up to 15 s) until URL answers with a 2xx.
 wait_http() {

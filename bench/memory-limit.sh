@@ -28,8 +28,7 @@ WORK=$(mktemp -d)
 PIDS=()
 GROUPS_MADE=()
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	stop_started
 	for g in "${GROUPS_MADE[@]}"; do rmdir "$g" 2>/dev/null || true; done
 	git worktree remove --force "$WORK/baseline-src" 2>/dev/null || true
 	rm -rf "$WORK"
