@@ -341,7 +341,8 @@ for rr, _, x in runs:
     if rr == 1 and x["name"] not in names:
         names.append(x["name"])
 order = [n for n in names if " sessions" not in n] + [n for n in names if " sessions" in n]
-# by[name][round]: that target's run in that round (the floor: its runs, by seq).
+# by[name][round]: that target's run in that round, with its seq;
+# floors[round][seq]: the floor's runs (several per round when paired).
 by, floors = {}, {}
 for rr, sq, x in runs:
     if x["name"] == FLOOR:
@@ -398,6 +399,11 @@ if like and all(v in by for v in SAME.values()):
             cells.append(f"{med([x[key] for x in by[n].values()]):,.{0 if key != 'p99_ms' else 2}f} | {med(rs):.2f} ({min(rs):.2f}–{max(rs):.2f})")
         print(f"| **{n}** | {rn.removeprefix('bare hop, pooled buffer, ')} | " + " | ".join(cells) + " |")
 scale = [n for n in order if " sessions" in n]
+def scale_ratios(n, key):
+    """Per round: the SESSIONS-session row over the same store's 1-session
+    row, each first divided by its floor."""
+    one = "cloakroom, session, " + n.split(", ")[2]
+    return [ratio(n, r, key) / ratio(one, r, key) for r in by[n] if r in by.get(one, {})]
 if scale:
     base = {x["name"].split(", ")[0].removeprefix("baseline "): x for rr, x in ((r["round"], r["run"]) for r in rows) if rr == 0 and x["name"].startswith("baseline")}
     logins = {x["name"].removeprefix("logins "): x for rr, x in ((r["round"], r["run"]) for r in rows) if rr == 0 and x["name"].startswith("logins")}
@@ -408,9 +414,7 @@ if scale:
         st = n.split(", ")[2]
         one = by[f"cloakroom, session, {st}"]
         many = by[n]
-        rr_ = [r for r in many if r in one]
-        rps_r = [ratio(n, r, "rps") / ratio(f"cloakroom, session, {st}", r, "rps") for r in rr_]
-        p99_r = [ratio(n, r, "p99_ms") / ratio(f"cloakroom, session, {st}", r, "p99_ms") for r in rr_]
+        rps_r, p99_r = scale_ratios(n, "rps"), scale_ratios(n, "p99_ms")
         rss1 = base[st]["rss_kb"]
         rss_login = logins[st]["rss_kb"]
         rss_all = med([x["rss_kb"] for x in many.values()])
@@ -430,10 +434,7 @@ for n in sess:
 if "cloakroom, bearer token" in by:
     goals.append(("cloakroom, bearer token: req/s ≥ 0.8× floor", stat("cloakroom, bearer token", "rps")[1], lambda v: v >= 0.8))
 for n in scale:
-    st = n.split(", ")[2]
-    one = f"cloakroom, session, {st}"
-    rs = [ratio(n, r, "rps") / ratio(one, r, "rps") for r in by[n] if r in by[one]]
-    goals.append((f"{st}: req/s at {sessions:,} sessions within 5 % of 1 session", med(rs), lambda v: abs(v - 1) <= 0.05))
+    goals.append((f"{n.split(', ')[2]}: req/s at {sessions:,} sessions within 5 % of 1 session", med(scale_ratios(n, "rps")), lambda v: abs(v - 1) <= 0.05))
 if goals:
     print("\nGoals (bench/README.md, issue 16), from this run:\n")
     print("| goal | median ratio | met |")
