@@ -33,8 +33,8 @@
 #                                        # before 2026-12-07's seventh round); by default every
 #                                        # other target runs between two runs of the floor and is
 #                                        # divided by their mean, which cancels most of this
-#                                        # machine's slow drift (other VMs' load) and makes a
-#                                        # round about 1.5× longer
+#                                        # machine's slow drift (other VMs' load) and runs
+#                                        # twice as many measurements (warm-ups aside)
 #   BASELINE=d3ca64e bench/floor-load.sh # also a gateway built from that commit
 #                                        # (memory store: session and bearer rows),
 #                                        # measured in the same rounds: before/after
