@@ -140,9 +140,9 @@ func (a *accessWriter) plainByte(c byte) bool {
 	return !a.text || c != ' ' && c != '='
 }
 
-// logAccess writes the access-log line of a request.
-func (g *Gateway) logAccess(ctx context.Context, e *accessEntry) {
-	if g.accessFast != nil && g.accessFast.write(time.Now(), e) {
+// logAccess writes the access-log line of a request answered at t.
+func (g *Gateway) logAccess(ctx context.Context, t time.Time, e *accessEntry) {
+	if g.accessFast != nil && g.accessFast.write(t, e) {
 		return
 	}
 	g.logger.LogAttrs(ctx, slogInfo, "request", e.attrs()...)

@@ -103,7 +103,7 @@ func TestAccessLogWhichPath(t *testing.T) {
 	var buf bytes.Buffer
 	g := &Gateway{accessFast: &accessWriter{w: &buf}, logger: slog.New(slog.NewJSONHandler(&bytes.Buffer{}, nil))}
 	e := &accessEntry{method: "GET", path: "/x", route: "app", status: 200, client: netip.MustParseAddr("127.0.0.1"), sub: "u"}
-	g.logAccess(context.Background(), e)
+	g.logAccess(context.Background(), time.Now(), e)
 	if !bytes.Contains(buf.Bytes(), []byte(`"msg":"request","method":"GET","path":"/x"`)) {
 		t.Fatalf("fast path not taken: %q", buf.String())
 	}
@@ -111,7 +111,7 @@ func TestAccessLogWhichPath(t *testing.T) {
 	var viaSlog bytes.Buffer
 	g.logger = slog.New(slog.NewJSONHandler(&viaSlog, nil))
 	e.path = `/a"b`
-	g.logAccess(context.Background(), e)
+	g.logAccess(context.Background(), time.Now(), e)
 	if buf.Len() != 0 || !bytes.Contains(viaSlog.Bytes(), []byte(`"path":"/a\"b"`)) {
 		t.Fatalf("escaped line: fast %q, slog %q", buf.String(), viaSlog.String())
 	}

@@ -51,7 +51,9 @@ func publicRequestURL(r *http.Request) string {
 // (single use, bound to the gateway's public URL).
 func withoutDPoPProof(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Header.Del("DPoP")
+		// The canonical spelling: Del("DPoP") would build it anew (an
+		// allocation) on every bearer request.
+		r.Header.Del("Dpop")
 		next.ServeHTTP(w, r)
 	})
 }

@@ -78,9 +78,11 @@ func (g *Gateway) isTrusted(a netip.Addr) bool {
 // is r.Host, which ServeHTTP has made canonical, or a trusted proxy's
 // X-Forwarded-Host in canonical form.
 func (g *Gateway) clientOf(r *http.Request, trusted bool) (netip.Addr, string, string) {
-	peer := remoteAddr(r)
+	var peer netip.Addr
 	if st := stateOf(r); st != nil {
 		peer = st.peer
+	} else {
+		peer = remoteAddr(r)
 	}
 	proto, host := "http", r.Host
 	if r.TLS != nil {
@@ -207,7 +209,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		st.client = peer
 	}
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	dec := ""
 	if st.route != nil {
 		dec = decision(st, rec.status)
@@ -227,7 +230,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				e.path = st.origPath
 			}
 		}
-		g.logAccess(r.Context(), &e)
+		g.logAccess(r.Context(), end, &e)
 	}
 }
 

@@ -229,7 +229,8 @@ func (c *CachedStore) remember(ctx context.Context, r *Record) {
 // Load implements Store.
 func (c *CachedStore) Load(ctx context.Context, key string) (*Record, error) {
 	if ctx.Value(bypassKey{}) == nil && !c.failing.Load() {
-		if r, ok := c.cache.Get(key, c.now().Unix()); ok && c.now().Before(r.ExpiresAt) && (!r.headerOnly || c.holds(ctx, key, r.Version)) {
+		now := c.now()
+		if r, ok := c.cache.Get(key, now.Unix()); ok && now.Before(r.ExpiresAt) && (!r.headerOnly || c.holds(ctx, key, r.Version)) {
 			// The payload is shared with the cache, not cloned: a Record's
 			// Payload is read-only (Store.Load). A header alone goes only
 			// to the Manager that holds this version decoded.

@@ -256,10 +256,14 @@ func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 		return nil, ErrNotFound
 	}
 	key := KeyOf(id)
+	// One reading of the clock for the whole lookup (it is on every
+	// request with a session); a store's round trip makes it older by
+	// milliseconds, nothing against timeouts of minutes.
+	now := m.now()
 	// The session as decoded here before, if it is: a CachedStore below
 	// then answers with the record's header alone when the record is
 	// still at that version (see decodedHint).
-	held, ok := m.decoded.Get(key, m.now().Unix())
+	held, ok := m.decoded.Get(key, now.Unix())
 	if !ok {
 		held = decodedSession{version: -1}
 	}
@@ -268,14 +272,14 @@ func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := m.open(rec, held)
+	s, err := m.open(rec, held, now.Unix())
 	if errors.Is(err, errNoPayload) {
 		// A header for a version not held here (a cache is not expected
 		// to send one): read the whole record.
 		if rec, err = m.store.Load(WithoutCache(ctx), key); err != nil {
 			return nil, err
 		}
-		s, err = m.open(rec, held)
+		s, err = m.open(rec, held, now.Unix())
 	}
 	if err != nil {
 		// A payload sealed with a retired key: the session cannot be used.
@@ -283,7 +287,6 @@ func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 		return nil, ErrNotFound
 	}
 	s.ID = id
-	now := m.now()
 	s.LastSeen = m.touchedAt(s, rec, now)
 	if !now.Before(m.expiry(s)) {
 		_ = m.store.Delete(ctx, key)
@@ -305,14 +308,13 @@ var errNoPayload = errors.New("session: record without payload")
 // open returns the session in rec: held's copy when held, the session as
 // decoded here before, is at rec's version; otherwise decrypted and
 // decoded from rec's payload.
-func (m *Manager) open(rec *Record, held decodedSession) (*State, error) {
+func (m *Manager) open(rec *Record, held decodedSession, now int64) (*State, error) {
 	// A record version is written once (Save's compare-and-swap), so a
 	// session decoded at this key and version is this record: skip the
 	// decryption and decoding that a lookup per request would repeat.
 	if held.session != nil && held.version == rec.Version {
 		return held.session.copy(), nil
 	}
-	now := m.now().Unix()
 	if rec.Payload == nil {
 		return nil, errNoPayload
 	}
