@@ -7,8 +7,10 @@
 #   - a bare httputil.ReverseProxy hop with a pooled transport
 #     (`loadgen hop`), without and with a pooled 32 KiB copy buffer (the
 #     latter is "the floor"), and the floor sent the same session cookie,
-#     and the same bearer token, as the cloakroom rows (a second table
-#     divides each cloakroom row by the floor that got the same request);
+#     and the same bearer token, as the cloakroom rows, also with the
+#     identity headers the gateway forwards (`loadgen hop -identity`; a
+#     second table divides each cloakroom row by the hops that got the
+#     same request);
 #   - `cloakroom serve` with a session cookie, memory, SQLite and Redis
 #     stores, default configuration (access log on, written to a file);
 #   - `cloakroom serve` with a bearer token on an `api` route;
@@ -74,6 +76,7 @@ IDP=127.0.0.1:17080
 UPSTREAM=127.0.0.1:17090
 HOP=127.0.0.1:17091
 HOP_POOL=127.0.0.1:17092
+HOP_ID=127.0.0.1:17093
 O2P=127.0.0.1:17100
 SECRET=bench-floor-secret
 ISSUER=http://$IDP/realms/bench
@@ -112,10 +115,13 @@ start_logged hop.log "$WORK/loadgen" hop -listen "$HOP" -upstream "http://$UPSTR
 PID_HOP=${PIDS[-1]}
 start_logged hop-pool.log "$WORK/loadgen" hop -listen "$HOP_POOL" -upstream "http://$UPSTREAM" -buffer-pool
 PID_HOP_POOL=${PIDS[-1]}
+start_logged hop-identity.log "$WORK/loadgen" hop -listen "$HOP_ID" -upstream "http://$UPSTREAM" -buffer-pool -identity
+PID_HOP_ID=${PIDS[-1]}
 wait_http "$ISSUER/.well-known/openid-configuration"
 wait_http "http://$UPSTREAM/"
 wait_http "http://$HOP/"
 wait_http "http://$HOP_POOL/"
+wait_http "http://$HOP_ID/"
 
 # The gateways: the default configuration (log level info, access log on,
 # to stderr, which goes to a file here), except for the store and the
@@ -215,6 +221,12 @@ target "bare hop, pooled buffer (floor)" "http://$HOP_POOL/" "$PID_HOP_POOL" "H:
 # upstream and the load generator sharing the cores with it.
 target "bare hop, pooled buffer, + session cookie" "http://$HOP_POOL/" "$PID_HOP_POOL" "C:$WORK/cookie-memory-1"
 target "bare hop, pooled buffer, + bearer token" "http://$HOP_POOL/" "$PID_HOP_POOL" "H:Authorization: Bearer $TOKEN"
+# And a hop (`loadgen hop -identity`) that also forwards what the gateway
+# adds for a logged-in user (X-Real-Ip, X-Forwarded-User, -Email,
+# -Preferred-Username, -Roles) and drops the cookie, as the gateway does:
+# what forwarding an identity costs, whoever computes it.
+target "bare hop, pooled buffer, + session cookie, + identity headers" "http://$HOP_ID/" "$PID_HOP_ID" "C:$WORK/cookie-memory-1"
+target "bare hop, pooled buffer, + bearer token, + identity headers" "http://$HOP_ID/" "$PID_HOP_ID" "H:Authorization: Bearer $TOKEN"
 for st in "${STORES[@]}"; do
 	target "cloakroom, session, $st" "http://${GW[$st-1]}/" "${PID_GW[$st-1]}" "C:$WORK/cookie-$st-1"
 done
@@ -387,9 +399,11 @@ for n in order:
 # request (cookie or token) in the same round, each as its ratio to the
 # floor (so, paired, each against its own neighbouring floor runs).
 SAME = {"session": "bare hop, pooled buffer, + session cookie", "bearer": "bare hop, pooled buffer, + bearer token"}
-like = [(n, SAME["bearer" if "bearer" in n else "session"]) for n in order if n.startswith("cloakroom") and " sessions" not in n]
-if like and all(v in by for v in SAME.values()):
-    print(f"\nLike for like: each row against the pooled bare hop sent the same request (the same Cookie or Authorization header) in the same round, each first divided by {against}; median (min–max) of the per-round ratio.\n")
+like = [(n, ref) for n in order if n.startswith("cloakroom") and " sessions" not in n
+        for ref in (SAME["bearer" if "bearer" in n else "session"], SAME["bearer" if "bearer" in n else "session"] + ", + identity headers")
+        if ref in by]
+if like:
+    print(f"\nLike for like: each row against the pooled bare hop sent the same request (the same Cookie or Authorization header), and against that hop also forwarding the identity headers the gateway adds, in the same round, each first divided by {against}; median (min–max) of the per-round ratio.\n")
     print("| target | against | req/s | × | p99 | × | CPU per request | × |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n, rn in like:

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,10 +25,12 @@ import (
 // given the same request, with no network and no kernel: each proxy's
 // transport dials an in-memory upstream that parses the request as a Go
 // server would (http.ReadRequest: what the forwarded headers cost the
-// application) and answers 95 bytes of JSON. Run with -cpu 1, one request
-// at a time, ns/op is close to CPU per request; the load scripts in bench/
-// measure the same hop over real connections, where this machine's noise
-// is far larger than the differences being measured.
+// application) and answers 95 bytes of JSON; floor-identity is the floor
+// also forwarding the headers the gateway adds for a logged-in user. Run
+// with -cpu 1, one request at a time, ns/op is close to CPU per request;
+// the load scripts in bench/ measure the same hop over real connections,
+// where this machine's noise is far larger than the differences being
+// measured.
 //
 //	go test ./gateway -run '^$' -bench HopCPU -cpu 1 -count 6
 func BenchmarkHopCPU(b *testing.B) {
@@ -65,6 +68,24 @@ func BenchmarkHopCPU(b *testing.B) {
 		Transport:  &http.Transport{DialContext: dialMemUpstream, MaxIdleConns: 1024, MaxIdleConnsPerHost: 256},
 		BufferPool: benchPool{},
 	}
+	// The floor again, also sending what the gateway adds for a
+	// logged-in user (as bench/loadgen's hop -identity): what forwarding
+	// an identity costs the proxy and the upstream, whoever computes it.
+	floorIdentity := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(up)
+			pr.SetXForwarded()
+			h := pr.Out.Header
+			h.Del("Cookie")
+			h.Set("X-Real-Ip", strings.Join(h.Values("X-Forwarded-For"), ", "))
+			h.Set("X-Forwarded-User", "8391d845-7513-4fb6-9b8f-9788b52d3a49")
+			h.Set("X-Forwarded-Email", "alice@example.com")
+			h.Set("X-Forwarded-Preferred-Username", "alice")
+			h.Set("X-Forwarded-Roles", "user")
+		},
+		Transport:  floor.Transport,
+		BufferPool: benchPool{},
+	}
 	u, _ := url.Parse(plain.url)
 	cases := []struct {
 		name   string
@@ -74,6 +95,8 @@ func BenchmarkHopCPU(b *testing.B) {
 	}{
 		{"floor/cookie", floor, "/x", [2]string{"Cookie", cookie}},
 		{"floor/bearer", floor, "/api/x", [2]string{"Authorization", "Bearer " + token}},
+		{"floor-identity/cookie", floorIdentity, "/x", [2]string{"Cookie", cookie}},
+		{"floor-identity/bearer", floorIdentity, "/api/x", [2]string{"Authorization", "Bearer " + token}},
 		{"gateway/session", plain.g, "/x", [2]string{"Cookie", cookie}},
 		{"gateway/session+accesslog", logged.g, "/x", [2]string{"Cookie", loggedCookie}},
 		{"gateway/bearer", plain.g, "/api/x", [2]string{"Authorization", "Bearer " + token}},

@@ -92,6 +92,7 @@ func hop(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:9001", "address")
 	upstreamURL := fs.String("upstream", "", "upstream URL")
 	pooled := fs.Bool("buffer-pool", false, "copy bodies through a sync.Pool of 32 KiB buffers")
+	identity := fs.Bool("identity", false, "also send the upstream the headers the gateway adds for a logged-in user (X-Real-Ip and X-Forwarded-User, -Email, -Preferred-Username, -Roles, fixed values shaped like alice's) and drop the Cookie header, as the gateway drops its session cookie")
 	fs.Parse(args)
 	target, err := url.Parse(*upstreamURL)
 	if err != nil || target.Host == "" {
@@ -106,6 +107,9 @@ func hop(args []string) error {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			if *identity {
+				setIdentity(pr)
+			}
 		},
 		Transport: transport,
 	}
@@ -114,6 +118,19 @@ func hop(args []string) error {
 	}
 	srv := &http.Server{Addr: *listen, Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
 	return srv.ListenAndServe()
+}
+
+// setIdentity gives the outbound request what the gateway's Rewrite adds
+// for a logged-in user, so that the hop's upstream reads the same headers:
+// the cost of forwarding an identity, whoever computes it.
+func setIdentity(pr *httputil.ProxyRequest) {
+	h := pr.Out.Header
+	h.Del("Cookie")
+	h.Set("X-Real-Ip", strings.Join(h.Values("X-Forwarded-For"), ", "))
+	h.Set("X-Forwarded-User", "8391d845-7513-4fb6-9b8f-9788b52d3a49")
+	h.Set("X-Forwarded-Email", "alice@example.com")
+	h.Set("X-Forwarded-Preferred-Username", "alice")
+	h.Set("X-Forwarded-Roles", "user")
 }
 
 // bufferPool is an httputil.BufferPool of 32 KiB buffers.
