@@ -256,9 +256,9 @@ func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 		return nil, ErrNotFound
 	}
 	key := KeyOf(id)
-	// One reading of the clock for the whole lookup (it is on every
-	// request with a session); a store's round trip makes it older by
-	// milliseconds, nothing against timeouts of minutes.
+	// The clock is read once for the caches (the lookup is on every
+	// request with a session) and again after the store answered, for
+	// the expiry: a slow store must not stretch a timeout.
 	now := m.now()
 	// The session as decoded here before, if it is: a CachedStore below
 	// then answers with the record's header alone when the record is
@@ -287,6 +287,7 @@ func (m *Manager) Load(ctx context.Context, id string) (*State, error) {
 		return nil, ErrNotFound
 	}
 	s.ID = id
+	now = m.now()
 	s.LastSeen = m.touchedAt(s, rec, now)
 	if !now.Before(m.expiry(s)) {
 		_ = m.store.Delete(ctx, key)

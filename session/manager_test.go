@@ -154,6 +154,37 @@ func TestManagerTimeouts(t *testing.T) {
 	}
 }
 
+// slowLoad is a store whose Load takes d of the test clock.
+type slowLoad struct {
+	session.Store
+	clk *clock
+	d   time.Duration
+}
+
+func (s *slowLoad) Load(ctx context.Context, key string) (*session.Record, error) {
+	s.clk.Add(s.d)
+	return s.Store.Load(ctx, key)
+}
+
+// A session that expires while the store answers is expired: the clock
+// the expiry is checked against is read after the store's answer, not
+// before the lookup.
+func TestManagerExpiryAfterSlowStore(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	store := &slowLoad{Store: session.NewMemoryStore(), clk: clk}
+	m := newManager(t, store, keyring(t, session.GenerateKey()), clk, false)
+	w := httptest.NewRecorder()
+	if err := m.Create(context.Background(), w, &session.State{Subject: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(29 * time.Minute)
+	store.d = 2 * time.Minute // the 30-minute idle timeout passes during the load
+	if _, err := m.Get(requestWith(w)); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("expired during a slow load: err = %v", err)
+	}
+}
+
 // saveOnly hides a store's Touch: the Manager must save instead.
 type saveOnly struct{ session.Store }
 
