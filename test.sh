@@ -57,6 +57,11 @@ for m in "${modules[@]}"; do
 	else
 		(cd "$m" && go test -json -race -count=1 "$@" ./...) || echo "$m" >>"$work/failed"
 	fi
+	if [ "$m" = . ] && [ $# -eq 0 ]; then
+		# The gateway's benchmark against the floor, once (it checks
+		# every answer), as the bench module's are.
+		go test -json -race -count=1 -run '^$' -bench HopCPU -benchtime 1x ./gateway || echo "gateway (BenchmarkHopCPU)" >>"$work/failed"
+	fi
 done | "$work/testreport"
 if [ -s "$work/failed" ]; then
 	echo "tests failed in: $(tr '\n' ' ' <"$work/failed")" >&2

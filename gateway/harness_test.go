@@ -197,11 +197,11 @@ func (e *env) start(edit func(*gateway.Config), opts ...gateway.Option) *gw {
 
 // browser follows redirects by hand and keeps cookies.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	client *http.Client
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, client: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
 }

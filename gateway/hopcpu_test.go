@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"html"
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -122,30 +120,17 @@ func BenchmarkHopCPU(b *testing.B) {
 
 // benchLogin logs alice in through g and returns her session cookie.
 func benchLogin(b *testing.B, g *gw) string {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 20 * time.Second}
-	resp, err := c.Get(g.url + "/")
-	if err != nil {
-		b.Fatal(err)
+	br := newBrowser(b)
+	if r := br.login(g, "/", "alice"); r.status != http.StatusOK {
+		b.Fatalf("login: %d at %s", r.status, r.url)
 	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := loginForm.FindSubmatch(page)
-	if m == nil {
-		b.Fatalf("no login form: %.200s", page)
-	}
-	resp, err = c.PostForm(html.UnescapeString(string(m[1])), url.Values{"username": {"alice"}, "password": {"alice"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp.Body.Close()
 	u, _ := url.Parse(g.url)
-	for _, ck := range jar.Cookies(u) {
+	for _, ck := range br.client.Jar.Cookies(u) {
 		if ck.Name == "cloakroom" {
 			return ck.Name + "=" + ck.Value
 		}
 	}
-	b.Fatalf("no session cookie after the login (%d)", resp.StatusCode)
+	b.Fatal("no session cookie after the login")
 	return ""
 }
 
