@@ -24,46 +24,25 @@ CONCURRENCY=${CONCURRENCY:-16}
 FREQ=${FREQ:-4000}
 MODE=${MODE:-session}
 STORE=${STORE:-memory}
+case $STORE in
+memory | sqlite) ;;
+*) echo "STORE: memory or sqlite, not $STORE" >&2; exit 2 ;;
+esac
 command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	stop_started
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+scratch_work
 SECRET=bench-split-secret
 IDP=127.0.0.1:18380
 UPSTREAM=127.0.0.1:18390
 HOP=127.0.0.1:18392
 GW=127.0.0.1:18301
 
-echo "== building (cloakroom, loadgen)" >&2
-go build -o "$WORK/cloakroom" ./cmd/cloakroom
-(cd bench && go build -o "$WORK/loadgen" ./loadgen)
+build_tools
 write_realm
 start "$WORK/cloakroom" dev --listen "$IDP" --realm-file "$WORK/realm.json"
 start "$WORK/loadgen" upstream -listen "$UPSTREAM"
 start "$WORK/loadgen" hop -listen "$HOP" -upstream "http://$UPSTREAM" -buffer-pool
 PID_HOP=${PIDS[-1]}
-case $STORE in
-memory) STORE_URL="memory:" ;;
-sqlite) STORE_URL="sqlite:$WORK/sessions.db" ;;
-*) echo "STORE: memory or sqlite, not $STORE" >&2; exit 2 ;;
-esac
-cat >"$WORK/gw.yaml" <<EOF
-listen: $GW
-issuer: http://$IDP/realms/bench
-client_id: gateway
-client_secret: $SECRET
-session:
-  store: "$STORE_URL"
-  encryption_keys: ["$(head -c 32 /dev/urandom | base64)"]
-  logout_journal: "$WORK/journal"
-routes:
-  - {name: api, path: /api, mode: api, upstream: "http://$UPSTREAM"}
-  - {name: app, path: /, upstream: "http://$UPSTREAM"}
-EOF
+default_gateway "$GW" "$STORE" "$IDP" "$UPSTREAM"
 "$WORK/cloakroom" serve --config "$WORK/gw.yaml" 2>"$WORK/gw.log" &
 PID_GW=$!
 PIDS+=("$PID_GW")

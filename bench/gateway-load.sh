@@ -18,13 +18,7 @@ DURATION=${DURATION:-10s}
 RATE=${RATE:-1000}
 CONCURRENCY=${CONCURRENCY:-32}
 OAUTH2_PROXY_VERSION=v7.15.3
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	stop_started
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+scratch_work
 
 IDP=127.0.0.1:18080
 UPSTREAM=127.0.0.1:19000

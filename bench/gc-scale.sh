@@ -22,41 +22,17 @@ N=${N:-10000}
 WARM=${WARM:-65s}
 DURATION=${DURATION:-8s}
 CONCURRENCY=${CONCURRENCY:-16}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	stop_started
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+scratch_work
 SECRET=bench-gc-secret
 IDP=127.0.0.1:18680
 UPSTREAM=127.0.0.1:18690
 GW=127.0.0.1:18601
-case $STORE in
-memory) STORE_URL="memory:" ;;
-sqlite) STORE_URL="sqlite:$WORK/sessions.db" ;;
-*) STORE_URL=$STORE ;;
-esac
 
-echo "== building (cloakroom, loadgen)" >&2
-go build -o "$WORK/cloakroom" ./cmd/cloakroom
-(cd bench && go build -o "$WORK/loadgen" ./loadgen)
+build_tools
 write_realm
 start "$WORK/cloakroom" dev --listen "$IDP" --realm-file "$WORK/realm.json"
 start "$WORK/loadgen" upstream -listen "$UPSTREAM"
-cat >"$WORK/gw.yaml" <<Y
-listen: $GW
-issuer: http://$IDP/realms/bench
-client_id: gateway
-client_secret: $SECRET
-session:
-  store: "$STORE_URL"
-  encryption_keys: ["$(head -c 32 /dev/urandom | base64)"]
-  logout_journal: "$WORK/journal"
-routes:
-  - {name: app, path: /, upstream: "http://$UPSTREAM"}
-Y
+default_gateway "$GW" "$STORE" "$IDP" "$UPSTREAM"
 # gctrace writes to stderr, with the gateway's own log lines.
 GODEBUG=gctrace=1 "$WORK/cloakroom" serve --config "$WORK/gw.yaml" 2>"$WORK/gw.log" &
 PID_GW=$!

@@ -1,7 +1,50 @@
 # Shared by the load scripts in bench/ (sourced, not run): the
 # scratch-module build of oauth2-proxy, the benchmark realm, and starting,
-# waiting for and stopping the servers. The caller sets WORK (a temporary
-# folder), PIDS=() and SECRET, and calls stop_started on exit.
+# waiting for and stopping the servers, and a default gateway. The caller
+# sets WORK (a temporary folder), PIDS=() and SECRET, and calls
+# stop_started on exit (scratch_work does all of that but SECRET).
+
+# scratch_work sets WORK to a new temporary folder and PIDS=(), and on exit
+# stops the servers started and removes WORK. For scripts that need no
+# other cleanup.
+scratch_work() {
+	WORK=$(mktemp -d)
+	PIDS=()
+	trap 'stop_started; rm -rf "$WORK"' EXIT
+}
+
+# build_tools builds cloakroom (the working tree) and loadgen into $WORK.
+build_tools() {
+	echo "== building (cloakroom, loadgen)" >&2
+	go build -o "$WORK/cloakroom" ./cmd/cloakroom
+	(cd bench && go build -o "$WORK/loadgen" ./loadgen)
+}
+
+# default_gateway LISTEN STORE IDP UPSTREAM writes $WORK/gw.yaml, a
+# gateway in its default configuration (access log on) for realm bench at
+# IDP, with a route api (mode api, /api) and a route app (/) to UPSTREAM,
+# and the session store STORE: memory, sqlite (a file in $WORK) or a
+# store URL.
+default_gateway() {
+	local store=$2
+	case $store in
+	memory) store="memory:" ;;
+	sqlite) store="sqlite:$WORK/sessions.db" ;;
+	esac
+	cat >"$WORK/gw.yaml" <<EOF
+listen: $1
+issuer: http://$3/realms/bench
+client_id: gateway
+client_secret: $SECRET
+session:
+  store: "$store"
+  encryption_keys: ["$(head -c 32 /dev/urandom | base64)"]
+  logout_journal: "$WORK/journal"
+routes:
+  - {name: api, path: /api, mode: api, upstream: "http://$4"}
+  - {name: app, path: /, upstream: "http://$4"}
+EOF
+}
 
 # build_oauth2_proxy VERSION builds oauth2-proxy from the Go module proxy
 # into $WORK/oauth2-proxy, in a scratch module (nothing of it is kept).

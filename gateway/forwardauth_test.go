@@ -69,14 +69,11 @@ func faLogin(t *testing.T, g *gw, user string) string {
 	if r.url != g.url+"/welcome" || r.status != http.StatusNotFound || !strings.Contains(r.body, "no_upstream") {
 		t.Fatalf("after the login: %d at %s, want the authorization-only route's 404 at %s/welcome: %.200s", r.status, r.url, g.url, r.body)
 	}
-	u, _ := url.Parse(g.url)
-	for _, c := range b.client.Jar.Cookies(u) {
-		if c.Name == "cloakroom" {
-			return c.Name + "=" + c.Value
-		}
+	c := b.sessionCookie(g)
+	if c == nil {
+		t.Fatal("no session cookie after the login")
 	}
-	t.Fatal("no session cookie after the login")
-	return ""
+	return c.Name + "=" + c.Value
 }
 
 func nginxStyle(method, uri string) []string {

@@ -195,13 +195,7 @@ func TestStreamingAndWebSockets(t *testing.T) {
 	g := e.start(nil)
 	b := newBrowser(t)
 	b.login(g, "/", "alice")
-	u, _ := url.Parse(g.url)
-	var session *http.Cookie
-	for _, c := range b.client.Jar.Cookies(u) {
-		if c.Name == "cloakroom" {
-			session = c
-		}
-	}
+	session := b.sessionCookie(g)
 	// SSE: the first event arrives while the upstream still holds the
 	// stream open (it would hold it for 30 s; the request gives up after
 	// 10), so the gateway does not buffer.

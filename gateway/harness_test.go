@@ -248,6 +248,18 @@ func (b *browser) login(g *gw, path, user string) resp {
 	return b.do(req)
 }
 
+// sessionCookie returns the gateway's session cookie the browser holds
+// for g, or nil.
+func (b *browser) sessionCookie(g *gw) *http.Cookie {
+	u, _ := url.Parse(g.url)
+	for _, c := range b.client.Jar.Cookies(u) {
+		if c.Name == "cloakroom" {
+			return c
+		}
+	}
+	return nil
+}
+
 func echo(t *testing.T, r resp) echoed {
 	t.Helper()
 	var e echoed

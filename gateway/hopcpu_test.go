@@ -124,14 +124,11 @@ func benchLogin(b *testing.B, g *gw) string {
 	if r := br.login(g, "/", "alice"); r.status != http.StatusOK {
 		b.Fatalf("login: %d at %s", r.status, r.url)
 	}
-	u, _ := url.Parse(g.url)
-	for _, ck := range br.client.Jar.Cookies(u) {
-		if ck.Name == "cloakroom" {
-			return ck.Name + "=" + ck.Value
-		}
+	c := br.sessionCookie(g)
+	if c == nil {
+		b.Fatal("no session cookie after the login")
 	}
-	b.Fatal("no session cookie after the login")
-	return ""
+	return c.Name + "=" + c.Value
 }
 
 type benchPool struct{}
