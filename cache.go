@@ -16,10 +16,11 @@ type cachedClaims struct {
 }
 
 // entryOverhead approximates the memory of an entry beyond the token and
-// payload bytes: the Claims struct (640 bytes with its size class), the
-// cache entry and its map slot. The payload counts twice: Claims keep a
-// copy of it, and the roles decoded from it on first use.
-const entryOverhead = 768
+// payload bytes: the Claims struct (704 bytes with its size class), the
+// cache entry and its map slot, and what the gateway keeps on the claims
+// (its identity headers, about 200 bytes). The payload counts twice:
+// Claims keep a copy of it, and the roles decoded from it on first use.
+const entryOverhead = 1024
 
 func newTokenCache(entries, bytes int) *tokenCache {
 	return &tokenCache{c: ttlcache.New[cachedClaims](entries, bytes)}

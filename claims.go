@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/cloakroom/cloakroom/internal/claimsmemo"
 )
 
 // Claims are the verified claims of a token, with helpers for the claims
@@ -26,11 +29,16 @@ type Claims struct {
 	// rolesClaim is the path RealmRoles reads ("" = DefaultRolesClaim).
 	rolesClaim string
 
-	// dates and aud are storage that c's exp/nbf/iat and aud may point
-	// into, so that the fast decoder (claims_fast.go) needs no allocation
-	// of its own for them.
+	// dates, aud and hashes are storage that c's exp/nbf/iat, aud and
+	// nonce/hash claims may point into, so that the fast decoder
+	// (claims_fast.go) needs no allocation of its own for them: each
+	// object of verified claims is one more for the collector to mark
+	// on every cycle for as long as a session or cache holds it.
 	dates [4]numericDate
 	aud   [2]string
+	// hashes is the same for nonce, at_hash, c_hash and s_hash (in that
+	// order), whose presence matters (*string).
+	hashes [4]string
 
 	// roles holds realm_access and resource_access, decoded on first use.
 	roles lazyRoles
@@ -42,6 +50,17 @@ type Claims struct {
 	// bound caches IsDPoPBound (0: not yet known, 1: no, 2: yes), which
 	// every verification of a cached token asks.
 	bound atomic.Uint32
+
+	// memo is what the gateway derived from these claims (its identity
+	// headers), kept through internal/claimsmemo.
+	memo atomic.Value
+}
+
+func init() {
+	claimsmemo.Set(
+		func(c any) any { return c.(*Claims).memo.Load() },
+		func(c, v any) { c.(*Claims).memo.Store(v) },
+	)
 }
 
 // claimSet is what the verifier decodes eagerly: the claims that checks
@@ -94,28 +113,77 @@ type lazyRoles struct {
 	once         sync.Once
 	realmJSON    string
 	resourceJSON string
-	realm        roleSet
-	resource     map[string]roleSet
+	// Decoded, in two objects (compactRoles): claims held for a session
+	// or by a cache are marked by the collector on every cycle, an object
+	// at a time, so a map and a slice per client would cost every cycle.
+	realm    []string      // realm_access.roles
+	resource []clientRoleList // resource_access, by client
+}
+
+// clientRoleList is one client's member of resource_access.
+type clientRoleList struct {
+	client string
+	roles  []string
 }
 
 // loadRoles returns the decoded roles claims, decoding them on first use.
 func (c *Claims) loadRoles() *lazyRoles {
 	r := &c.roles
 	r.once.Do(func() {
+		var realm roleSet
+		var resource map[string]roleSet
 		if r.realmJSON != "" {
-			decodeRoles(r.realmJSON, &r.realm, nil)
+			decodeRoles(r.realmJSON, &realm, nil)
 		}
 		if r.resourceJSON != "" {
-			decodeRoles(r.resourceJSON, nil, &r.resource)
+			decodeRoles(r.resourceJSON, nil, &resource)
 		}
+		r.realm, r.resource = compactRoles(realm, resource)
 	})
 	return r
 }
 
 // setRoles stores already decoded roles claims.
 func (c *Claims) setRoles(realm roleSet, resource map[string]roleSet) {
-	c.roles.realm, c.roles.resource = realm, resource
+	c.roles.realm, c.roles.resource = compactRoles(realm, resource)
 	c.roles.once.Do(func() {})
+}
+
+// compactRoles copies decoded roles into one slice of every role (the
+// strings themselves are shared) and one of clients, sorted by name; a nil
+// list stays nil and an empty one empty, as decoded.
+func compactRoles(realm roleSet, resource map[string]roleSet) ([]string, []clientRoleList) {
+	n := len(realm.Roles)
+	for _, rs := range resource {
+		n += len(rs.Roles)
+	}
+	all := make([]string, 0, n)
+	take := func(l []string) []string {
+		if l == nil {
+			return nil
+		}
+		all = append(all, l...)
+		return all[len(all)-len(l) : len(all) : len(all)]
+	}
+	realmRoles := take(realm.Roles)
+	var clients []clientRoleList
+	if resource != nil {
+		clients = make([]clientRoleList, 0, len(resource))
+		for _, name := range slices.Sorted(maps.Keys(resource)) {
+			clients = append(clients, clientRoleList{client: name, roles: take(resource[name].Roles)})
+		}
+	}
+	return realmRoles, clients
+}
+
+// client returns clientID's roles in resource_access (nil if none).
+func (r *lazyRoles) client(clientID string) []string {
+	for _, c := range r.resource {
+		if c.client == clientID {
+			return c.roles
+		}
+	}
+	return nil
 }
 
 type roleSet struct {
@@ -354,7 +422,7 @@ func (c *Claims) RolesClaim() string {
 func (c *Claims) RealmRoles() []string {
 	path := c.RolesClaim()
 	if path == DefaultRolesClaim {
-		return slices.Clone(c.loadRoles().realm.Roles)
+		return slices.Clone(c.loadRoles().realm)
 	}
 	v, ok := c.Lookup(path)
 	if !ok {
@@ -374,7 +442,7 @@ func (c *Claims) RealmRoles() []string {
 // HasRealmRole reports whether RealmRoles contains role.
 func (c *Claims) HasRealmRole(role string) bool {
 	if c.RolesClaim() == DefaultRolesClaim {
-		return slices.Contains(c.loadRoles().realm.Roles, role)
+		return slices.Contains(c.loadRoles().realm, role)
 	}
 	return slices.Contains(c.RealmRoles(), role)
 }
@@ -386,26 +454,27 @@ func (c *Claims) HasRealmRole(role string) bool {
 func (c *Claims) WithRolesClaim(path string) *Claims {
 	r := c.loadRoles()
 	n := &Claims{c: c.c, raw: c.raw, rolesClaim: path}
-	n.setRoles(r.realm, r.resource)
+	n.roles.realm, n.roles.resource = r.realm, r.resource // immutable: shared
+	n.roles.once.Do(func() {})
 	return n
 }
 
 // ClientRoles returns resource_access.{clientID}.roles.
 func (c *Claims) ClientRoles(clientID string) []string {
-	return slices.Clone(c.loadRoles().resource[clientID].Roles)
+	return slices.Clone(c.loadRoles().client(clientID))
 }
 
 // HasClientRole reports whether resource_access.{clientID}.roles contains role.
 func (c *Claims) HasClientRole(clientID, role string) bool {
-	return slices.Contains(c.loadRoles().resource[clientID].Roles, role)
+	return slices.Contains(c.loadRoles().client(clientID), role)
 }
 
 // ResourceAccess returns every client's roles (resource_access).
 func (c *Claims) ResourceAccess() map[string][]string {
 	ra := c.loadRoles().resource
 	m := make(map[string][]string, len(ra))
-	for k, v := range ra {
-		m[k] = slices.Clone(v.Roles)
+	for _, v := range ra {
+		m[v.client] = slices.Clone(v.roles)
 	}
 	return m
 }

@@ -244,13 +244,13 @@ func (d *claimDecoder) claims(c *Claims) bool {
 					cs.ACR = rawValue(d.raw[start:end])
 				}
 			case claimNonce:
-				ok = d.strPtr(v, &cs.Nonce)
+				ok = d.strPtr(v, &cs.Nonce, &c.hashes[0])
 			case claimAtHash:
-				ok = d.strPtr(v, &cs.AtHash)
+				ok = d.strPtr(v, &cs.AtHash, &c.hashes[1])
 			case claimCHash:
-				ok = d.strPtr(v, &cs.CHash)
+				ok = d.strPtr(v, &cs.CHash, &c.hashes[2])
 			case claimSHash:
-				ok = d.strPtr(v, &cs.SHash)
+				ok = d.strPtr(v, &cs.SHash, &c.hashes[3])
 			case claimTokenUse:
 				ok = d.str(v, &cs.TokenUse)
 			case claimScope:
@@ -360,16 +360,15 @@ func (d *claimDecoder) unquote(v jsontext.Value) (string, bool) {
 }
 
 // strPtr takes v as a string claim whose presence matters (nonce,
-// at_hash...): null leaves it nil.
-func (d *claimDecoder) strPtr(v jsontext.Value, dst **string) bool {
+// at_hash...), stored in store: null leaves it nil.
+func (d *claimDecoder) strPtr(v jsontext.Value, dst **string, store *string) bool {
 	if v.Kind() == 'n' {
 		return true
 	}
-	s := new(string)
-	if !d.str(v, s) {
+	if !d.str(v, store) {
 		return false
 	}
-	*dst = s
+	*dst = store
 	return true
 }
 

@@ -2,6 +2,7 @@ package cloakroom
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -187,6 +188,40 @@ func TestLookupWithoutDecoding(t *testing.T) {
 		}
 		if _, ok := c.Lookup(tc.path); ok != tc.found {
 			t.Errorf("%s: Lookup(%q) found %v, want %v", tc.payload, tc.path, ok, tc.found)
+		}
+	}
+}
+
+// Decoded roles keep the difference between a missing list and an empty
+// one, and each list stays its own after they are packed together.
+func TestCompactRoles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		payload   string
+		realm     []string
+		account   []string
+		resources int
+	}{
+		{`{}`, nil, nil, 0},
+		{`{"realm_access":{"roles":[]}}`, []string{}, nil, 0},
+		{`{"realm_access":{}}`, nil, nil, 0},
+		{`{"resource_access":{"account":{"roles":[]},"b":{}}}`, nil, []string{}, 2},
+		{`{"realm_access":{"roles":["x","y"]},"resource_access":{"z":{"roles":["q"]},"account":{"roles":["v","w"]}}}`, []string{"x", "y"}, []string{"v", "w"}, 2},
+	}
+	for _, tt := range tests {
+		c, err := ParseClaims([]byte(tt.payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := c.loadRoles()
+		if !reflect.DeepEqual(r.realm, tt.realm) || !reflect.DeepEqual(r.client("account"), tt.account) || len(c.ResourceAccess()) != tt.resources {
+			t.Errorf("%s: realm %#v, account %#v, %d clients", tt.payload, r.realm, r.client("account"), len(c.ResourceAccess()))
+		}
+		if cap(r.realm) != len(r.realm) {
+			t.Errorf("%s: realm roles have room to grow into the next list", tt.payload)
+		}
+		if !slices.IsSortedFunc(r.resource, func(a, b clientRoleList) int { return strings.Compare(a.client, b.client) }) {
+			t.Errorf("%s: clients not sorted", tt.payload)
 		}
 	}
 }

@@ -42,6 +42,9 @@ import (
 //   - live-B/session: growth of the live heap ("/gc/heap/live:bytes" after
 //     runtime.GC) from before the logins to after that pass, divided by N:
 //     what the gateway retains per session in use;
+//   - scan-B/session: the part of live-B/session that the collector scans
+//     on every cycle ("/gc/scan/heap:bytes": objects that hold pointers);
+//     the rest (tokens, sealed payloads) it only marks;
 //   - rss-B/session: growth of the process's VmRSS over the same span,
 //     divided by N: the live heap plus the GC's headroom (the heap grows to
 //     about twice the live heap between collections with GOGC=100);
@@ -115,6 +118,7 @@ type scaleFixture struct {
 	next    atomic.Uint64
 
 	liveBase, liveAfter uint64 // live heap before the logins, after a pass over all
+	scanBase, scanAfter uint64 // of which the collector scans (holds pointers)
 	rssBase             uint64 // VmRSS before the logins
 	rssAfter            uint64 // VmRSS after one pass over every session
 	loginRate           float64
@@ -239,7 +243,7 @@ func newScaleFixture(b testing.TB, store string, n int) *scaleFixture {
 	for range 100 {
 		f.serve(b, first)
 	}
-	f.liveBase = liveHeap()
+	f.liveBase, f.scanBase = liveHeap()
 	debug.FreeOSMemory()
 	for range 1000 {
 		f.serve(b, first)
@@ -285,7 +289,7 @@ func newScaleFixture(b testing.TB, store string, n int) *scaleFixture {
 		f.serve(b, ck)
 	}
 	f.rssAfter = vmRSS()
-	f.liveAfter = liveHeap()
+	f.liveAfter, f.scanAfter = liveHeap()
 	if dir := os.Getenv("CLOAKROOM_BENCH_HEAPPROFILE"); dir != "" {
 		path := filepath.Join(dir, "heap-"+store+".pprof")
 		out, err := os.Create(path)
@@ -386,6 +390,7 @@ func (f *scaleFixture) bench(b *testing.B) {
 	b.ReportMetric(float64(opsAll.headers)/float64(b.N), "headers/req-N")
 	b.ReportMetric(float64(opsAll.touches)/float64(b.N), "touches/req-N")
 	b.ReportMetric(perSession(f.liveBase, f.liveAfter, n), "live-B/session")
+	b.ReportMetric(perSession(f.scanBase, f.scanAfter, n), "scan-B/session")
 	b.ReportMetric(perSession(f.rssBase, f.rssAfter, n), "rss-B/session")
 	b.ReportMetric(f.loginRate, "logins/s")
 }
@@ -486,15 +491,18 @@ func perSession(base, after uint64, n int) float64 {
 }
 
 // liveHeap returns the heap marked live by a full GC.
-func liveHeap() uint64 {
+func liveHeap() (live, scan uint64) {
 	runtime.GC()
 	runtime.GC() // the second cycle frees what finalizers released
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/heap:bytes"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+	var v [2]uint64
+	for i := range s {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			v[i] = s[i].Value.Uint64()
+		}
 	}
-	return s[0].Value.Uint64()
+	return v[0], v[1]
 }
 
 // vmRSS returns the process's resident set (VmRSS of /proc/self/status),

@@ -67,10 +67,9 @@ type Gateway struct {
 	metrics  *metrics
 	internal http.Handler
 	strip    map[string]bool // normalized identity header names
-	// headerKeys are the identity headers' canonical names; identities
-	// remembers their values per caller.
+	// headerKeys are the identity headers' canonical names (their values
+	// are remembered on the caller's claims: identityHeadersFor).
 	headerKeys headerKeys
-	identities *identityMemo
 	// routeMetrics are each route's metric children (and "_none",
 	// "_cloakroom"), read-only once New returns.
 	routeMetrics map[string]*routeMetrics
@@ -189,7 +188,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (_ *Gateway, err error
 		}()
 	}
 	g := &Gateway{cfg: cfg, logger: logger, flushLog: flushLog, access: cfg.Log.AccessLog == nil || *cfg.Log.AccessLog, accessFast: accessFast,
-		headerKeys: newHeaderKeys(cfg.Headers), identities: newIdentityMemo()}
+		headerKeys: newHeaderKeys(cfg.Headers)}
 	g.transport = http.DefaultTransport.(*http.Transport).Clone()
 	g.transport.MaxIdleConns = 1024
 	g.transport.MaxIdleConnsPerHost = 256

@@ -495,7 +495,7 @@ const (
 	memoBytes   = 96 << 20
 )
 
-// memoSize estimates what an entry keeps alive: the ID Claims (about 600
+// memoSize estimates what an entry keeps alive: the ID Claims (about 700
 // bytes) with its copy of the claims JSON and the roles decoded from it
 // on first use, the cache entry and its map slot, and the same for the
 // access claims (their JSON is about three quarters of the token). Those
