@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cloakroom/cloakroom/internal/ttlcache"
@@ -340,7 +341,9 @@ type decodedSession struct {
 }
 
 func (m *Manager) remember(s *State, now int64) {
-	m.decoded.Put(s.key, decodedSession{version: s.version, session: s.copy()}, now+decodedTTL, s.memSize(), now)
+	c := s.copy()
+	c.pack()
+	m.decoded.Put(s.key, decodedSession{version: s.version, session: c}, now+decodedTTL, s.memSize(), now)
 }
 
 // decodedTTL is how long a decoded session is kept after it was last
@@ -375,6 +378,37 @@ func (s *State) memSize() int {
 		n += len(k) + len(v) + 64
 	}
 	return n
+}
+
+// pack moves s's strings into one new string that they then share, and
+// its two JSON members into one new slice, each capped so that an append
+// to one cannot reach the next. A session kept decoded is then four
+// objects (the State, its strings, its JSON and Values) instead of a
+// dozen: each is one more for the garbage collector to mark on every
+// cycle for as long as the session is in use, which with 10,000 sessions
+// was most of what they cost each request. nil stays nil.
+func (s *State) pack() {
+	strs := [...]*string{&s.Subject, &s.SID, &s.Issuer, &s.AccessToken, &s.RefreshToken, &s.IDToken, &s.StepUpACR, &s.CSRFToken}
+	n := 0
+	for _, f := range strs {
+		n += len(*f)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, f := range strs {
+		b.WriteString(*f)
+	}
+	all := b.String()
+	for _, f := range strs {
+		*f, all = all[:len(*f)], all[len(*f):]
+	}
+	raw := make([]byte, 0, len(s.IDClaims)+len(s.UserinfoClaims))
+	for _, f := range [...]*json.RawMessage{&s.IDClaims, &s.UserinfoClaims} {
+		if *f != nil {
+			raw = append(raw, *f...)
+			*f = raw[len(raw)-len(*f) : len(raw) : len(raw)]
+		}
+	}
 }
 
 // copy returns a copy that shares nothing mutable with s.
