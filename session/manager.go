@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -78,6 +79,10 @@ type State struct {
 
 	key     string
 	version int64
+	// packed and packedJSON are what pack put the strings and the JSON
+	// members in.
+	packed     string
+	packedJSON []byte
 }
 
 // Key returns the store key of the session.
@@ -380,35 +385,85 @@ func (s *State) memSize() int {
 	return n
 }
 
-// pack moves s's strings into one new string that they then share, and
-// its two JSON members into one new slice, each capped so that an append
-// to one cannot reach the next. A session kept decoded is then four
-// objects (the State, its strings, its JSON and Values) instead of a
-// dozen: each is one more for the garbage collector to mark on every
-// cycle for as long as the session is in use, which with 10,000 sessions
-// was most of what they cost each request. nil stays nil.
+// pack moves s's strings into one string that they then share, and its
+// two JSON members into one slice, each capped so that an append to one
+// cannot reach the next. A session kept decoded is then four objects (the
+// State, its strings, its JSON and Values) instead of a dozen: each is one
+// more for the garbage collector to mark on every cycle for as long as the
+// session is in use, which with 10,000 sessions was most of what they
+// cost each request. nil stays nil. A session saved again with the same
+// values (Touch, every minute) keeps the allocations it has: a new copy
+// would leave the old one alive wherever its strings are still held
+// (login's claims memo holds the tokens for two minutes).
 func (s *State) pack() {
 	strs := [...]*string{&s.Subject, &s.SID, &s.Issuer, &s.AccessToken, &s.RefreshToken, &s.IDToken, &s.StepUpACR, &s.CSRFToken}
-	n := 0
-	for _, f := range strs {
-		n += len(*f)
+	if !repoint(strs[:], s.packed) {
+		n := 0
+		for _, f := range strs {
+			n += len(*f)
+		}
+		var b strings.Builder
+		b.Grow(n)
+		for _, f := range strs {
+			b.WriteString(*f)
+		}
+		s.packed = b.String()
+		repoint(strs[:], s.packed)
 	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, f := range strs {
-		b.WriteString(*f)
+	raw := [...]*json.RawMessage{&s.IDClaims, &s.UserinfoClaims}
+	if !repointJSON(raw[:], s.packedJSON) {
+		all := make([]byte, 0, len(s.IDClaims)+len(s.UserinfoClaims))
+		for _, f := range raw {
+			all = append(all, *f...)
+		}
+		s.packedJSON = all
+		repointJSON(raw[:], s.packedJSON)
 	}
-	all := b.String()
-	for _, f := range strs {
-		*f, all = all[:len(*f)], all[len(*f):]
+}
+
+// repoint makes each of fields a slice of all, in order, if all holds
+// exactly their values one after the other; it reports whether it did.
+func repoint(fields []*string, all string) bool {
+	off := 0
+	for _, f := range fields {
+		end := off + len(*f)
+		if end > len(all) || all[off:end] != *f {
+			return false
+		}
+		off = end
 	}
-	raw := make([]byte, 0, len(s.IDClaims)+len(s.UserinfoClaims))
-	for _, f := range [...]*json.RawMessage{&s.IDClaims, &s.UserinfoClaims} {
+	if off != len(all) {
+		return false
+	}
+	off = 0
+	for _, f := range fields {
+		*f, off = all[off:off+len(*f)], off+len(*f)
+	}
+	return true
+}
+
+// repointJSON is repoint for JSON members, each capped at its end; a nil
+// member stays nil.
+func repointJSON(fields []*json.RawMessage, all []byte) bool {
+	off := 0
+	for _, f := range fields {
+		end := off + len(*f)
+		if end > len(all) || !bytes.Equal(all[off:end], *f) {
+			return false
+		}
+		off = end
+	}
+	if off != len(all) {
+		return false
+	}
+	off = 0
+	for _, f := range fields {
 		if *f != nil {
-			raw = append(raw, *f...)
-			*f = raw[len(raw)-len(*f) : len(raw) : len(raw)]
+			end := off + len(*f)
+			*f, off = all[off:end:end], end
 		}
 	}
+	return true
 }
 
 // copy returns a copy that shares nothing mutable with s.

@@ -23,7 +23,9 @@ func TestStatePack(t *testing.T) {
 	}{{"full", want}, {"no userinfo", State{Subject: "s", AccessToken: "a", IDClaims: json.RawMessage(`{}`)}}, {"empty", State{}}} {
 		s := tt.s.copy()
 		s.pack()
-		if !reflect.DeepEqual(*s, tt.s) {
+		visible := *s
+		visible.packed, visible.packedJSON = "", nil
+		if !reflect.DeepEqual(visible, tt.s) {
 			t.Errorf("%s: packed %+v, want %+v", tt.name, *s, tt.s)
 		}
 		if tt.s.UserinfoClaims == nil && s.UserinfoClaims != nil {
@@ -41,6 +43,20 @@ func TestStatePack(t *testing.T) {
 	}
 	if unsafe.Pointer(&s.UserinfoClaims[0]) != unsafe.Add(unsafe.Pointer(&s.IDClaims[0]), len(s.IDClaims)) {
 		t.Error("the JSON members are not one allocation")
+	}
+	// Saved again unchanged (Touch): the same allocations; with an equal
+	// value from elsewhere: that value is let go of; with a new token: new
+	// allocations.
+	again := s.copy()
+	again.AccessToken = string([]byte(want.AccessToken))
+	again.pack()
+	if unsafe.StringData(again.AccessToken) != unsafe.StringData(s.AccessToken) || unsafe.StringData(again.Subject) != unsafe.StringData(s.Subject) || &again.IDClaims[0] != &s.IDClaims[0] {
+		t.Error("an unchanged session was packed anew")
+	}
+	again.RefreshToken = "rt2"
+	again.pack()
+	if again.RefreshToken != "rt2" || again.AccessToken != want.AccessToken || unsafe.StringData(again.Subject) == unsafe.StringData(s.Subject) {
+		t.Errorf("a changed session kept its old allocation: %+v", again)
 	}
 }
 
