@@ -116,7 +116,7 @@ type lazyRoles struct {
 	// Decoded, in two objects (compactRoles): claims held for a session
 	// or by a cache are marked by the collector on every cycle, an object
 	// at a time, so a map and a slice per client would cost every cycle.
-	realm    []string      // realm_access.roles
+	realm    []string         // realm_access.roles
 	resource []clientRoleList // resource_access, by client
 }
 
