@@ -385,18 +385,21 @@ func (s *State) memSize() int {
 	return n
 }
 
-// pack moves s's strings into one string that they then share, and its
-// two JSON members into one slice, each capped so that an append to one
-// cannot reach the next. A session kept decoded is then four objects (the
-// State, its strings, its JSON and Values) instead of a dozen: each is one
-// more for the garbage collector to mark on every cycle for as long as the
-// session is in use, which with 10,000 sessions was most of what they
-// cost each request. nil stays nil. A session saved again with the same
+// pack moves s's strings but the access token into one string that they
+// then share, and its two JSON members into one slice, each capped so
+// that an append to one cannot reach the next. A session kept decoded is
+// then five objects (the State, its access token, its other strings, its
+// JSON and Values) instead of a dozen: each is one more for the garbage
+// collector to mark on every cycle for as long as the session is in use,
+// which with 10,000 sessions was most of what they cost each request. nil
+// stays nil. The access token keeps its own string: the Verifier's cache
+// holds it as its key from the verification at login or refresh, so a
+// copy here would keep it twice. A session saved again with the same
 // values (Touch, every minute) keeps the allocations it has: a new copy
 // would leave the old one alive wherever its strings are still held
-// (login's claims memo holds the tokens for two minutes).
+// (login's claims memo holds the ID token for two minutes).
 func (s *State) pack() {
-	strs := [...]*string{&s.Subject, &s.SID, &s.Issuer, &s.AccessToken, &s.RefreshToken, &s.IDToken, &s.StepUpACR, &s.CSRFToken}
+	strs := [...]*string{&s.Subject, &s.SID, &s.Issuer, &s.RefreshToken, &s.IDToken, &s.StepUpACR, &s.CSRFToken}
 	if !repoint(strs[:], s.packed) {
 		n := 0
 		for _, f := range strs {

@@ -10,7 +10,7 @@ import (
 )
 
 // A session kept decoded shares one string among its string fields and
-// one slice between its two JSON members (pack), with the same values,
+// one slice between its two JSON members (pack), the access token aside, with the same values,
 // nil kept nil, and no append to one member able to reach the next.
 func TestStatePack(t *testing.T) {
 	t.Parallel()
@@ -38,7 +38,7 @@ func TestStatePack(t *testing.T) {
 	s := want.copy()
 	s.pack()
 	if unsafe.Pointer(unsafe.StringData(s.SID)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(s.Subject)), len(s.Subject)) ||
-		unsafe.Pointer(unsafe.StringData(s.CSRFToken)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(s.Subject)), len(s.Subject)+len(s.SID)+len(s.Issuer)+len(s.AccessToken)+len(s.RefreshToken)+len(s.IDToken)+len(s.StepUpACR)) {
+		unsafe.Pointer(unsafe.StringData(s.CSRFToken)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(s.Subject)), len(s.Subject)+len(s.SID)+len(s.Issuer)+len(s.RefreshToken)+len(s.IDToken)+len(s.StepUpACR)) {
 		t.Error("the strings are not one allocation")
 	}
 	if unsafe.Pointer(&s.UserinfoClaims[0]) != unsafe.Add(unsafe.Pointer(&s.IDClaims[0]), len(s.IDClaims)) {
@@ -48,9 +48,9 @@ func TestStatePack(t *testing.T) {
 	// value from elsewhere: that value is let go of; with a new token: new
 	// allocations.
 	again := s.copy()
-	again.AccessToken = string([]byte(want.AccessToken))
+	again.IDToken = string([]byte(want.IDToken))
 	again.pack()
-	if unsafe.StringData(again.AccessToken) != unsafe.StringData(s.AccessToken) || unsafe.StringData(again.Subject) != unsafe.StringData(s.Subject) || &again.IDClaims[0] != &s.IDClaims[0] {
+	if unsafe.StringData(again.IDToken) != unsafe.StringData(s.IDToken) || unsafe.StringData(again.Subject) != unsafe.StringData(s.Subject) || &again.IDClaims[0] != &s.IDClaims[0] {
 		t.Error("an unchanged session was packed anew")
 	}
 	again.RefreshToken = "rt2"
@@ -93,7 +93,7 @@ func TestManagerKeepsSessionsPacked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.AccessToken != "access" || unsafe.Pointer(unsafe.StringData(s.AccessToken)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(s.Subject)), len(s.Subject)+len(s.SID)+len(s.Issuer)) {
+		if s.RefreshToken != "refresh" || unsafe.Pointer(unsafe.StringData(s.RefreshToken)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(s.Subject)), len(s.Subject)+len(s.SID)+len(s.Issuer)) {
 			t.Errorf("from the store %v: the session held decoded is not packed", fresh)
 		}
 	}
