@@ -36,8 +36,8 @@ type Claims struct {
 	// on every cycle for as long as a session or cache holds it.
 	dates [4]numericDate
 	aud   [2]string
-	// hashes is the same for nonce, at_hash, c_hash and s_hash (in that
-	// order), whose presence matters (*string).
+	// hashes is that storage for nonce, at_hash, c_hash and s_hash (in
+	// that order), whose presence matters (*string).
 	hashes [4]string
 
 	// roles holds realm_access and resource_access, decoded on first use.
@@ -178,12 +178,11 @@ func compactRoles(realm roleSet, resource map[string]roleSet) ([]string, []clien
 
 // client returns clientID's roles in resource_access (nil if none).
 func (r *lazyRoles) client(clientID string) []string {
-	for _, c := range r.resource {
-		if c.client == clientID {
-			return c.roles
-		}
+	i, ok := slices.BinarySearchFunc(r.resource, clientID, func(c clientRoleList, id string) int { return strings.Compare(c.client, id) })
+	if !ok {
+		return nil
 	}
-	return nil
+	return r.resource[i].roles
 }
 
 type roleSet struct {

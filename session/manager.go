@@ -345,8 +345,12 @@ type decodedSession struct {
 	session *State
 }
 
+// remember keeps s decoded, packed and without its ID: Load sets the ID
+// of each copy it hands out from the cookie it was given, so the cache
+// holds no cookie value (a credential), and one object less per session.
 func (m *Manager) remember(s *State, now int64) {
 	c := s.copy()
+	c.ID = ""
 	c.pack()
 	m.decoded.Put(s.key, decodedSession{version: s.version, session: c}, now+decodedTTL, s.memSize(), now)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -92,6 +93,12 @@ func TestManagerKeepsSessionsPacked(t *testing.T) {
 		s, err := m.Load(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if s.ID != id {
+			t.Errorf("from the store %v: loaded with ID %q, want the cookie's", fresh, s.ID)
+		}
+		if held, ok := m.decoded.Get(s.key, time.Now().Unix()); !ok || held.session.ID != "" {
+			t.Errorf("from the store %v: the session held decoded keeps its cookie value (%v)", fresh, ok)
 		}
 		if s.RefreshToken != "refresh" || unsafe.Pointer(unsafe.StringData(s.RefreshToken)) != unsafe.Add(unsafe.Pointer(unsafe.StringData(s.Subject)), len(s.Subject)+len(s.SID)+len(s.Issuer)) {
 			t.Errorf("from the store %v: the session held decoded is not packed", fresh)
