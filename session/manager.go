@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -79,10 +78,8 @@ type State struct {
 
 	key     string
 	version int64
-	// packed and packedJSON are what pack put the strings and the JSON
-	// members in.
-	packed     string
-	packedJSON []byte
+	// packed is the string pack put the strings in.
+	packed string
 }
 
 // Key returns the store key of the session.
@@ -399,7 +396,7 @@ func (s *State) memSize() int {
 // stays nil. The access token keeps its own string: the Verifier's cache
 // holds it as its key from the verification at login or refresh, so a
 // copy here would keep it twice. A session saved again with the same
-// values (Touch, every minute) keeps the allocations it has: a new copy
+// values (Touch, every minute) keeps the strings it has: a new copy
 // would leave the old one alive wherever its strings are still held
 // (login's claims memo holds the ID token for two minutes).
 func (s *State) pack() {
@@ -417,14 +414,15 @@ func (s *State) pack() {
 		s.packed = b.String()
 		repoint(strs[:], s.packed)
 	}
-	raw := [...]*json.RawMessage{&s.IDClaims, &s.UserinfoClaims}
-	if !repointJSON(raw[:], s.packedJSON) {
-		all := make([]byte, 0, len(s.IDClaims)+len(s.UserinfoClaims))
-		for _, f := range raw {
-			all = append(all, *f...)
+	// The JSON members are packed anew each time: nothing else holds them
+	// (login parses its own copy of the ID claims), so the last copy is
+	// garbage at once.
+	raw := make([]byte, 0, len(s.IDClaims)+len(s.UserinfoClaims))
+	for _, f := range [...]*json.RawMessage{&s.IDClaims, &s.UserinfoClaims} {
+		if *f != nil {
+			raw = append(raw, *f...)
+			*f = raw[len(raw)-len(*f) : len(raw) : len(raw)]
 		}
-		s.packedJSON = all
-		repointJSON(raw[:], s.packedJSON)
 	}
 }
 
@@ -445,30 +443,6 @@ func repoint(fields []*string, all string) bool {
 	off = 0
 	for _, f := range fields {
 		*f, off = all[off:off+len(*f)], off+len(*f)
-	}
-	return true
-}
-
-// repointJSON is repoint for JSON members, each capped at its end; a nil
-// member stays nil.
-func repointJSON(fields []*json.RawMessage, all []byte) bool {
-	off := 0
-	for _, f := range fields {
-		end := off + len(*f)
-		if end > len(all) || !bytes.Equal(all[off:end], *f) {
-			return false
-		}
-		off = end
-	}
-	if off != len(all) {
-		return false
-	}
-	off = 0
-	for _, f := range fields {
-		if *f != nil {
-			end := off + len(*f)
-			*f, off = all[off:end:end], end
-		}
 	}
 	return true
 }
