@@ -47,7 +47,6 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/bodylimit"
 	"github.com/cloakroom/cloakroom/internal/realmx"
-	"github.com/cloakroom/cloakroom/internal/ttlcache"
 	"github.com/cloakroom/cloakroom/session"
 )
 
@@ -226,10 +225,9 @@ type Handler struct {
 	origins    map[string]bool
 	secure     bool
 	refreshes  flightGroup
-	// memos holds each session's parsed and verified claims (claims);
-	// memoAccess says whether its access claims may be reused and
-	// keyEpoch reads the Realm's key-set epoch that bounds that reuse.
-	memos       *ttlcache.Cache[claimsMemo]
+	// memoAccess says whether the access claims kept with a session
+	// (claimsMemo) may be reused and keyEpoch reads the Realm's key-set
+	// epoch that bounds that reuse.
 	memoAccess  bool
 	keyEpoch    func() uint64
 	tokenClient *http.Client // the Realm's client, answers bounded
@@ -278,7 +276,6 @@ func New(cfg Config) (*Handler, error) {
 		origins:  map[string]bool{base.Scheme + "://" + base.Host: true},
 		secure:   base.Scheme == "https",
 		now:      conn.Now,
-		memos:    ttlcache.New[claimsMemo](memoEntries, memoBytes),
 		keyEpoch: conn.KeyEpoch,
 	}
 	h.tokenClient = newTokenClient(conn.Client, maxTokenResponseBytes)

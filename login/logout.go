@@ -71,7 +71,6 @@ func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 		h.storeFailure(w, r, err)
 		return
 	}
-	h.memos.Delete(s.Key())
 	if h.cfg.AfterLogout != nil {
 		h.cfg.AfterLogout(r.Context(), h.view(s, nil, nil))
 	}
@@ -234,9 +233,6 @@ func (h *Handler) handleBackchannelLogout(w http.ResponseWriter, r *http.Request
 	// on if the sessions' deletion can be journaled (a replay of a logout
 	// token can only end the same sessions again).
 	keys, err := h.endSessions(r, claims.SessionID(), claims.Subject())
-	for _, k := range keys {
-		h.memos.Delete(k)
-	}
 	switch {
 	case errors.Is(err, session.ErrLogoutDeferred):
 		h.logger.Warn("login: back-channel logout accepted while the session store is unreachable: recorded in the logout journal, applied when the store returns", "sub", claims.Subject(), "sid", claims.SessionID())

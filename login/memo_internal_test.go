@@ -154,6 +154,37 @@ func TestClaimsMemo(t *testing.T) {
 		})
 	}
 
+	// Two Handlers sharing one Manager (two apps on one session store):
+	// each verifies for itself, never taking the claims the other kept
+	// with the session.
+	t.Run("another Handler's memo is not used", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, cloakroom.VerifierConfig{})
+		other, err := New(Config{Realm: f.h.realm, ClientID: "cloakroom", ClientSecret: "x", BaseURL: "http://app.test", Sessions: f.h.sessions, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		oc := &countingCheck{inner: other.atCheck}
+		other.atCheck = oc
+		first := load(t, f)
+		r := httptest.NewRequest(http.MethodGet, "http://app.test/", nil)
+		r.Header.Set("Cookie", f.cookie)
+		s, err := other.load(httptest.NewRecorder(), r)
+		if err != nil || s == nil {
+			t.Fatalf("the other Handler: session %v, %v", s, err)
+		}
+		if got := oc.calls.Load(); got != 1 {
+			t.Errorf("the other Handler verified the access token %d times, want 1: it used the first Handler's claims", got)
+		}
+		if s.AccessClaims == nil || s.AccessClaims.ID() != first.AccessClaims.ID() {
+			t.Errorf("the other Handler's claims are for another token (jti %v, want %q)", s.AccessClaims, first.AccessClaims.ID())
+		}
+		load(t, f)
+		if got := f.check.calls.Load(); got != 2 {
+			t.Errorf("the first Handler verified %d times over its two requests, want 2 (the other Handler's memo replaced its own)", got)
+		}
+	})
+
 	t.Run("lightweight tokens are not memoised", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, cloakroom.VerifierConfig{})

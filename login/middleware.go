@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/sessionmemo"
 	"github.com/cloakroom/cloakroom/session"
 	"golang.org/x/oauth2"
 )
@@ -426,10 +427,15 @@ func (s *Session) acr() string {
 // each request, from its own cache).
 func (h *Handler) claims(ctx context.Context, s *session.State) (ic, ac *cloakroom.Claims, err error) {
 	now := h.now().Unix()
-	m, held := h.memos.Get(s.Key(), now)
-	changed := !held || m.idToken != s.IDToken
+	// What this Handler kept with the session on an earlier request (see
+	// claimsMemo); another Handler's, sharing the Manager, is not used.
+	var m claimsMemo
+	if held, _ := sessionmemo.Load(s).(*claimsMemo); held != nil && held.h == h {
+		m = *held
+	}
+	changed := m.h == nil || m.idToken != s.IDToken
 	if changed {
-		m.idToken, m.idClaims = s.IDToken, h.parseIDClaims(s)
+		m.h, m.idToken, m.idClaims = h, s.IDToken, h.parseIDClaims(s)
 	}
 	// An access token opaque to us (GenericOIDC) is not verified: the
 	// provider answers for it, and refresh renews it before AccessExpiry.
@@ -451,9 +457,8 @@ func (h *Handler) claims(ctx context.Context, s *session.State) (ic, ac *cloakro
 		}
 	}
 	if changed {
-		// Two minutes: long enough to spare the work on a busy session,
-		// short enough that ended sessions do not linger in memory.
-		h.memos.Put(s.Key(), m, now+120, memoSize(s), now)
+		kept := m
+		sessionmemo.Store(h.sessions, s, &kept)
 	}
 	return m.idClaims, ac, nil
 }
@@ -475,35 +480,21 @@ func (h *Handler) parseIDClaims(s *session.State) *cloakroom.Claims {
 	return c
 }
 
-// claimsMemo is what one session's requests reuse (Handler.claims). The
-// tokens are the session's own strings, shared with its State, not
-// copies; the access claims are shared with the Verifier's cache.
+// claimsMemo is what one session's requests reuse (Handler.claims), kept
+// with the session as its Manager holds it decoded (internal/sessionmemo):
+// found by the session's own lookup, with no table of its own, and gone
+// with the decoded session (its logout, another version of it, or two
+// minutes unused). It answers only for the Handler that made it and for
+// the session's current tokens. The tokens are the session's own strings,
+// shared with its State, not copies; the access claims are shared with
+// the Verifier's cache.
 type claimsMemo struct {
+	h           *Handler
 	idToken     string
 	idClaims    *cloakroom.Claims
 	accessToken string
 	access      *cloakroom.Claims
 	epoch       uint64 // the Realm's key-set epoch when access was verified
-}
-
-// Bounds of the claims memo, one entry per session in use. Bytes bind
-// first: a Keycloak login's entry is about 4 kB (memoSize), so 96 MiB
-// hold about 25,000 sessions, as many as the session package's
-// decoded-session cache, with room for the shards' uneven filling.
-const (
-	memoEntries = 200_000
-	memoBytes   = 96 << 20
-)
-
-// memoSize estimates what an entry keeps alive: the ID Claims (about 700
-// bytes) with its copy of the claims JSON and the roles decoded from it
-// on first use, the cache entry and its map slot, and the same for the
-// access claims (their JSON is about three quarters of the token). Those
-// are shared with the Verifier's cache, but the memo may outlive their
-// entry there, so they count here too. The tokens are the session's own
-// strings, counted by the session cache.
-func memoSize(s *session.State) int {
-	return 2*len(s.IDClaims) + 3*len(s.AccessToken)/2 + 1400
 }
 
 // Challenge is the WWW-Authenticate value of a 401 that asks for a login

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/sessionmemo"
 	"github.com/cloakroom/cloakroom/internal/ttlcache"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -80,6 +81,18 @@ type State struct {
 	version int64
 	// packed is the string pack put the strings in.
 	packed string
+	// from is the decoded session this state was copied from (Load) or
+	// that was made of it (remember), and memo what was kept with that
+	// one (internal/sessionmemo): login's parsed claims.
+	from *State
+	memo any
+}
+
+func init() {
+	sessionmemo.Set(
+		func(state any) any { return state.(*State).memo },
+		func(manager, state, v any) { manager.(*Manager).keepMemo(state.(*State), v) },
+	)
 }
 
 // Key returns the store key of the session.
@@ -317,7 +330,9 @@ func (m *Manager) open(rec *Record, held decodedSession, now int64) (*State, err
 	// session decoded at this key and version is this record: skip the
 	// decryption and decoding that a lookup per request would repeat.
 	if held.session != nil && held.version == rec.Version {
-		return held.session.copy(), nil
+		s := held.session.copy()
+		s.from, s.memo = held.session, held.memo
+		return s, nil
 	}
 	if rec.Payload == nil {
 		return nil, errNoPayload
@@ -336,50 +351,83 @@ func (m *Manager) open(rec *Record, held decodedSession, now int64) (*State, err
 	return &s, nil
 }
 
-// decodedSession is a session as last decoded or saved at a version.
+// decodedSession is a session as last decoded or saved at a version, and
+// what login keeps with it (memo; see internal/sessionmemo).
 type decodedSession struct {
 	version int64
 	session *State
+	memo    any
 }
 
 // remember keeps s decoded, packed and without its ID: Load sets the ID
 // of each copy it hands out from the cookie it was given, so the cache
 // holds no cookie value (a credential), and one object less per session.
+// What was kept with the session s came from goes on being kept with it:
+// login checks that it still answers for the session's tokens.
 func (m *Manager) remember(s *State, now int64) {
 	c := s.copy()
-	c.ID = ""
+	c.ID, c.from, c.memo = "", nil, nil
 	c.pack()
-	m.decoded.Put(s.key, decodedSession{version: s.version, session: c}, now+decodedTTL, s.memSize(), now)
+	s.from = c
+	m.decoded.Put(s.key, decodedSession{version: s.version, session: c, memo: s.memo}, now+decodedTTL, s.memSize(), now)
+}
+
+// keepMemo keeps v with s, and with the decoded session s was copied from
+// if that is still the one held for s's key (internal/sessionmemo): a
+// session deleted or decoded again meanwhile does not get it.
+func (m *Manager) keepMemo(s *State, v any) {
+	s.memo = v
+	if s.from == nil || s.key == "" {
+		return
+	}
+	from := s.from
+	m.decoded.Update(s.key, func(e *decodedSession) bool {
+		if e.session != from {
+			return false
+		}
+		e.memo = v
+		return true
+	})
 }
 
 // decodedTTL is how long a decoded session is kept after it was last
 // decoded or saved. It outlives Touch's interval (at most a minute), whose
 // Save puts it back: a session in use stays decoded instead of being
 // decoded again every minute into new strings, while the verifier's
-// cache (keyed by the access token) and login's claims memo go on
-// holding the previous ones.
+// cache (keyed by the access token) goes on holding the previous ones.
 const decodedTTL = 2 * 60
 
 // Bounds of the decoded-session cache. Bytes bind first: a session with a
-// Keycloak login's tokens (access, refresh and ID tokens, ID claims) is
-// about 5 kB decoded (memSize), so 128 MiB hold about 25,000 sessions;
-// the shards (a sixteenth of each bound apiece) fill unevenly, and this
-// leaves room for 10,000 sessions and then some before one evicts.
+// Keycloak login's tokens (access, refresh and ID tokens, ID claims) and
+// login's claims kept with it is about 9 kB decoded (memSize), so 224 MiB
+// hold about 25,000 sessions; the shards (a sixteenth of each bound
+// apiece) fill unevenly, and this leaves room for 10,000 sessions and
+// then some before one evicts.
 const (
 	decodedEntries = 200_000
-	decodedBytes   = 128 << 20
+	decodedBytes   = 224 << 20
 )
 
 // stateOverhead approximates the memory of a decoded session beyond its
-// strings: the State (384 bytes), the cache entry and map slot, and the
+// strings: the State (416 bytes), the cache entry and map slot, and the
 // rounding of the strings to allocation size classes.
 const stateOverhead = 640
 
-// memSize estimates the memory s takes in the decoded cache. Strings
-// shared with the cache key (key) are not counted.
+// memoOverhead and memSize's allowance for what login keeps with a
+// session (internal/sessionmemo): its ID Claims (about 700 bytes) with a
+// copy of the claims JSON and the roles decoded from it on first use, the
+// access-token claims the same (their JSON is about three quarters of
+// the token; shared with the Verifier's cache, which may let go of them
+// first), and the memo itself.
+const memoOverhead = 1400
+
+// memSize estimates the memory s takes in the decoded cache, with what
+// login keeps with it. Strings shared with the cache key (key) are not
+// counted.
 func (s *State) memSize() int {
 	n := len(s.Subject) + len(s.SID) + len(s.Issuer) + len(s.AccessToken) + len(s.RefreshToken) + len(s.IDToken) +
-		len(s.IDClaims) + len(s.UserinfoClaims) + len(s.StepUpACR) + len(s.CSRFToken) + stateOverhead
+		len(s.IDClaims) + len(s.UserinfoClaims) + len(s.StepUpACR) + len(s.CSRFToken) + stateOverhead +
+		2*len(s.IDClaims) + 3*len(s.AccessToken)/2 + memoOverhead
 	for k, v := range s.Values {
 		n += len(k) + len(v) + 64
 	}
@@ -398,7 +446,7 @@ func (s *State) memSize() int {
 // copy here would keep it twice. A session saved again with the same
 // values (Touch, every minute) keeps the strings it has: a new copy
 // would leave the old one alive wherever its strings are still held
-// (login's claims memo holds the ID token for two minutes).
+// (login's claims kept with the session hold the ID token).
 func (s *State) pack() {
 	strs := [...]*string{&s.Subject, &s.SID, &s.Issuer, &s.RefreshToken, &s.IDToken, &s.StepUpACR, &s.CSRFToken}
 	if !repoint(strs[:], s.packed) {

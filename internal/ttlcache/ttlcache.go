@@ -84,6 +84,22 @@ func (c *Cache[V]) Get(key string, now int64) (V, bool) {
 	return e.val, true
 }
 
+// Update calls fn with a pointer to key's value, if key has an entry
+// (expired or not), under the shard's lock; the entry keeps what fn did
+// to the value if fn returns true. Its expiry and size stay as they were.
+func (c *Cache[V]) Update(key string, fn func(*V) bool) {
+	h, s := c.locate(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[h]
+	if !ok || e.key != key {
+		return
+	}
+	if fn(&e.val) {
+		s.m[h] = e
+	}
+}
+
 // Delete removes key.
 func (c *Cache[V]) Delete(key string) {
 	h, s := c.locate(key)

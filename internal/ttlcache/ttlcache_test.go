@@ -206,3 +206,33 @@ func TestSharedHash(t *testing.T) {
 		t.Fatalf("Len = %d, Bytes = %d; want 1, 20", c.Len(), c.Bytes())
 	}
 }
+
+// TestUpdate: Update changes only the entry of its own key, keeps its
+// expiry and size, and keeps nothing when fn declines.
+func TestUpdate(t *testing.T) {
+	t.Parallel()
+	c := New[int](100, 1<<20)
+	c.Put("k", 1, 100, 10, 0)
+	set := func(v int, keep bool) func(*int) bool {
+		return func(p *int) bool { *p = v; return keep }
+	}
+	c.Update("k", set(2, true))
+	c.Update("k", set(3, false))
+	c.Update("missing", func(*int) bool { t.Error("fn called for a key without an entry"); return true })
+	if v, ok := c.Get("k", 99); !ok || v != 2 {
+		t.Fatalf("Get(k) = %d, %v; want 2 (Update kept a declined change, or lost a kept one)", v, ok)
+	}
+	if _, ok := c.Get("k", 100); ok {
+		t.Error("Update changed the entry's expiry")
+	}
+	if c.Bytes() != 10 {
+		t.Errorf("Bytes = %d after Update, want 10", c.Bytes())
+	}
+	// Another key's entry under the same hash is not k's.
+	h, s := c.locate("j")
+	s.m[h] = entry[int]{key: "other", val: 7, exp: 100, size: 10}
+	c.Update("j", func(*int) bool { t.Error("fn called with another key's entry"); return true })
+	if e := s.m[h]; e.val != 7 {
+		t.Errorf("Update(j) changed another key's entry to %d", e.val)
+	}
+}
