@@ -483,8 +483,8 @@ func (h *Handler) parseIDClaims(s *session.State) *cloakroom.Claims {
 // claimsMemo is what one session's requests reuse (Handler.claims), kept
 // with the session as its Manager holds it decoded (internal/sessionmemo):
 // found by the session's own lookup, with no table of its own, and gone
-// with the decoded session (its logout, another version of it, or two
-// minutes unused). It answers only for the Handler that made it and for
+// with the decoded session (its logout, another version of it, or the
+// decoded-session cache's two minutes without a save). It answers only for the Handler that made it and for
 // the session's current tokens. The tokens are the session's own strings,
 // shared with its State, not copies; the access claims are shared with
 // the Verifier's cache.

@@ -413,8 +413,8 @@ const (
 // rounding of the strings to allocation size classes.
 const stateOverhead = 640
 
-// memoOverhead and memSize's allowance for what login keeps with a
-// session (internal/sessionmemo): its ID Claims (about 700 bytes) with a
+// memoOverhead is the fixed part of memSize's allowance for what login
+// keeps with a session (internal/sessionmemo): its ID Claims (about 700 bytes) with a
 // copy of the claims JSON and the roles decoded from it on first use, the
 // access-token claims the same (their JSON is about three quarters of
 // the token; shared with the Verifier's cache, which may let go of them
