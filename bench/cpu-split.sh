@@ -24,10 +24,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 FREQ=${FREQ:-4000}
 MODE=${MODE:-session}
 STORE=${STORE:-memory}
-case $STORE in
-memory | sqlite) ;;
-*) echo "STORE: memory or sqlite, not $STORE" >&2; exit 2 ;;
-esac
+check_store
 command -v perf >/dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
 scratch_work
 SECRET=bench-split-secret

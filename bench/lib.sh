@@ -20,6 +20,15 @@ build_tools() {
 	(cd bench && go build -o "$WORK/loadgen" ./loadgen)
 }
 
+# check_store exits with a usage error unless $STORE is a store
+# default_gateway knows (memory or sqlite).
+check_store() {
+	case $STORE in
+	memory | sqlite) ;;
+	*) echo "STORE: memory or sqlite, not $STORE" >&2; exit 2 ;;
+	esac
+}
+
 # default_gateway LISTEN STORE IDP UPSTREAM writes $WORK/gw.yaml, a
 # gateway in its default configuration (access log on) for realm bench at
 # IDP, with a route api (mode api, /api) and a route app (/) to UPSTREAM,

@@ -42,10 +42,7 @@ WARMUP=${WARMUP:-65s}
 CONCURRENCY=${CONCURRENCY:-16}
 PERF=${PERF:-0}
 FREQ=2000
-case $STORE in
-memory | sqlite) ;;
-*) echo "STORE: memory or sqlite, not $STORE" >&2; exit 2 ;;
-esac
+check_store
 if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
 	echo "PERF=1: perf is not installed (Debian: linux-perf)" >&2
 	exit 1
