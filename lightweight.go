@@ -166,13 +166,8 @@ func (l *LightweightVerifier) Verify(ctx context.Context, token string) (*Claims
 // ErrAudience (the answer's aud is not accepted).
 func (l *LightweightVerifier) VerifyBound(ctx context.Context, token string) (*Claims, error) {
 	epoch := l.v.realm.keys.epoch.Load()
-	if l.cache != nil {
-		if c := l.cache.get(token, l.v.realm.now().Unix(), epoch); c != nil {
-			if c == inactiveClaims {
-				return nil, fmt.Errorf("%w: the identity provider said so at most %d s ago", ErrInactive, inactiveCacheSeconds)
-			}
-			return c, nil
-		}
+	if c, hit, err := l.cached(token, epoch); hit {
+		return c, err
 	}
 	c, err := l.v.VerifyBound(ctx, token)
 	switch {
@@ -192,6 +187,21 @@ func (l *LightweightVerifier) VerifyBound(ctx context.Context, token string) (*C
 	return l.complete(ctx, token, c, epoch)
 }
 
+// cached returns the cache's answer for token, if it has one.
+func (l *LightweightVerifier) cached(token string, epoch uint64) (*Claims, bool, error) {
+	if l.cache == nil {
+		return nil, false, nil
+	}
+	c := l.cache.get(token, l.v.realm.now().Unix(), epoch)
+	switch c {
+	case nil:
+		return nil, false, nil
+	case inactiveClaims:
+		return nil, true, fmt.Errorf("%w: the identity provider said so at most %d s ago", ErrInactive, inactiveCacheSeconds)
+	}
+	return c, true, nil
+}
+
 // complete introspects a lightweight token once for all concurrent
 // callers.
 func (l *LightweightVerifier) complete(ctx context.Context, token string, c *Claims, epoch uint64) (*Claims, error) {
@@ -204,6 +214,13 @@ func (l *LightweightVerifier) complete(ctx context.Context, token string, c *Cla
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: waiting for the introspection of a lightweight token: %w", ErrUnavailable, ctx.Err())
 		}
+	}
+	// A caller that missed the cache while another's introspection of
+	// this token was in flight, and gets here after it ended, finds its
+	// answer in the cache (put before the call leaves inflight).
+	if c, hit, err := l.cached(token, epoch); hit {
+		l.mu.Unlock()
+		return c, err
 	}
 	call := &lightweightCall{done: make(chan struct{})}
 	l.inflight[token] = call
